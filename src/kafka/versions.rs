@@ -143,3 +143,235 @@ fn cap(msg: &mut ApiVersionsResponse) -> bool {
     });
     changed || msg.api_keys.len() != before
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kafka::rewrite::{needs_inspection, rewrite_response};
+    use bytes::Buf;
+    use kafka_protocol::messages::api_versions_response::{
+        ApiVersion, FinalizedFeatureKey, SupportedFeatureKey,
+    };
+    use kafka_protocol::messages::ResponseHeader;
+    use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+    use std::collections::BTreeMap;
+
+    struct NoMapper;
+
+    impl crate::kafka::AddressMapper for NoMapper {
+        fn map_broker(
+            &mut self,
+            node_id: i32,
+            host: &str,
+            port: i32,
+        ) -> Result<crate::kafka::Advertised, crate::kafka::MapError> {
+            panic!("ApiVersions maps no broker ({node_id} {host}:{port})")
+        }
+        fn map_controller(
+            &mut self,
+            node_id: i32,
+            host: &str,
+            port: i32,
+        ) -> crate::kafka::Advertised {
+            panic!("ApiVersions maps no controller ({node_id} {host}:{port})")
+        }
+    }
+
+    fn key(api_key: i16, min: i16, max: i16) -> ApiVersion {
+        ApiVersion::default()
+            .with_api_key(api_key)
+            .with_min_version(min)
+            .with_max_version(max)
+    }
+
+    fn payload(version: i16, msg: &ApiVersionsResponse) -> Bytes {
+        let mut buf = BytesMut::new();
+        ResponseHeader::default()
+            .with_correlation_id(77)
+            .encode(&mut buf, 0)
+            .expect("header");
+        msg.encode(&mut buf, version).expect("body");
+        buf.freeze()
+    }
+
+    fn decode(version: i16, frame: &Bytes) -> (i32, ApiVersionsResponse) {
+        let mut buf = frame.clone();
+        let len = buf.get_i32();
+        assert_eq!(len as usize, buf.len(), "length prefix");
+        let header = ResponseHeader::decode(&mut buf, 0).expect("header");
+        let msg = ApiVersionsResponse::decode(&mut buf, version).expect("body");
+        assert!(buf.is_empty(), "trailing bytes");
+        (header.correlation_id, msg)
+    }
+
+    /// What a Kafka 4.2 broker might advertise, with versions beyond kafka-protocol 0.18.0.
+    fn broker_answer(version: i16) -> ApiVersionsResponse {
+        let mut m = ApiVersionsResponse::default().with_api_keys(vec![
+            key(0, 0, 14),   // Produce: min 0 on purpose (KAFKA-18659), max above ours
+            key(1, 4, 19),   // Fetch
+            key(3, 0, 13),   // Metadata: already within ours
+            key(8, 2, 10),   // OffsetCommit: not rewritten, passes even at unstable 10
+            key(18, 0, 5),   // ApiVersions v5 (Kafka 4.4)
+            key(60, 0, 2),   // DescribeCluster
+            key(78, 0, 0),   // ShareFetch v0 only: no overlap with ours (1) -> dropped
+            key(9999, 0, 3), // unknown api key passes
+        ]);
+        if version >= 1 {
+            m.throttle_time_ms = 0;
+        }
+        if version >= 3 {
+            m.supported_features = vec![SupportedFeatureKey::default()
+                .with_name(StrBytes::from_static_str("metadata.version"))
+                .with_min_version(1)
+                .with_max_version(27)];
+            m.finalized_features_epoch = 1234;
+            m.finalized_features = vec![FinalizedFeatureKey::default()
+                .with_name(StrBytes::from_static_str("metadata.version"))
+                .with_min_version_level(27)
+                .with_max_version_level(27)];
+            m.zk_migration_ready = true;
+            m.unknown_tagged_fields = BTreeMap::from([(9, Bytes::from_static(b"later"))]);
+        }
+        m
+    }
+
+    fn ranges(m: &ApiVersionsResponse) -> Vec<(i16, i16, i16)> {
+        m.api_keys
+            .iter()
+            .map(|k| (k.api_key, k.min_version, k.max_version))
+            .collect()
+    }
+
+    #[test]
+    fn proxy_ranges_come_from_request_and_response_versions() {
+        let r = |k| proxy_range(k).map(|r| (r.min, r.max));
+        assert_eq!(r(0), Some((3, 13)));
+        assert_eq!(r(1), Some((4, 18)));
+        assert_eq!(r(3), Some((0, 13)));
+        assert_eq!(r(10), Some((0, 6)));
+        assert_eq!(r(18), Some((0, 4)));
+        assert_eq!(r(55), Some((0, 2)));
+        assert_eq!(r(60), Some((0, 2)));
+        assert_eq!(r(78), Some((1, 1)));
+        assert_eq!(r(79), Some((1, 1)));
+        // Pass-through APIs: any version, known or not.
+        assert_eq!(r(8), None);
+        assert_eq!(r(22), None);
+        assert_eq!(r(9999), None);
+        assert_eq!(r(-1), None);
+        assert_eq!(API_VERSIONS_MAX, 4);
+    }
+
+    #[test]
+    fn every_inspected_api_has_a_proxy_range() {
+        for api_key in [0, 1, 3, 10, 18, 55, 60, 78, 79] {
+            let range = proxy_range(api_key).expect("range");
+            assert!(needs_inspection(api_key, range.max), "api {api_key}");
+        }
+    }
+
+    #[test]
+    fn caps_drops_and_keeps_at_every_version() {
+        for version in 0..=API_VERSIONS_MAX {
+            let input = payload(version, &broker_answer(version));
+            let out = rewrite_api_versions(version, &input)
+                .expect("rewrite")
+                .expect("changed");
+            let (correlation_id, got) = decode(version, &out);
+            assert_eq!(correlation_id, 77);
+            assert_eq!(
+                ranges(&got),
+                vec![
+                    (0, 0, 13),
+                    (1, 4, 18),
+                    (3, 0, 13),
+                    (8, 2, 10),
+                    (18, 0, 4),
+                    (60, 0, 2),
+                    (9999, 0, 3),
+                ],
+                "v{version}"
+            );
+            // Everything but api_keys is as the broker sent it.
+            let mut expected = {
+                let mut buf = input.clone();
+                ResponseHeader::decode(&mut buf, 0).expect("header");
+                ApiVersionsResponse::decode(&mut buf, version).expect("body")
+            };
+            expected.api_keys = got.api_keys.clone();
+            assert_eq!(got, expected, "v{version}");
+            if version >= 3 {
+                assert_eq!(got.finalized_features_epoch, 1234);
+                assert!(got.zk_migration_ready);
+                assert_eq!(got.supported_features[0].max_version, 27);
+                assert_eq!(got.unknown_tagged_fields[&9], Bytes::from_static(b"later"));
+            }
+        }
+    }
+
+    #[test]
+    fn nothing_to_cap_passes_unchanged() {
+        let m = ApiVersionsResponse::default().with_api_keys(vec![
+            key(0, 0, 12),
+            key(3, 0, 12),
+            key(18, 0, 4),
+            key(9999, 0, 3),
+        ]);
+        let input = payload(3, &m);
+        assert!(rewrite_api_versions(3, &input).expect("ok").is_none());
+        // Through the public entry point as well.
+        assert!(rewrite_response(18, 3, &input, &mut NoMapper)
+            .expect("ok")
+            .is_none());
+    }
+
+    #[test]
+    fn decodes_the_brokers_v0_fallback() {
+        // The client asked v4; a broker that does not support it answers in v0 format.
+        let fallback = ApiVersionsResponse::default()
+            .with_error_code(35)
+            .with_api_keys(vec![key(18, 0, 3)]);
+        let input = payload(0, &fallback);
+        assert!(rewrite_api_versions(4, &input)
+            .expect("v0 fallback")
+            .is_none());
+
+        let fallback = ApiVersionsResponse::default()
+            .with_error_code(35)
+            .with_api_keys(vec![key(18, 0, 7)]);
+        let input = payload(0, &fallback);
+        let out = rewrite_response(18, 4, &input, &mut NoMapper)
+            .expect("v0 fallback")
+            .expect("capped");
+        let (correlation_id, got) = decode(0, &out);
+        assert_eq!(correlation_id, 77);
+        assert_eq!(got.error_code, 35);
+        assert_eq!(ranges(&got), vec![(18, 0, 4)]);
+    }
+
+    #[test]
+    fn unsupported_version_answer_is_a_v0_response() {
+        let frame = unsupported_api_versions_response(-559_038_737);
+        assert_eq!(frame.len(), 20);
+        let (correlation_id, got) = decode(0, &frame);
+        assert_eq!(correlation_id, -559_038_737);
+        assert_eq!(got.error_code, 35);
+        assert_eq!(ranges(&got), vec![(18, 0, API_VERSIONS_MAX)]);
+    }
+
+    #[test]
+    fn malformed_answers_are_errors() {
+        let input = payload(3, &broker_answer(3));
+        for len in 0..input.len() {
+            let cut = input.slice(..len);
+            assert!(rewrite_api_versions(3, &cut).is_err(), "cut at {len}");
+        }
+        let input = payload(0, &broker_answer(0));
+        for len in 0..input.len() {
+            let cut = input.slice(..len);
+            assert!(rewrite_api_versions(0, &cut).is_err(), "v0 cut at {len}");
+        }
+        // A version the proxy cannot decode, with a body that is not v0 either.
+        assert!(rewrite_api_versions(5, &payload(3, &broker_answer(3))).is_err());
+    }
+}
