@@ -1,0 +1,711 @@
+//! Configuration: command-line flags, each with an environment variable, and an optional TOML
+//! file whose keys are the long flag names. Precedence: flag, then environment, then file, then
+//! default. Everything is validated into [`Settings`] before anything listens, and each error
+//! names the setting and what is wrong with it.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+
+use crate::brokers::{PortPlan, UpstreamAddr};
+use crate::tls::{ListenerTlsFiles, Secret, UpstreamTlsFiles};
+
+/// Largest request a client may send, by default: Kafka's own `socket.request.max.bytes`.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 100 * 1024 * 1024;
+/// Largest response a broker may send, by default. Fetch responses are bounded by the
+/// consumer's `fetch.max.bytes` (50 MiB by default); this leaves room for larger settings.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
+
+const AFTER_HELP: &str = "\
+Examples:
+  # Dev: a local mutual-TLS cluster (tests/dev starts one), clients use 127.0.0.1:9092
+  kafka-tls-proxy --upstream b-1.msk.test:9094 --upstream-ca certs-dev/ca.pem \\
+      --client-cert certs-dev/admin.pem --client-key certs-dev/admin.key
+
+  # Amazon MSK from a Tailscale host: bind the tailnet address, advertise its MagicDNS name
+  kafka-tls-proxy --upstream b-1.mycluster.abc123.c2.kafka.eu-west-1.amazonaws.com:9094 \\
+      --client-cert /etc/kafka-tls-proxy/client.pem --client-key /etc/kafka-tls-proxy/client.key \\
+      --client-key-passphrase-file /etc/kafka-tls-proxy/key.pass \\
+      --bind-address 100.101.102.103 --advertised-host kafka-proxy.tailnet-name.ts.net \\
+      --allow-plaintext-listener
+
+Every flag can also be set by its environment variable or in a TOML file given with --config,
+whose keys are the long flag names (upstream = [\"b-1:9094\"], client-cert = \"...\").
+Broker N listens on --broker-port-base + N unless --broker-port N=PORT says otherwise.";
+
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "kafka-tls-proxy",
+    version,
+    about = "A Kafka proxy that lets clients without certificates reach a mutual-TLS cluster (Amazon MSK)",
+    after_help = AFTER_HELP
+)]
+pub struct Cli {
+    /// What to do; without a subcommand the proxy runs.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// The proxy's options.
+    #[command(flatten)]
+    pub options: Options,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy (the default).
+    Run,
+    /// Check certificates and upstream connectivity, list the brokers and the proxy port each
+    /// gets, and print client settings to copy.
+    Check,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// Every option, as flags (each with an environment variable) or TOML keys. All optional here;
+/// defaults and checks live in [`Options::into_settings`].
+#[derive(Debug, Default, Args, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Options {
+    /// TOML file with any of these options (keys are the long flag names).
+    #[arg(long, env = "KTP_CONFIG", value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// Upstream bootstrap broker, host:port. Repeat or comma-separate for several; the proxy
+    /// tries the next when one fails. Example: b-1.mycluster.abc123.c2.kafka.eu-west-1.amazonaws.com:9094
+    #[arg(
+        long,
+        env = "KTP_UPSTREAM",
+        value_delimiter = ',',
+        value_name = "HOST:PORT"
+    )]
+    pub upstream: Option<Vec<String>>,
+
+    /// PEM bundle of the CAs that sign the brokers' certificates. Default: the system roots
+    /// (right for MSK, whose broker certificates are public ACM ones).
+    #[arg(long, env = "KTP_UPSTREAM_CA", value_name = "FILE")]
+    pub upstream_ca: Option<PathBuf>,
+
+    /// PEM certificate chain the proxy presents to the brokers (mutual TLS).
+    #[arg(long, env = "KTP_CLIENT_CERT", value_name = "FILE")]
+    pub client_cert: Option<PathBuf>,
+
+    /// PEM private key for --client-cert: PKCS#8, PKCS#1, SEC1, or encrypted PKCS#8.
+    #[arg(long, env = "KTP_CLIENT_KEY", value_name = "FILE")]
+    pub client_key: Option<PathBuf>,
+
+    /// File holding the passphrase of an encrypted --client-key (trailing newline ignored).
+    /// The passphrase itself can instead be given in KTP_CLIENT_KEY_PASSPHRASE.
+    #[arg(long, env = "KTP_CLIENT_KEY_PASSPHRASE_FILE", value_name = "FILE")]
+    pub client_key_passphrase_file: Option<PathBuf>,
+
+    /// Talk plaintext to the brokers (no TLS at all). Only for clusters without TLS.
+    #[arg(long, env = "KTP_UPSTREAM_PLAINTEXT")]
+    #[serde(default)]
+    pub upstream_plaintext: bool,
+
+    /// Address the proxy's listeners bind: 127.0.0.1 for local services, a tailnet address
+    /// on a Tailscale host, 0.0.0.0 behind a load balancer. Default 127.0.0.1.
+    #[arg(long, env = "KTP_BIND_ADDRESS", value_name = "IP")]
+    pub bind_address: Option<IpAddr>,
+
+    /// Port of the bootstrap listener that clients are configured with. Default 9092.
+    #[arg(long, env = "KTP_BOOTSTRAP_PORT", value_name = "PORT")]
+    pub bootstrap_port: Option<u16>,
+
+    /// Broker N gets proxy port BASE + N. Default 9100 (MSK broker 1 → 9101).
+    #[arg(long, env = "KTP_BROKER_PORT_BASE", value_name = "BASE")]
+    pub broker_port_base: Option<u16>,
+
+    /// Explicit proxy port for a node id, overriding the formula. Repeatable. Example: 1001=9201
+    #[arg(
+        long,
+        env = "KTP_BROKER_PORT",
+        value_delimiter = ',',
+        value_name = "NODE=PORT"
+    )]
+    pub broker_port: Option<Vec<String>>,
+
+    /// Host name clients are told to dial for every broker: a MagicDNS name, localhost, a load
+    /// balancer's name. Default: the bind address (required when binding 0.0.0.0 or ::).
+    #[arg(long, env = "KTP_ADVERTISED_HOST", value_name = "HOST")]
+    pub advertised_host: Option<String>,
+
+    /// Allow a plaintext listener on a non-loopback address (clients without TLS then send
+    /// their data unencrypted over that network; on a tailnet WireGuard already encrypts it).
+    #[arg(long, env = "KTP_ALLOW_PLAINTEXT_LISTENER")]
+    #[serde(default)]
+    pub allow_plaintext_listener: bool,
+
+    /// PEM certificate for TLS on the proxy's own listeners (clients then connect with TLS).
+    #[arg(long, env = "KTP_LISTENER_CERT", value_name = "FILE")]
+    pub listener_cert: Option<PathBuf>,
+
+    /// PEM private key for --listener-cert.
+    #[arg(long, env = "KTP_LISTENER_KEY", value_name = "FILE")]
+    pub listener_key: Option<PathBuf>,
+
+    /// Require clients to present a certificate signed by a CA in this PEM bundle.
+    #[arg(long, env = "KTP_LISTENER_CLIENT_CA", value_name = "FILE")]
+    pub listener_client_ca: Option<PathBuf>,
+
+    /// Largest request frame a client may send, in bytes; larger ones close the connection.
+    /// Default 104857600 (Kafka's socket.request.max.bytes).
+    #[arg(long, env = "KTP_MAX_REQUEST_BYTES", value_name = "BYTES")]
+    pub max_request_bytes: Option<usize>,
+
+    /// Largest response frame accepted from a broker, in bytes. Default 268435456.
+    #[arg(long, env = "KTP_MAX_RESPONSE_BYTES", value_name = "BYTES")]
+    pub max_response_bytes: Option<usize>,
+
+    /// Time allowed to connect and finish the TLS handshake with a broker. Default 10s.
+    #[arg(long, env = "KTP_CONNECT_TIMEOUT", value_name = "DURATION")]
+    pub connect_timeout: Option<String>,
+
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish. Default 25s
+    /// (below Nomad's and Kubernetes' 30s kill timeouts).
+    #[arg(long, env = "KTP_DRAIN_TIMEOUT", value_name = "DURATION")]
+    pub drain_timeout: Option<String>,
+
+    /// How often the proxy asks the cluster for its brokers, so that brokers added later get
+    /// listeners before any client asks. Default 60s; 0 turns it off.
+    #[arg(long, env = "KTP_DISCOVERY_INTERVAL", value_name = "DURATION")]
+    pub discovery_interval: Option<String>,
+
+    /// Admin HTTP listener (/metrics, /healthz, /readyz). Default 127.0.0.1:9644; "off" disables it.
+    #[arg(long, env = "KTP_ADMIN_ADDRESS", value_name = "IP:PORT")]
+    pub admin_address: Option<String>,
+
+    /// Log format: text or json.
+    #[arg(long, env = "KTP_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+
+    /// Log filter, in tracing's EnvFilter syntax. Default "info". Example: info,kafka_tls_proxy=debug
+    #[arg(long, env = "KTP_LOG", value_name = "FILTER")]
+    pub log: Option<String>,
+}
+
+/// A configuration error: which setting, and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("{setting}: {problem}")]
+pub struct ConfigError {
+    /// The flag (or TOML key) at fault.
+    pub setting: &'static str,
+    /// What is wrong.
+    pub problem: String,
+}
+
+fn bad(setting: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting,
+        problem: problem.into(),
+    }
+}
+
+/// Validated settings the server runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Address every listener binds.
+    pub bind_address: IpAddr,
+    /// Port of the bootstrap listener.
+    pub bootstrap_port: u16,
+    /// Host every rewritten broker address carries.
+    pub advertised_host: String,
+    /// Node id → proxy port.
+    pub ports: PortPlan,
+    /// Upstream bootstrap brokers, tried in turn.
+    pub upstream: Vec<UpstreamAddr>,
+    /// Upstream TLS; `None` only with --upstream-plaintext.
+    pub upstream_tls: Option<UpstreamTlsFiles>,
+    /// TLS for the proxy's own listeners.
+    pub listener_tls: Option<ListenerTlsFiles>,
+    /// Largest request frame.
+    pub max_request_bytes: usize,
+    /// Largest response frame.
+    pub max_response_bytes: usize,
+    /// Connect plus handshake timeout for upstream connections.
+    pub connect_timeout: Duration,
+    /// Drain time on shutdown.
+    pub drain_timeout: Duration,
+    /// Broker discovery period; zero disables.
+    pub discovery_interval: Duration,
+    /// Admin HTTP listener.
+    pub admin_address: Option<SocketAddr>,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Log filter.
+    pub log: String,
+}
+
+/// Parses "250ms", "10s", "2m" or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (number, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration like 250ms, 10s or 2m"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(format!("'{s}': unknown unit '{unit}' (use ms, s or m)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("'{s}': {e}"))
+}
+
+impl Options {
+    /// Fills every unset option from the TOML file named by --config, if any.
+    pub fn merge_file(mut self) -> Result<Self, ConfigError> {
+        let Some(path) = self.config.clone() else {
+            return Ok(self);
+        };
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| bad("--config", format!("{}: {e}", path.display())))?;
+        let file: Options = toml::from_str(&text)
+            .map_err(|e| bad("--config", format!("{}: {e}", path.display())))?;
+        macro_rules! fill {
+            ($($field:ident),*) => { $( if self.$field.is_none() { self.$field = file.$field; } )* };
+        }
+        fill!(
+            upstream,
+            upstream_ca,
+            client_cert,
+            client_key,
+            client_key_passphrase_file,
+            bind_address,
+            bootstrap_port,
+            broker_port_base,
+            broker_port,
+            advertised_host,
+            listener_cert,
+            listener_key,
+            listener_client_ca,
+            max_request_bytes,
+            max_response_bytes,
+            connect_timeout,
+            drain_timeout,
+            discovery_interval,
+            admin_address,
+            log_format,
+            log
+        );
+        self.upstream_plaintext |= file.upstream_plaintext;
+        self.allow_plaintext_listener |= file.allow_plaintext_listener;
+        Ok(self)
+    }
+
+    /// Applies defaults and checks everything. `passphrase_env` is the value of
+    /// KTP_CLIENT_KEY_PASSPHRASE, passed in so tests need not touch the environment.
+    pub fn into_settings(self, passphrase_env: Option<String>) -> Result<Settings, ConfigError> {
+        let upstream: Vec<UpstreamAddr> = self
+            .upstream
+            .unwrap_or_default()
+            .iter()
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| UpstreamAddr::parse(s.trim()).map_err(|e| bad("--upstream", e)))
+            .collect::<Result<_, _>>()?;
+        if upstream.is_empty() {
+            return Err(bad(
+                "--upstream",
+                "at least one upstream broker is required, e.g. --upstream b-1.mycluster.abc123.c2.kafka.eu-west-1.amazonaws.com:9094",
+            ));
+        }
+
+        let upstream_tls = if self.upstream_plaintext {
+            if self.client_cert.is_some() || self.client_key.is_some() {
+                return Err(bad(
+                    "--upstream-plaintext",
+                    "cannot be combined with --client-cert/--client-key",
+                ));
+            }
+            None
+        } else {
+            let cert = self.client_cert.ok_or_else(|| {
+                bad(
+                    "--client-cert",
+                    "required for mutual TLS to the brokers (or pass --upstream-plaintext for a cluster without TLS)",
+                )
+            })?;
+            let key = self
+                .client_key
+                .ok_or_else(|| bad("--client-key", "required with --client-cert"))?;
+            let key_passphrase = match (&self.client_key_passphrase_file, passphrase_env) {
+                (Some(file), _) => Some(Secret::new(read_passphrase(file)?)),
+                (None, Some(value)) => Some(Secret::new(value)),
+                (None, None) => None,
+            };
+            for (setting, path) in [
+                ("--client-cert", Some(&cert)),
+                ("--client-key", Some(&key)),
+                ("--upstream-ca", self.upstream_ca.as_ref()),
+            ] {
+                if let Some(path) = path {
+                    check_readable(setting, path)?;
+                }
+            }
+            Some(UpstreamTlsFiles {
+                ca: self.upstream_ca,
+                cert,
+                key,
+                key_passphrase,
+            })
+        };
+
+        let listener_tls = match (self.listener_cert, self.listener_key) {
+            (Some(cert), Some(key)) => {
+                check_readable("--listener-cert", &cert)?;
+                check_readable("--listener-key", &key)?;
+                if let Some(ca) = &self.listener_client_ca {
+                    check_readable("--listener-client-ca", ca)?;
+                }
+                Some(ListenerTlsFiles {
+                    cert,
+                    key,
+                    client_ca: self.listener_client_ca,
+                })
+            }
+            (None, None) => {
+                if self.listener_client_ca.is_some() {
+                    return Err(bad(
+                        "--listener-client-ca",
+                        "needs --listener-cert and --listener-key",
+                    ));
+                }
+                None
+            }
+            (Some(_), None) => return Err(bad("--listener-key", "required with --listener-cert")),
+            (None, Some(_)) => return Err(bad("--listener-cert", "required with --listener-key")),
+        };
+
+        let bind_address = self.bind_address.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        if listener_tls.is_none() && !bind_address.is_loopback() && !self.allow_plaintext_listener {
+            return Err(bad(
+                "--bind-address",
+                format!("{bind_address} is not a loopback address and the listeners are plaintext; pass --allow-plaintext-listener to accept that (e.g. on a tailnet), or set --listener-cert/--listener-key"),
+            ));
+        }
+        let advertised_host = match self.advertised_host {
+            Some(host) if host.trim().is_empty() => {
+                return Err(bad("--advertised-host", "must not be empty"))
+            }
+            Some(host) => host,
+            None if bind_address.is_unspecified() => {
+                return Err(bad(
+                    "--advertised-host",
+                    format!("required when binding {bind_address}: clients need a name or address they can dial"),
+                ))
+            }
+            None => bind_address.to_string(),
+        };
+
+        let bootstrap_port = self.bootstrap_port.unwrap_or(9092);
+        if bootstrap_port == 0 {
+            return Err(bad("--bootstrap-port", "must be 1..=65535"));
+        }
+        let admin_address = match self.admin_address.as_deref().map(str::trim) {
+            None => Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9644)),
+            Some("off") | Some("") => None,
+            Some(addr) => Some(addr.parse().map_err(|_| {
+                bad(
+                    "--admin-address",
+                    format!("'{addr}' is not IP:PORT (or 'off')"),
+                )
+            })?),
+        };
+        let mut reserved = vec![bootstrap_port];
+        if let Some(admin) = admin_address {
+            if admin.ip() == bind_address
+                || admin.ip().is_unspecified()
+                || bind_address.is_unspecified()
+            {
+                if admin.port() == bootstrap_port {
+                    return Err(bad("--admin-address", "uses the bootstrap port"));
+                }
+                reserved.push(admin.port());
+            }
+        }
+        let mut overrides = BTreeMap::new();
+        for entry in self.broker_port.unwrap_or_default() {
+            let (node, port) = entry
+                .split_once('=')
+                .ok_or_else(|| bad("--broker-port", format!("'{entry}' is not NODE=PORT")))?;
+            let node: i32 = node
+                .trim()
+                .parse()
+                .map_err(|_| bad("--broker-port", format!("'{node}' is not a node id")))?;
+            let port: u16 = port
+                .trim()
+                .parse()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| bad("--broker-port", format!("'{port}' is not a port 1..=65535")))?;
+            overrides.insert(node, port);
+        }
+        let ports = PortPlan {
+            base: self.broker_port_base.unwrap_or(9100),
+            overrides,
+            reserved,
+        };
+        ports
+            .validate()
+            .map_err(|e| bad("--broker-port", e.to_string()))?;
+
+        let duration = |setting: &'static str, value: Option<String>, default: Duration| {
+            value
+                .map(|v| parse_duration(&v).map_err(|e| bad(setting, e)))
+                .unwrap_or(Ok(default))
+        };
+        let positive = |setting: &'static str, value: Option<usize>, default: usize| match value {
+            Some(0) => Err(bad(setting, "must be greater than 0")),
+            Some(v) if v > i32::MAX as usize => Err(bad(setting, "must fit a Kafka int32 length")),
+            Some(v) => Ok(v),
+            None => Ok(default),
+        };
+        let connect_timeout = duration(
+            "--connect-timeout",
+            self.connect_timeout,
+            Duration::from_secs(10),
+        )?;
+        if connect_timeout.is_zero() {
+            return Err(bad("--connect-timeout", "must be greater than 0"));
+        }
+
+        Ok(Settings {
+            bind_address,
+            bootstrap_port,
+            advertised_host,
+            ports,
+            upstream,
+            upstream_tls,
+            listener_tls,
+            max_request_bytes: positive(
+                "--max-request-bytes",
+                self.max_request_bytes,
+                DEFAULT_MAX_REQUEST_BYTES,
+            )?,
+            max_response_bytes: positive(
+                "--max-response-bytes",
+                self.max_response_bytes,
+                DEFAULT_MAX_RESPONSE_BYTES,
+            )?,
+            connect_timeout,
+            drain_timeout: duration(
+                "--drain-timeout",
+                self.drain_timeout,
+                Duration::from_secs(25),
+            )?,
+            discovery_interval: duration(
+                "--discovery-interval",
+                self.discovery_interval,
+                Duration::from_secs(60),
+            )?,
+            admin_address,
+            log_format: self.log_format.unwrap_or_default(),
+            log: self.log.unwrap_or_else(|| "info".into()),
+        })
+    }
+}
+
+fn check_readable(setting: &'static str, path: &Path) -> Result<(), ConfigError> {
+    std::fs::File::open(path)
+        .map(drop)
+        .map_err(|e| bad(setting, format!("{}: {e}", path.display())))
+}
+
+fn read_passphrase(path: &Path) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        bad(
+            "--client-key-passphrase-file",
+            format!("{}: {e}", path.display()),
+        )
+    })?;
+    Ok(text.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Settings, ConfigError> {
+        let mut argv = vec!["kafka-tls-proxy"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv)
+            .expect("flags parse")
+            .options
+            .merge_file()?
+            .into_settings(None)
+    }
+
+    const CERTS: [&str; 4] = [
+        "--client-cert",
+        "certs-dev/admin.pem",
+        "--client-key",
+        "certs-dev/admin.key",
+    ];
+
+    fn with_certs(extra: &[&'static str]) -> Vec<&'static str> {
+        let mut args = CERTS.to_vec();
+        args.extend_from_slice(extra);
+        args
+    }
+
+    #[test]
+    fn defaults_are_local_and_derive_ports() {
+        let s = parse(&with_certs(&[
+            "--upstream",
+            "b-1.msk.test:9094,b-2.msk.test:9094",
+        ]))
+        .unwrap();
+        assert_eq!(s.bind_address.to_string(), "127.0.0.1");
+        assert_eq!(s.advertised_host, "127.0.0.1");
+        assert_eq!(s.bootstrap_port, 9092);
+        assert_eq!(s.ports.port_for(1), Ok(9101));
+        assert_eq!(s.upstream.len(), 2);
+        assert_eq!(s.upstream[1].host, "b-2.msk.test");
+        assert_eq!(s.max_request_bytes, DEFAULT_MAX_REQUEST_BYTES);
+        assert_eq!(s.drain_timeout, Duration::from_secs(25));
+        assert_eq!(s.admin_address, Some("127.0.0.1:9644".parse().unwrap()));
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let cases: &[(&[&str], &str)] = &[
+            (&CERTS, "--upstream"),
+            (&["--upstream", "b:9094"], "--client-cert"),
+            (
+                &[
+                    "--upstream",
+                    "b:9094",
+                    "--client-cert",
+                    "certs-dev/admin.pem",
+                ],
+                "--client-key",
+            ),
+            (&["--upstream", "nohost"], "--upstream"),
+            (
+                &[
+                    "--upstream",
+                    "b:9094",
+                    "--client-cert",
+                    "/nonexistent.pem",
+                    "--client-key",
+                    "certs-dev/admin.key",
+                ],
+                "--client-cert",
+            ),
+        ];
+        for (args, setting) in cases {
+            let err = parse(args).unwrap_err();
+            assert_eq!(err.setting, *setting, "{args:?}: {err}");
+        }
+        let err = parse(&with_certs(&[
+            "--upstream",
+            "b:9094",
+            "--broker-port",
+            "1=9092",
+        ]))
+        .unwrap_err();
+        assert_eq!(err.setting, "--broker-port");
+        assert!(err.problem.contains("9092"), "{err}");
+        let err = parse(&with_certs(&[
+            "--upstream",
+            "b:9094",
+            "--broker-port",
+            "1=9200,2=9200",
+        ]))
+        .unwrap_err();
+        assert!(err.problem.contains("node id 1"), "{err}");
+        let err = parse(&with_certs(&[
+            "--upstream",
+            "b:9094",
+            "--drain-timeout",
+            "5 parsecs",
+        ]))
+        .unwrap_err();
+        assert_eq!(err.setting, "--drain-timeout");
+    }
+
+    #[test]
+    fn refuses_plaintext_listener_off_loopback_unless_allowed() {
+        let err = parse(&with_certs(&[
+            "--upstream",
+            "b:9094",
+            "--bind-address",
+            "100.64.0.7",
+        ]))
+        .unwrap_err();
+        assert_eq!(err.setting, "--bind-address");
+        let s = parse(&with_certs(&[
+            "--upstream",
+            "b:9094",
+            "--bind-address",
+            "100.64.0.7",
+            "--allow-plaintext-listener",
+        ]))
+        .unwrap();
+        assert_eq!(s.advertised_host, "100.64.0.7");
+        let err = parse(&with_certs(&[
+            "--upstream",
+            "b:9094",
+            "--bind-address",
+            "0.0.0.0",
+            "--allow-plaintext-listener",
+        ]))
+        .unwrap_err();
+        assert_eq!(err.setting, "--advertised-host");
+    }
+
+    #[test]
+    fn file_fills_what_flags_leave_unset() {
+        let dir = std::env::temp_dir().join(format!("ktp-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("proxy.toml");
+        std::fs::write(
+            &file,
+            r#"
+upstream = ["b-1.msk.test:9094"]
+client-cert = "certs-dev/admin.pem"
+client-key = "certs-dev/admin.key"
+bootstrap-port = 19092
+broker-port = ["1001=19201"]
+drain-timeout = "5s"
+"#,
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+        let s = parse(&["--config", path, "--bootstrap-port", "29092"]).unwrap();
+        assert_eq!(s.bootstrap_port, 29092, "flag wins over file");
+        assert_eq!(s.ports.port_for(1001), Ok(19201));
+        assert_eq!(s.drain_timeout, Duration::from_secs(5));
+        std::fs::write(&file, "no-such-option = 1\n").unwrap();
+        let err = parse(&["--config", path]).unwrap_err();
+        assert_eq!(err.setting, "--config");
+        assert!(err.problem.contains("no-such-option"), "{err}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("10h").is_err());
+        assert!(parse_duration("x").is_err());
+    }
+}

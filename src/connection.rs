@@ -1,0 +1,389 @@
+//! One client connection and its upstream connection.
+//!
+//! Two pumps run side by side in one task:
+//! - the request pump reads client frames, peeks at each header (api key, version,
+//!   correlation id, Produce acks), records what response to expect, and forwards the bytes
+//!   exactly as read, several frames per write;
+//! - the response pump reads broker frames, matches each to the request it answers (brokers
+//!   answer in order per connection), and rewrites only those that carry broker addresses.
+//!
+//! On shutdown the request pump stops reading, the response pump delivers what is still in
+//! flight (bounded by the drain timeout), and the connection closes.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::{mpsc, watch};
+
+use crate::kafka::frame::{self, FrameError, FrameReader, INITIAL_READ_CAPACITY};
+use crate::kafka::rewrite::{self, RewriteError};
+use crate::kafka::versions;
+use crate::kafka::{AddressMapper, Advertised, MapError};
+use crate::server::Shared;
+use crate::upstream::Stream;
+
+/// Requests a client may have in flight on one connection before the proxy stops reading
+/// more from it (Kafka clients default to 5; this leaves ample room).
+const MAX_IN_FLIGHT: usize = 1024;
+
+/// ApiVersions, the one request the proxy may answer itself.
+const API_VERSIONS_KEY: i16 = 18;
+
+/// Why a connection ended abnormally. Logged once, with the connection's span.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    /// The client sent something that is not a valid frame.
+    #[error("client: {0}")]
+    ClientFrame(FrameError),
+    /// The broker sent something that is not a valid frame.
+    #[error("broker: {0}")]
+    BrokerFrame(FrameError),
+    /// A response arrived that answers no outstanding request, or out of order.
+    #[error("broker answered correlation id {got}, expected {expected:?}")]
+    Unexpected {
+        /// The response's correlation id.
+        got: i32,
+        /// The id the oldest outstanding request carries, if any.
+        expected: Option<i32>,
+    },
+    /// A response carrying broker addresses could not be rewritten; forwarding it would leak
+    /// an upstream address, so the connection closes instead.
+    #[error("cannot rewrite {api} v{version} response: {source}")]
+    Rewrite {
+        /// API name.
+        api: String,
+        /// API version.
+        version: i16,
+        /// What failed.
+        source: RewriteError,
+    },
+    /// Reading from or writing to the client failed.
+    #[error("client I/O: {0}")]
+    ClientIo(std::io::Error),
+    /// Reading from or writing to the broker failed.
+    #[error("broker I/O: {0}")]
+    BrokerIo(std::io::Error),
+}
+
+/// What the response pump expects next.
+#[derive(Debug)]
+enum Expected {
+    /// A broker response to this request.
+    Response {
+        correlation_id: i32,
+        api_key: i16,
+        api_version: i16,
+        sent: Instant,
+    },
+    /// A response the proxy makes itself, delivered in order with the others.
+    Local(Bytes),
+}
+
+/// Maps addresses through the shared broker table, starting listeners for new brokers.
+pub(crate) struct Mapper<'a> {
+    pub(crate) shared: &'a Arc<Shared>,
+}
+
+impl AddressMapper for Mapper<'_> {
+    fn map_broker(&mut self, node_id: i32, host: &str, port: i32) -> Result<Advertised, MapError> {
+        let learned = self.shared.registry.learn(node_id, host, port)?;
+        if let Some((node_id, listener)) = learned.new_listener {
+            crate::server::spawn_broker_listener(self.shared.clone(), node_id, listener).map_err(
+                |e| MapError {
+                    node_id,
+                    host: host.to_owned(),
+                    port,
+                    reason: e.to_string(),
+                },
+            )?;
+        }
+        Ok(learned.advertised)
+    }
+
+    fn map_controller(&mut self, _node_id: i32, _host: &str, _port: i32) -> Advertised {
+        Advertised {
+            host: self.shared.registry.advertised_host().clone(),
+            port: 0,
+        }
+    }
+}
+
+/// Relays between a client and a broker until either side closes, an error occurs, or
+/// shutdown has drained the in-flight requests.
+pub async fn relay(
+    shared: Arc<Shared>,
+    client: Stream,
+    upstream: Stream,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), ConnectionError> {
+    let (client_read, client_write) = tokio::io::split(client);
+    let (upstream_read, upstream_write) = tokio::io::split(upstream);
+    let (expect_tx, expect_rx) = mpsc::channel(MAX_IN_FLIGHT);
+
+    let requests = request_pump(
+        &shared,
+        client_read,
+        upstream_write,
+        expect_tx,
+        &mut shutdown,
+    );
+    let responses = response_pump(&shared, upstream_read, client_write, expect_rx);
+    tokio::pin!(requests, responses);
+    tokio::select! {
+        result = &mut requests => {
+            // The client closed, or shutdown began: deliver what is in flight, then stop.
+            result?;
+            match tokio::time::timeout(shared.settings.drain_timeout, responses).await {
+                Ok(result) => result,
+                Err(_) => {
+                    tracing::warn!("drain timeout: closing with requests still in flight");
+                    Ok(())
+                }
+            }
+        }
+        result = &mut responses => result,
+    }
+}
+
+async fn request_pump<R, W>(
+    shared: &Arc<Shared>,
+    mut client: ReadHalf<R>,
+    mut upstream: WriteHalf<W>,
+    expect: mpsc::Sender<Expected>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), ConnectionError>
+where
+    R: AsyncRead + AsyncWrite,
+    W: AsyncRead + AsyncWrite,
+{
+    let reader = FrameReader::new(shared.settings.max_request_bytes);
+    let mut buf = BytesMut::with_capacity(INITIAL_READ_CAPACITY);
+    loop {
+        reader.reserve_for_next_read(&mut buf);
+        let read = tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
+            read = client.read_buf(&mut buf) => read.map_err(ConnectionError::ClientIo)?,
+        };
+        if read == 0 {
+            return Ok(());
+        }
+        shared.bytes_from_clients.increment(read as u64);
+        let chunk = match reader.next_chunk(&mut buf) {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => continue,
+            Err(e) => {
+                crate::admin::frame_rejected("request_too_large");
+                return Err(ConnectionError::ClientFrame(e));
+            }
+        };
+        // Everything complete goes upstream in one write, exactly as read, except requests
+        // the proxy answers itself.
+        let mut run_start = 0;
+        for range in frame::frames(&chunk) {
+            let frame = &chunk[range.clone()];
+            let header = frame::request_header(frame).map_err(|e| {
+                crate::admin::frame_rejected("request_malformed");
+                ConnectionError::ClientFrame(e)
+            })?;
+            shared.api_metrics.request(header.api_key);
+            if header.api_key == API_VERSIONS_KEY && header.api_version > versions::API_VERSIONS_MAX
+            {
+                // Answer like a broker that does not know this version; the client retries
+                // with one the proxy can decode.
+                write_upstream(&mut upstream, &chunk[run_start..range.start]).await?;
+                run_start = range.end;
+                let answer = versions::unsupported_api_versions_response(header.correlation_id);
+                send_expectation(&expect, Expected::Local(answer)).await?;
+                continue;
+            }
+            if frame::expects_response(&header, frame) {
+                send_expectation(
+                    &expect,
+                    Expected::Response {
+                        correlation_id: header.correlation_id,
+                        api_key: header.api_key,
+                        api_version: header.api_version,
+                        sent: Instant::now(),
+                    },
+                )
+                .await?;
+            }
+        }
+        write_upstream(&mut upstream, &chunk[run_start..]).await?;
+        upstream.flush().await.map_err(ConnectionError::BrokerIo)?;
+    }
+}
+
+async fn write_upstream<W: AsyncRead + AsyncWrite>(
+    upstream: &mut WriteHalf<W>,
+    bytes: &[u8],
+) -> Result<(), ConnectionError> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    upstream
+        .write_all(bytes)
+        .await
+        .map_err(ConnectionError::BrokerIo)
+}
+
+async fn write_client<W: AsyncRead + AsyncWrite>(
+    client: &mut WriteHalf<W>,
+    bytes: &[u8],
+) -> Result<(), ConnectionError> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    client
+        .write_all(bytes)
+        .await
+        .map_err(ConnectionError::ClientIo)
+}
+
+async fn send_expectation(
+    expect: &mpsc::Sender<Expected>,
+    expected: Expected,
+) -> Result<(), ConnectionError> {
+    // The response pump only goes away after a broker error, which it reports itself.
+    expect
+        .send(expected)
+        .await
+        .map_err(|_| ConnectionError::BrokerIo(std::io::ErrorKind::BrokenPipe.into()))
+}
+
+/// Writes the proxy's own answers that are due at the head of the queue.
+async fn deliver_local<W: AsyncRead + AsyncWrite>(
+    client: &mut WriteHalf<W>,
+    pending: &mut VecDeque<Expected>,
+) -> Result<bool, ConnectionError> {
+    let mut wrote = false;
+    while let Some(Expected::Local(_)) = pending.front() {
+        if let Some(Expected::Local(answer)) = pending.pop_front() {
+            write_client(client, &answer).await?;
+            wrote = true;
+        }
+    }
+    Ok(wrote)
+}
+
+async fn response_pump<R, W>(
+    shared: &Arc<Shared>,
+    mut upstream: ReadHalf<R>,
+    mut client: WriteHalf<W>,
+    mut expect: mpsc::Receiver<Expected>,
+) -> Result<(), ConnectionError>
+where
+    R: AsyncRead + AsyncWrite,
+    W: AsyncRead + AsyncWrite,
+{
+    let reader = FrameReader::new(shared.settings.max_response_bytes);
+    let mut buf = BytesMut::with_capacity(INITIAL_READ_CAPACITY);
+    let mut pending: VecDeque<Expected> = VecDeque::new();
+    let mut requests_done = false;
+    let mut mapper = Mapper { shared };
+    loop {
+        if deliver_local(&mut client, &mut pending).await? {
+            client.flush().await.map_err(ConnectionError::ClientIo)?;
+        }
+        if requests_done && pending.is_empty() {
+            let _ = client.shutdown().await;
+            return Ok(());
+        }
+        reader.reserve_for_next_read(&mut buf);
+        let read = tokio::select! {
+            expected = expect.recv(), if !requests_done => {
+                match expected {
+                    Some(e) => pending.push_back(e),
+                    None => requests_done = true,
+                }
+                continue;
+            }
+            read = upstream.read_buf(&mut buf) => read.map_err(ConnectionError::BrokerIo)?,
+        };
+        if read == 0 {
+            // The broker closed. Whatever was still expected will not come.
+            return if pending.is_empty() {
+                Ok(())
+            } else {
+                Err(ConnectionError::BrokerIo(
+                    std::io::ErrorKind::UnexpectedEof.into(),
+                ))
+            };
+        }
+        shared.bytes_from_brokers.increment(read as u64);
+        let chunk = match reader.next_chunk(&mut buf) {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => continue,
+            Err(e) => {
+                crate::admin::frame_rejected("response_too_large");
+                return Err(ConnectionError::BrokerFrame(e));
+            }
+        };
+        let mut run_start = 0;
+        for range in frame::frames(&chunk) {
+            let correlation_id = frame::response_correlation_id(&chunk[range.clone()])
+                .map_err(ConnectionError::BrokerFrame)?;
+            // Expectations are queued before their requests are written, so any not yet
+            // received are already in the channel.
+            while let Ok(e) = expect.try_recv() {
+                pending.push_back(e);
+            }
+            let (api_key, api_version) = match pending.front() {
+                Some(Expected::Response {
+                    correlation_id: expected,
+                    api_key,
+                    api_version,
+                    sent,
+                }) if *expected == correlation_id => {
+                    shared.api_metrics.response(*api_key, sent.elapsed());
+                    let key_version = (*api_key, *api_version);
+                    pending.pop_front();
+                    key_version
+                }
+                other => {
+                    let expected = match other {
+                        Some(Expected::Response { correlation_id, .. }) => Some(*correlation_id),
+                        _ => None,
+                    };
+                    return Err(ConnectionError::Unexpected {
+                        got: correlation_id,
+                        expected,
+                    });
+                }
+            };
+            let replaced = if rewrite::needs_inspection(api_key, api_version) {
+                let payload = chunk.slice(range.start + frame::LENGTH_PREFIX..range.end);
+                rewrite::rewrite_response(api_key, api_version, &payload, &mut mapper).map_err(
+                    |source| ConnectionError::Rewrite {
+                        api: crate::admin::api_name(api_key),
+                        version: api_version,
+                        source,
+                    },
+                )?
+            } else {
+                None
+            };
+            let local_due = matches!(pending.front(), Some(Expected::Local(_)));
+            if replaced.is_some() || local_due {
+                let end = if replaced.is_some() {
+                    range.start
+                } else {
+                    range.end
+                };
+                write_client(&mut client, &chunk[run_start..end]).await?;
+                run_start = range.end;
+                if let Some(new_frame) = replaced {
+                    shared.api_metrics.rewritten(api_key);
+                    write_client(&mut client, &new_frame).await?;
+                }
+                deliver_local(&mut client, &mut pending).await?;
+            }
+        }
+        write_client(&mut client, &chunk[run_start..]).await?;
+        client.flush().await.map_err(ConnectionError::ClientIo)?;
+    }
+}

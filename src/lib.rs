@@ -1,0 +1,31 @@
+//! kafka-tls-proxy lets Kafka clients without certificates reach a cluster that demands
+//! mutual TLS, first of all Amazon MSK.
+//!
+//! A client connects to the proxy's bootstrap port in plaintext (or TLS the proxy
+//! terminates). The proxy opens a mutual-TLS connection to a broker on the client's behalf
+//! and relays frames as the original bytes, except responses that carry broker addresses:
+//! those are rewritten so that every broker the client learns of is one of the proxy's own
+//! ports, one per broker node id.
+//!
+//! How a frame crosses the proxy, and the module for each step:
+//!
+//! - [`config`]: flags, environment and TOML file → validated [`config::Settings`].
+//! - [`server`]: the bootstrap listener, broker listeners, accept loops, broker discovery,
+//!   shutdown and drain. [`server::run`] takes its listener and a shutdown future.
+//! - [`connection`]: one client ↔ one broker: the request pump peeks each header and forwards
+//!   bytes; the response pump matches correlation ids and rewrites only where needed.
+//! - [`kafka`]: framing ([`kafka::frame`]), address rewriting ([`kafka::rewrite`]), and the
+//!   ApiVersions negotiation ([`kafka::versions`]).
+//! - [`brokers`]: node id ↔ upstream address ↔ proxy port, and the port formula.
+//! - [`upstream`]: connecting to brokers with mutual TLS; the proxy's own Metadata request.
+//! - [`tls`]: certificates and keys, rustls configurations, reload, failure classification.
+//! - [`admin`]: metrics handles.
+
+pub mod admin;
+pub mod brokers;
+pub mod config;
+pub mod connection;
+pub mod kafka;
+pub mod server;
+pub mod tls;
+pub mod upstream;

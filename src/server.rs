@@ -1,0 +1,289 @@
+//! Listeners, accept loops, broker discovery and shutdown.
+//!
+//! [`run`] takes the bootstrap listener and a shutdown future, so tests drive the whole proxy
+//! in-process on ports they choose. Broker listeners open as the broker table learns node ids.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics::Counter;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
+
+use crate::admin::ApiMetrics;
+use crate::brokers::{Registry, UpstreamAddr};
+use crate::config::Settings;
+use crate::connection::{self, ConnectionError, Mapper};
+use crate::kafka::AddressMapper;
+use crate::tls::TlsState;
+use crate::upstream::{self, FailureLog, Stream, UpstreamError};
+
+/// Which listener a client came in on, and so which broker it must reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The bootstrap listener: any reachable upstream broker will do.
+    Bootstrap,
+    /// The listener of one broker.
+    Broker(i32),
+}
+
+/// State every connection shares.
+#[derive(Debug)]
+pub struct Shared {
+    /// Validated settings.
+    pub settings: Settings,
+    /// Node id ↔ upstream ↔ proxy port.
+    pub registry: Registry,
+    /// Current TLS configurations.
+    pub tls: Arc<TlsState>,
+    /// Per-API metric handles.
+    pub api_metrics: ApiMetrics,
+    /// Bytes read from clients.
+    pub bytes_from_clients: Counter,
+    /// Bytes read from brokers.
+    pub bytes_from_brokers: Counter,
+    failures: FailureLog,
+    next_bootstrap: AtomicUsize,
+    next_connection_id: AtomicU64,
+    shutdown: watch::Receiver<bool>,
+    /// Every connection holds a clone; when all are gone, draining is over.
+    alive: mpsc::Sender<()>,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not be set up.
+    #[error("listener: {0}")]
+    Listen(std::io::Error),
+}
+
+/// Runs the proxy until `shutdown` completes, then drains: stops accepting, lets in-flight
+/// requests finish within the drain timeout, and returns.
+pub async fn run(
+    settings: Settings,
+    tls: Arc<TlsState>,
+    bootstrap: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
+    let registry = Registry::new(
+        settings.ports.clone(),
+        settings.bind_address,
+        settings.advertised_host.clone(),
+    );
+    let drain_timeout = settings.drain_timeout;
+    let shared = Arc::new(Shared {
+        settings,
+        registry,
+        tls,
+        api_metrics: ApiMetrics::new(),
+        bytes_from_clients: metrics::counter!("kafka_proxy_bytes_total", "direction" => "from_clients"),
+        bytes_from_brokers: metrics::counter!("kafka_proxy_bytes_total", "direction" => "from_brokers"),
+        failures: FailureLog::new(Duration::from_secs(30)),
+        next_bootstrap: AtomicUsize::new(0),
+        next_connection_id: AtomicU64::new(0),
+        shutdown: stop_rx,
+        alive: alive_tx,
+    });
+
+    tracing::info!(
+        address = %bootstrap.local_addr().map_err(StartError::Listen)?,
+        upstream = ?shared.settings.upstream.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "bootstrap listener ready"
+    );
+    tokio::spawn(accept_loop(shared.clone(), bootstrap, Target::Bootstrap));
+    if !shared.settings.discovery_interval.is_zero() {
+        tokio::spawn(discovery_loop(shared.clone()));
+    }
+
+    shutdown.await;
+    tracing::info!(drain_timeout = ?drain_timeout, "shutting down: no new connections, draining");
+    let _ = stop_tx.send(true);
+    drop(shared);
+    // Each connection drops its sender when done; recv returns None once all are gone.
+    if tokio::time::timeout(drain_timeout + Duration::from_secs(1), alive_rx.recv())
+        .await
+        .is_err()
+    {
+        tracing::warn!("drain timeout passed with connections still open");
+    }
+    Ok(())
+}
+
+/// Starts accepting on a freshly bound broker listener.
+pub(crate) fn spawn_broker_listener(
+    shared: Arc<Shared>,
+    node_id: i32,
+    listener: std::net::TcpListener,
+) -> std::io::Result<()> {
+    let listener = TcpListener::from_std(listener)?;
+    tokio::spawn(accept_loop(shared, listener, Target::Broker(node_id)));
+    Ok(())
+}
+
+async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, target: Target) {
+    let name = match target {
+        Target::Bootstrap => "bootstrap".to_owned(),
+        Target::Broker(id) => format!("broker-{id}"),
+    };
+    let open = metrics::gauge!("kafka_proxy_client_connections_open", "listener" => name.clone());
+    let total =
+        metrics::counter!("kafka_proxy_client_connections_total", "listener" => name.clone());
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (socket, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::error!(listener = %name, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        total.increment(1);
+        let id = shared.next_connection_id.fetch_add(1, Ordering::Relaxed);
+        let span = tracing::info_span!("conn", id, %peer, listener = %name);
+        let shared = shared.clone();
+        let open = open.clone();
+        tokio::spawn(
+            async move {
+                open.increment(1.0);
+                let alive = shared.alive.clone();
+                serve(&shared, socket, peer, target).await;
+                open.decrement(1.0);
+                drop(alive);
+            }
+            .instrument(span),
+        );
+    }
+}
+
+async fn serve(shared: &Arc<Shared>, socket: TcpStream, peer: SocketAddr, target: Target) {
+    let _ = socket.set_nodelay(true);
+    let client = match shared.tls.listener() {
+        None => Stream::Plain(socket),
+        Some(config) => {
+            let handshake = tokio_rustls::TlsAcceptor::from(config).accept(socket);
+            match tokio::time::timeout(shared.settings.connect_timeout, handshake).await {
+                Ok(Ok(tls)) => Stream::Server(Box::new(tls)),
+                Ok(Err(e)) => {
+                    tracing::info!(error = %e, "client TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!("client TLS handshake timed out");
+                    return;
+                }
+            }
+        }
+    };
+    let upstream = match connect_upstream(shared, target).await {
+        Some(upstream) => upstream,
+        None => return, // already logged; closing tells the client to retry
+    };
+    tracing::debug!(%peer, "relaying");
+    match connection::relay(shared.clone(), client, upstream, shared.shutdown.clone()).await {
+        Ok(()) => tracing::debug!("closed"),
+        Err(ConnectionError::ClientIo(e)) => tracing::debug!(error = %e, "client went away"),
+        Err(e) => tracing::warn!(error = %e, "connection closed"),
+    }
+}
+
+/// Connects to the broker a listener stands for; for the bootstrap listener, to any upstream
+/// bootstrap broker, starting with the next in turn and moving on when one fails.
+async fn connect_upstream(shared: &Arc<Shared>, target: Target) -> Option<Stream> {
+    let candidates: Vec<UpstreamAddr> = match target {
+        Target::Broker(node_id) => match shared.registry.upstream(node_id) {
+            Some(addr) => vec![addr],
+            None => {
+                tracing::warn!(node_id, "no upstream address known for this broker");
+                return None;
+            }
+        },
+        Target::Bootstrap => {
+            let all = &shared.settings.upstream;
+            let first = shared.next_bootstrap.fetch_add(1, Ordering::Relaxed) % all.len();
+            all.iter()
+                .cycle()
+                .skip(first)
+                .take(all.len())
+                .cloned()
+                .collect()
+        }
+    };
+    for addr in &candidates {
+        match upstream::connect(addr, shared.tls.upstream(), shared.settings.connect_timeout).await
+        {
+            Ok(stream) => {
+                metrics::counter!("kafka_proxy_upstream_connections_total").increment(1);
+                return Some(stream);
+            }
+            Err(e) => report_upstream_failure(shared, addr, &e),
+        }
+    }
+    None
+}
+
+fn report_upstream_failure(shared: &Shared, addr: &UpstreamAddr, error: &UpstreamError) {
+    crate::admin::upstream_failure(error.reason());
+    if let Some(suppressed) = shared
+        .failures
+        .should_log(&addr.to_string(), error.reason())
+    {
+        tracing::error!(broker = %addr, reason = error.reason(), suppressed, "{error}");
+    }
+}
+
+/// Asks the cluster for its brokers now and then, so that every broker has a listener before
+/// a client needs it: after a proxy restart, clients that remember broker ports reconnect
+/// straight to them.
+async fn discovery_loop(shared: Arc<Shared>) {
+    let mut shutdown = shared.shutdown.clone();
+    let interval = shared.settings.discovery_interval;
+    loop {
+        discover_once(&shared).await;
+        tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+/// One discovery round: the first bootstrap broker that answers teaches the broker table.
+pub(crate) async fn discover_once(shared: &Arc<Shared>) -> bool {
+    for addr in &shared.settings.upstream {
+        let mut stream =
+            match upstream::connect(addr, shared.tls.upstream(), shared.settings.connect_timeout)
+                .await
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    report_upstream_failure(shared, addr, &e);
+                    continue;
+                }
+            };
+        match upstream::discover(&mut stream, shared.settings.connect_timeout).await {
+            Ok(brokers) => {
+                let mut mapper = Mapper { shared };
+                for b in brokers {
+                    if let Err(e) = mapper.map_broker(b.node_id, &b.host, b.port) {
+                        tracing::error!(error = %e, "discovered broker cannot be served");
+                    }
+                }
+                return true;
+            }
+            Err(e) => tracing::warn!(broker = %addr, error = %e, "broker discovery failed"),
+        }
+    }
+    false
+}

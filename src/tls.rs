@@ -1,0 +1,427 @@
+//! TLS material: loading certificates and keys, building the rustls configurations for the
+//! upstream (mutual TLS origination) and for the optional client-facing listener, reloading
+//! them, and naming TLS failures so that an operator knows what to fix.
+//!
+//! One crypto provider (aws-lc-rs) for everything. Hostname verification is always on: the
+//! proxy verifies each broker against the name the cluster advertises for it.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use rustls::client::WebPkiServerVerifier;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+
+/// Where the proxy's upstream identity and trust come from.
+#[derive(Debug, Clone)]
+pub struct UpstreamTlsFiles {
+    /// PEM bundle of CAs that sign broker certificates; `None` means the system roots
+    /// (what MSK's public ACM certificates need).
+    pub ca: Option<PathBuf>,
+    /// PEM certificate chain the proxy presents to brokers.
+    pub cert: PathBuf,
+    /// PEM private key: PKCS#8, PKCS#1, SEC1, or passphrase-encrypted PKCS#8.
+    pub key: PathBuf,
+    /// Passphrase for an encrypted key.
+    pub key_passphrase: Option<Secret>,
+}
+
+/// Certificate and key for the optional TLS listener that clients connect to.
+#[derive(Debug, Clone)]
+pub struct ListenerTlsFiles {
+    /// PEM certificate chain the proxy presents to clients.
+    pub cert: PathBuf,
+    /// PEM private key for it.
+    pub key: PathBuf,
+    /// When set, clients must present a certificate signed by one of these CAs.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// A passphrase that never shows up in logs or `Debug` output.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a passphrase.
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+    fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// Why TLS material could not be loaded. Each names the file and the problem.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsLoadError {
+    /// The file is missing or unreadable.
+    #[error("{what} {path}: {source}")]
+    Read {
+        /// What the file was meant to be.
+        what: &'static str,
+        /// Its path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file holds no usable PEM section of the expected kind.
+    #[error("{what} {path}: {reason}")]
+    Parse {
+        /// What the file was meant to be.
+        what: &'static str,
+        /// Its path.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The key is encrypted and no passphrase was configured.
+    #[error("private key {0} is encrypted: set --client-key-passphrase-file or KTP_CLIENT_KEY_PASSPHRASE")]
+    PassphraseMissing(PathBuf),
+    /// The passphrase does not decrypt the key.
+    #[error("private key {path} could not be decrypted (wrong passphrase?): {reason}")]
+    Decrypt {
+        /// Key path.
+        path: PathBuf,
+        /// Error from the PKCS#8 decryption.
+        reason: String,
+    },
+    /// rustls refused the combination (for example a key that does not match the certificate).
+    #[error("{what}: {source}")]
+    Config {
+        /// Which configuration.
+        what: &'static str,
+        /// The rustls error.
+        source: rustls::Error,
+    },
+}
+
+/// The crypto provider every configuration uses.
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+fn read_file(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsLoadError> {
+    std::fs::read(path).map_err(|source| TlsLoadError::Read {
+        what,
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Loads every certificate of a PEM file, in order (leaf first for a chain).
+pub fn load_certs(
+    what: &'static str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, TlsLoadError> {
+    let pem = read_file(what, path)?;
+    let parse = |reason: String| TlsLoadError::Parse {
+        what,
+        path: path.to_owned(),
+        reason,
+    };
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| parse(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(parse("no CERTIFICATE section found".into()));
+    }
+    Ok(certs)
+}
+
+const ENCRYPTED_PKCS8_LABEL: &str = "ENCRYPTED PRIVATE KEY";
+
+/// Loads a private key: PKCS#8, PKCS#1 (RSA), SEC1 (EC), or passphrase-encrypted PKCS#8.
+pub fn load_key(
+    path: &Path,
+    passphrase: Option<&Secret>,
+) -> Result<PrivateKeyDer<'static>, TlsLoadError> {
+    let pem = read_file("private key", path)?;
+    let parse = |reason: String| TlsLoadError::Parse {
+        what: "private key",
+        path: path.to_owned(),
+        reason,
+    };
+    let text = std::str::from_utf8(&pem).map_err(|_| parse("not a PEM text file".into()))?;
+    if let Some(start) = text.find(&format!("-----BEGIN {ENCRYPTED_PKCS8_LABEL}-----")) {
+        let passphrase = passphrase.ok_or_else(|| TlsLoadError::PassphraseMissing(path.into()))?;
+        let (label, document) =
+            pkcs8::der::Document::from_pem(&text[start..]).map_err(|e| parse(e.to_string()))?;
+        debug_assert_eq!(label, ENCRYPTED_PKCS8_LABEL);
+        let info = pkcs8::EncryptedPrivateKeyInfo::try_from(document.as_bytes())
+            .map_err(|e| parse(e.to_string()))?;
+        let decrypted =
+            info.decrypt(passphrase.expose().as_bytes())
+                .map_err(|e| TlsLoadError::Decrypt {
+                    path: path.into(),
+                    reason: e.to_string(),
+                })?;
+        return Ok(PrivatePkcs8KeyDer::from(decrypted.as_bytes().to_vec()).into());
+    }
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| match e {
+        rustls::pki_types::pem::Error::NoItemsFound => {
+            parse("no PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY section found".into())
+        }
+        other => parse(other.to_string()),
+    })
+}
+
+fn root_store(ca: Option<&Path>) -> Result<RootCertStore, TlsLoadError> {
+    let mut roots = RootCertStore::empty();
+    match ca {
+        Some(path) => {
+            for cert in load_certs("CA bundle", path)? {
+                roots.add(cert).map_err(|e| TlsLoadError::Parse {
+                    what: "CA bundle",
+                    path: path.to_owned(),
+                    reason: e.to_string(),
+                })?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _ignored) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                return Err(TlsLoadError::Parse {
+                    what: "system trust store",
+                    path: PathBuf::from("(system)"),
+                    reason: "no CA certificates found; set --upstream-ca".into(),
+                });
+            }
+        }
+    }
+    Ok(roots)
+}
+
+/// Builds the configuration the proxy uses to open mutual-TLS connections to brokers.
+pub fn upstream_config(files: &UpstreamTlsFiles) -> Result<ClientConfig, TlsLoadError> {
+    let roots = Arc::new(root_store(files.ca.as_deref())?);
+    let chain = load_certs("client certificate", &files.cert)?;
+    let key = load_key(&files.key, files.key_passphrase.as_ref())?;
+    let verifier = WebPkiServerVerifier::builder_with_provider(roots, provider())
+        .build()
+        .map_err(|e| TlsLoadError::Config {
+            what: "broker certificate verifier",
+            source: rustls::Error::General(e.to_string()),
+        })?;
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|source| TlsLoadError::Config {
+            what: "upstream TLS",
+            source,
+        })?
+        .with_webpki_verifier(verifier)
+        .with_client_auth_cert(chain, key)
+        .map_err(|source| TlsLoadError::Config {
+            what: "client certificate and key (do they match?)",
+            source,
+        })?;
+    Ok(config)
+}
+
+/// Builds the configuration of the optional TLS listener clients connect to.
+pub fn listener_config(files: &ListenerTlsFiles) -> Result<ServerConfig, TlsLoadError> {
+    let chain = load_certs("listener certificate", &files.cert)?;
+    let key = load_key(&files.key, None)?;
+    let builder = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|source| TlsLoadError::Config {
+            what: "listener TLS",
+            source,
+        })?;
+    let builder = match &files.client_ca {
+        Some(ca) => {
+            let roots = Arc::new(root_store(Some(ca))?);
+            let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider())
+                .build()
+                .map_err(|e| TlsLoadError::Config {
+                    what: "listener client verifier",
+                    source: rustls::Error::General(e.to_string()),
+                })?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    builder
+        .with_single_cert(chain, key)
+        .map_err(|source| TlsLoadError::Config {
+            what: "listener certificate and key (do they match?)",
+            source,
+        })
+}
+
+/// The live TLS configurations. New connections take the current ones; [`TlsState::reload`]
+/// swaps in new material without touching established connections.
+#[derive(Debug)]
+pub struct TlsState {
+    upstream_files: Option<UpstreamTlsFiles>,
+    listener_files: Option<ListenerTlsFiles>,
+    upstream: RwLock<Option<Arc<ClientConfig>>>,
+    listener: RwLock<Option<Arc<ServerConfig>>>,
+}
+
+impl TlsState {
+    /// Loads everything once; any error is fatal at start.
+    pub fn load(
+        upstream_files: Option<UpstreamTlsFiles>,
+        listener_files: Option<ListenerTlsFiles>,
+    ) -> Result<Self, TlsLoadError> {
+        let upstream = upstream_files
+            .as_ref()
+            .map(upstream_config)
+            .transpose()?
+            .map(Arc::new);
+        let listener = listener_files
+            .as_ref()
+            .map(listener_config)
+            .transpose()?
+            .map(Arc::new);
+        Ok(Self {
+            upstream_files,
+            listener_files,
+            upstream: RwLock::new(upstream),
+            listener: RwLock::new(listener),
+        })
+    }
+
+    /// The configuration for the next upstream connection; `None` when upstream is plaintext.
+    pub fn upstream(&self) -> Option<Arc<ClientConfig>> {
+        self.upstream
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The configuration for the next client connection; `None` when listeners are plaintext.
+    pub fn listener(&self) -> Option<Arc<ServerConfig>> {
+        self.listener
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Reloads certificates and keys from their files. On any error the old material stays
+    /// in use and the error is returned for logging.
+    pub fn reload(&self) -> Result<(), TlsLoadError> {
+        let upstream = self
+            .upstream_files
+            .as_ref()
+            .map(upstream_config)
+            .transpose()?;
+        let listener = self
+            .listener_files
+            .as_ref()
+            .map(listener_config)
+            .transpose()?;
+        if let Some(config) = upstream {
+            *self.upstream.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(config));
+        }
+        if let Some(config) = listener {
+            *self.listener.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(config));
+        }
+        Ok(())
+    }
+
+    /// The files whose changes should trigger a reload.
+    pub fn watched_files(&self) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        if let Some(u) = &self.upstream_files {
+            files.extend(u.ca.iter().cloned());
+            files.push(u.cert.clone());
+            files.push(u.key.clone());
+        }
+        if let Some(l) = &self.listener_files {
+            files.push(l.cert.clone());
+            files.push(l.key.clone());
+            files.extend(l.client_ca.iter().cloned());
+        }
+        files
+    }
+}
+
+/// A TLS failure, classified so that logs and metrics say what to fix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TlsFailure {
+    /// The broker's certificate is not signed by a trusted CA.
+    UnknownCa,
+    /// The broker's certificate has expired or is not yet valid.
+    Expired,
+    /// The broker's certificate is not valid for the name the proxy dialled.
+    NameMismatch,
+    /// The broker refused the proxy's client certificate.
+    RejectedByPeer,
+    /// Anything else (protocol versions, ciphers, a peer that is not speaking TLS, ...).
+    Other,
+}
+
+impl TlsFailure {
+    /// Label value for metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsFailure::UnknownCa => "unknown_ca",
+            TlsFailure::Expired => "certificate_expired",
+            TlsFailure::NameMismatch => "name_mismatch",
+            TlsFailure::RejectedByPeer => "client_certificate_rejected",
+            TlsFailure::Other => "tls_handshake",
+        }
+    }
+
+    /// What an operator should do about it.
+    pub fn advice(self) -> &'static str {
+        match self {
+            TlsFailure::UnknownCa => {
+                "the broker certificate is not signed by a CA in --upstream-ca (or the system roots)"
+            }
+            TlsFailure::Expired => {
+                "the broker certificate is expired or not yet valid; check the clocks and the certificate"
+            }
+            TlsFailure::NameMismatch => {
+                "the broker certificate does not name the host the cluster advertises; check --upstream and the broker's advertised.listeners"
+            }
+            TlsFailure::RejectedByPeer => {
+                "the broker rejected the proxy's client certificate; check --client-cert is signed by a CA the cluster trusts and not expired"
+            }
+            TlsFailure::Other => "TLS handshake failed",
+        }
+    }
+
+    /// Classifies the error a TLS handshake returned.
+    pub fn classify(err: &std::io::Error) -> Self {
+        use rustls::{AlertDescription, CertificateError, Error};
+        let Some(tls) = err.get_ref().and_then(|e| e.downcast_ref::<Error>()) else {
+            return TlsFailure::Other;
+        };
+        match tls {
+            Error::InvalidCertificate(cert) => match cert {
+                CertificateError::UnknownIssuer | CertificateError::BadSignature => {
+                    TlsFailure::UnknownCa
+                }
+                CertificateError::Expired
+                | CertificateError::ExpiredContext { .. }
+                | CertificateError::NotValidYet
+                | CertificateError::NotValidYetContext { .. } => TlsFailure::Expired,
+                CertificateError::NotValidForName
+                | CertificateError::NotValidForNameContext { .. } => TlsFailure::NameMismatch,
+                _ => TlsFailure::Other,
+            },
+            Error::AlertReceived(
+                AlertDescription::BadCertificate
+                | AlertDescription::CertificateRequired
+                | AlertDescription::UnknownCA
+                | AlertDescription::CertificateExpired
+                | AlertDescription::CertificateRevoked
+                | AlertDescription::CertificateUnknown
+                | AlertDescription::AccessDenied
+                | AlertDescription::UnsupportedCertificate,
+            ) => TlsFailure::RejectedByPeer,
+            _ => TlsFailure::Other,
+        }
+    }
+}

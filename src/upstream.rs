@@ -1,0 +1,338 @@
+//! Connections to brokers: TCP connect, the mutual-TLS handshake with SNI and hostname
+//! verification, classified failures with rate-limited logs, and the one request the proxy
+//! originates itself (Metadata, to discover brokers).
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+
+use crate::brokers::UpstreamAddr;
+use crate::kafka::frame::{FrameReader, LENGTH_PREFIX};
+use crate::tls::TlsFailure;
+
+/// A byte stream that may or may not be TLS, on either side of the proxy.
+#[derive(Debug)]
+pub enum Stream {
+    /// Plain TCP.
+    Plain(TcpStream),
+    /// TLS the proxy originated (to a broker).
+    Client(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    /// TLS the proxy terminated (from a client).
+    Server(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+macro_rules! delegate {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self.get_mut() {
+            Stream::Plain($s) => $e,
+            Stream::Client($s) => $e,
+            Stream::Server($s) => $e,
+        }
+    };
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        delegate!(self, s => Pin::new(s).poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        delegate!(self, s => Pin::new(s).poll_write(cx, buf))
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        delegate!(self, s => Pin::new(s).poll_flush(cx))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        delegate!(self, s => Pin::new(s).poll_shutdown(cx))
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        delegate!(self, s => Pin::new(s).poll_write_vectored(cx, bufs))
+    }
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Stream::Plain(s) => s.is_write_vectored(),
+            Stream::Client(s) => s.is_write_vectored(),
+            Stream::Server(s) => s.is_write_vectored(),
+        }
+    }
+}
+
+/// Why the proxy could not open a connection to a broker.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// TCP connect failed (refused, unreachable, name not resolved).
+    #[error("connect to {addr} failed: {source}")]
+    Connect {
+        /// The broker.
+        addr: UpstreamAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Connect plus handshake did not finish in time.
+    #[error("connect to {addr} timed out after {timeout:?}")]
+    Timeout {
+        /// The broker.
+        addr: UpstreamAddr,
+        /// The configured timeout.
+        timeout: Duration,
+    },
+    /// The host is not a valid TLS server name.
+    #[error("{addr}: '{}' is not a valid TLS server name", addr.host)]
+    InvalidName {
+        /// The broker.
+        addr: UpstreamAddr,
+    },
+    /// The TLS handshake failed.
+    #[error("TLS handshake with {addr} failed ({}): {source}; {}", failure.as_str(), failure.advice())]
+    Tls {
+        /// The broker.
+        addr: UpstreamAddr,
+        /// What kind of failure.
+        failure: TlsFailure,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+impl UpstreamError {
+    /// Metric label for the failure.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            UpstreamError::Connect { .. } => "connect",
+            UpstreamError::Timeout { .. } => "timeout",
+            UpstreamError::InvalidName { .. } => "invalid_name",
+            UpstreamError::Tls { failure, .. } => failure.as_str(),
+        }
+    }
+}
+
+/// Opens a connection to a broker: TCP, then (unless `tls` is `None`) a TLS handshake that
+/// sends SNI and verifies the certificate against `addr.host`.
+pub async fn connect(
+    addr: &UpstreamAddr,
+    tls: Option<Arc<ClientConfig>>,
+    timeout: Duration,
+) -> Result<Stream, UpstreamError> {
+    let attempt = async {
+        let tcp = TcpStream::connect((addr.host.as_str(), addr.port))
+            .await
+            .map_err(|source| UpstreamError::Connect {
+                addr: addr.clone(),
+                source,
+            })?;
+        let _ = tcp.set_nodelay(true);
+        let Some(config) = tls else {
+            return Ok(Stream::Plain(tcp));
+        };
+        let name = ServerName::try_from(addr.host.clone())
+            .map_err(|_| UpstreamError::InvalidName { addr: addr.clone() })?;
+        let stream = tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .map_err(|source| UpstreamError::Tls {
+                addr: addr.clone(),
+                failure: TlsFailure::classify(&source),
+                source,
+            })?;
+        Ok(Stream::Client(Box::new(stream)))
+    };
+    tokio::time::timeout(timeout, attempt)
+        .await
+        .unwrap_or_else(|_| {
+            Err(UpstreamError::Timeout {
+                addr: addr.clone(),
+                timeout,
+            })
+        })
+}
+
+/// Logs repeated failures of the same kind against the same broker at most once per period,
+/// with the count of those suppressed in between: a broker with a bad certificate must not
+/// flood the log with one line per client connection.
+#[derive(Debug)]
+pub struct FailureLog {
+    period: Duration,
+    /// (broker, reason) → (last logged, suppressed since).
+    last: Mutex<HashMap<FailureKey, (Instant, u64)>>,
+}
+
+type FailureKey = (String, &'static str);
+
+impl FailureLog {
+    /// A limiter that lets one line per (broker, reason) through each `period`.
+    pub fn new(period: Duration) -> Self {
+        Self {
+            period,
+            last: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Returns `Some(suppressed)` when this failure should be logged now.
+    pub fn should_log(&self, broker: &str, reason: &'static str) -> Option<u64> {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        match last.get_mut(&(broker.to_owned(), reason)) {
+            Some((at, suppressed)) if now.duration_since(*at) < self.period => {
+                *suppressed += 1;
+                None
+            }
+            Some((at, suppressed)) => {
+                let n = *suppressed;
+                *at = now;
+                *suppressed = 0;
+                Some(n)
+            }
+            None => {
+                last.insert((broker.to_owned(), reason), (now, 0));
+                Some(0)
+            }
+        }
+    }
+}
+
+/// Why the proxy's own Metadata request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    /// Reading or writing failed.
+    #[error("metadata request: {0}")]
+    Io(#[from] std::io::Error),
+    /// The answer was not a valid Metadata response.
+    #[error("metadata response: {0}")]
+    Decode(String),
+    /// No answer in time.
+    #[error("metadata request timed out")]
+    Timeout,
+}
+
+/// Metadata version the proxy asks with: v12 is served by every Kafka from 3.1 to 4.x.
+const DISCOVERY_METADATA_VERSION: i16 = 12;
+
+/// A broker as the cluster describes itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoveredBroker {
+    /// Node id.
+    pub node_id: i32,
+    /// Advertised host.
+    pub host: String,
+    /// Advertised port.
+    pub port: i32,
+    /// Rack, if any.
+    pub rack: Option<String>,
+}
+
+/// Asks a broker for the cluster's brokers (Metadata with an empty topic list) on an open
+/// connection.
+pub async fn discover(
+    stream: &mut Stream,
+    timeout: Duration,
+) -> Result<Vec<DiscoveredBroker>, DiscoveryError> {
+    let exchange = async {
+        let header = RequestHeader::default()
+            .with_request_api_key(3)
+            .with_request_api_version(DISCOVERY_METADATA_VERSION)
+            .with_correlation_id(1)
+            .with_client_id(Some(StrBytes::from_static_str("kafka-tls-proxy")));
+        let request = MetadataRequest::default()
+            .with_topics(Some(vec![]))
+            .with_allow_auto_topic_creation(false);
+        let mut frame = BytesMut::new();
+        frame.put_i32(0);
+        header
+            .encode(&mut frame, 2)
+            .and_then(|_| request.encode(&mut frame, DISCOVERY_METADATA_VERSION))
+            .map_err(|e| DiscoveryError::Decode(e.to_string()))?;
+        let len = (frame.len() - LENGTH_PREFIX) as i32;
+        frame[..LENGTH_PREFIX].copy_from_slice(&len.to_be_bytes());
+        stream.write_all(&frame).await?;
+        stream.flush().await?;
+
+        let reader = FrameReader::new(64 * 1024 * 1024);
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        let frame: Bytes = loop {
+            if let Some(frame) = reader
+                .next_frame(&mut buf)
+                .map_err(|e| DiscoveryError::Decode(e.to_string()))?
+            {
+                break frame;
+            }
+            reader.reserve_for_next_read(&mut buf);
+            if stream.read_buf(&mut buf).await? == 0 {
+                return Err(DiscoveryError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+        };
+        let mut body = frame.slice(LENGTH_PREFIX..);
+        ResponseHeader::decode(&mut body, 1).map_err(|e| DiscoveryError::Decode(e.to_string()))?;
+        let response = MetadataResponse::decode(&mut body, DISCOVERY_METADATA_VERSION)
+            .map_err(|e| DiscoveryError::Decode(e.to_string()))?;
+        Ok(response
+            .brokers
+            .into_iter()
+            .map(|b| DiscoveredBroker {
+                node_id: b.node_id.0,
+                host: b.host.to_string(),
+                port: b.port,
+                rack: b.rack.map(|r| r.to_string()),
+            })
+            .collect())
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .unwrap_or(Err(DiscoveryError::Timeout))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_log_suppresses_repeats_within_the_period() {
+        let log = FailureLog::new(Duration::from_secs(3600));
+        assert_eq!(log.should_log("b-1:9094", "unknown_ca"), Some(0));
+        assert_eq!(log.should_log("b-1:9094", "unknown_ca"), None);
+        assert_eq!(log.should_log("b-1:9094", "unknown_ca"), None);
+        assert_eq!(log.should_log("b-2:9094", "unknown_ca"), Some(0));
+        assert_eq!(log.should_log("b-1:9094", "name_mismatch"), Some(0));
+        let log = FailureLog::new(Duration::ZERO);
+        assert_eq!(log.should_log("b", "x"), Some(0));
+        assert_eq!(log.should_log("b", "x"), Some(0));
+    }
+
+    #[tokio::test]
+    async fn connect_failures_are_classified() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let addr = UpstreamAddr {
+            host: "127.0.0.1".into(),
+            port,
+        };
+        let err = connect(&addr, None, Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), "connect");
+    }
+}
