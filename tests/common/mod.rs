@@ -1,0 +1,442 @@
+//! Shared support for the integration tests: the real mutual-TLS Kafka cluster started by
+//! `tests/cluster/cluster.sh start` (see `tests/run`). std only.
+//!
+//! Use from a test file with `mod common;` then `let c = common::cluster();`.
+//!
+//! The cluster is started once per test run by `tests/run` (not per test). `cluster()` PANICS
+//! with a clear message when it is not running: integration tests never silently skip.
+//! The state dir is `$KTP_CLUSTER_DIR` or `<repo>/target/kafka-cluster`; its `cluster.env`
+//! (KEY=VALUE lines, no quoting, written by `cluster.sh start` once every broker is ready and
+//! removed by `cluster.sh stop`) is the contract between the script and the tests.
+//!
+//! Broker names (`b-N.msk.test`) resolve only under `tests/with-hosts` (tests/run takes care).
+//! Tests that stop or restart brokers must hold `c.exclusive()` for their whole duration; all
+//! other tests that depend on every broker being up may hold `c.shared()`.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A client identity of the test cluster (certificate CN = principal name).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Principal {
+    /// `User:admin`, super user.
+    Admin,
+    /// `User:service`: topics/groups/transactional ids with prefix `svc.` only.
+    Service,
+    /// `User:readonly`: read/describe all topics, groups with prefix `ro.`.
+    Readonly,
+}
+
+impl Principal {
+    pub fn name(self) -> &'static str {
+        match self {
+            Principal::Admin => "admin",
+            Principal::Service => "service",
+            Principal::Readonly => "readonly",
+        }
+    }
+    fn env_prefix(self) -> &'static str {
+        match self {
+            Principal::Admin => "KTP_ADMIN",
+            Principal::Service => "KTP_SERVICE",
+            Principal::Readonly => "KTP_READONLY",
+        }
+    }
+}
+
+/// The running test cluster, as described by `cluster.env`.
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub env: HashMap<String, String>,
+    lock: RwLock<()>,
+}
+
+static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// The running cluster (loaded once per test binary). Panics when it is not running.
+pub fn cluster() -> &'static Cluster {
+    CLUSTER.get_or_init(Cluster::load)
+}
+
+/// Path of the repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The cluster state dir: `$KTP_CLUSTER_DIR` or `<repo>/target/kafka-cluster`.
+pub fn cluster_dir() -> PathBuf {
+    match std::env::var_os("KTP_CLUSTER_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => repo_root().join("target/kafka-cluster"),
+    }
+}
+
+/// Parses KEY=VALUE lines (blank lines and `#` comments ignored; no quoting).
+pub fn parse_env(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .collect()
+}
+
+/// A name unique in this test run, e.g. `unique("svc.orders")` -> `svc.orders-12345-1-...`.
+/// Kafka topic names allow `[a-zA-Z0-9._-]`.
+pub fn unique(prefix: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() % 100_000_000;
+    format!("{prefix}-{}-{n}-{t}", std::process::id())
+}
+
+/// Runs a command and returns its output (panics only if it cannot be started).
+pub fn run(cmd: &mut Command, stdin: Option<&[u8]>) -> Output {
+    let desc = format!("{cmd:?}");
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {desc}: {e}"));
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().unwrap();
+        pipe.write_all(input).unwrap_or_else(|e| panic!("writing stdin of {desc}: {e}"));
+    }
+    child.wait_with_output().unwrap_or_else(|e| panic!("waiting for {desc}: {e}"))
+}
+
+/// Panics with stdout/stderr when the command failed; returns stdout as text.
+pub fn assert_success(what: &str, out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+impl Cluster {
+    /// Loads `cluster.env` and checks that the cluster is reachable. Panics otherwise.
+    pub fn load() -> Cluster {
+        let dir = cluster_dir();
+        let env_file = dir.join("cluster.env");
+        let text = std::fs::read_to_string(&env_file).unwrap_or_else(|e| {
+            panic!(
+                "the test Kafka cluster is not running ({}: {e}).\n\
+                 Run the tests with `tests/run`, or start it by hand:\n  \
+                 tests/with-hosts tests/cluster/cluster.sh start\n  \
+                 tests/with-hosts cargo test ...",
+                env_file.display()
+            )
+        });
+        let c = Cluster { dir, env: parse_env(&text), lock: RwLock::new(()) };
+        // The names must resolve here (tests/with-hosts), and every broker must accept TCP.
+        for (node, host, port) in c.brokers() {
+            let addrs: Vec<SocketAddr> = match (host.as_str(), port).to_socket_addrs() {
+                Ok(a) => a.collect(),
+                Err(e) => panic!(
+                    "{host} does not resolve ({e}): run the tests under tests/with-hosts \
+                     (tests/run does), e.g. `tests/with-hosts cargo test`"
+                ),
+            };
+            let expected: SocketAddr = format!("127.0.0.1{node}:{port}").parse().unwrap();
+            assert!(
+                addrs.contains(&expected),
+                "{host} resolves to {addrs:?}, expected {expected}: run under tests/with-hosts"
+            );
+            if let Err(e) = TcpStream::connect_timeout(&expected, Duration::from_secs(3)) {
+                panic!(
+                    "broker {node} ({host}:{port}) of the test cluster is not reachable ({e}); \
+                     cluster.env exists but the cluster seems down: \
+                     `tests/with-hosts tests/cluster/cluster.sh start` (logs: {}/node-{node}.log)",
+                    c.dir.display()
+                );
+            }
+        }
+        c
+    }
+
+    /// A value of cluster.env; panics when missing.
+    pub fn get(&self, key: &str) -> &str {
+        self.env
+            .get(key)
+            .unwrap_or_else(|| panic!("{key} missing from {}/cluster.env", self.dir.display()))
+    }
+    fn path(&self, key: &str) -> PathBuf {
+        PathBuf::from(self.get(key))
+    }
+
+    /// Kafka version the cluster runs, e.g. "4.1.2".
+    pub fn version(&self) -> &str {
+        self.get("KTP_KAFKA_VERSION")
+    }
+    /// (major, minor) of the Kafka version.
+    pub fn version_major_minor(&self) -> (u32, u32) {
+        let mut it = self.version().split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+        (it.next().unwrap_or(0), it.next().unwrap_or(0))
+    }
+    /// `b-1.msk.test:9094,b-2.msk.test:9094,b-3.msk.test:9094`
+    pub fn bootstrap(&self) -> &str {
+        self.get("KTP_BOOTSTRAP")
+    }
+    /// (node id, advertised host, client port) of every broker.
+    pub fn brokers(&self) -> Vec<(i32, String, u16)> {
+        self.get("KTP_BROKERS")
+            .split(',')
+            .map(|b| {
+                let mut p = b.splitn(3, ':');
+                let id = p.next().unwrap().parse().unwrap();
+                let host = p.next().unwrap().to_string();
+                let port = p.next().unwrap().parse().unwrap();
+                (id, host, port)
+            })
+            .collect()
+    }
+    /// `host:port` of broker `node`.
+    pub fn broker_addr(&self, node: i32) -> String {
+        let (_, h, p) = self.brokers().into_iter().find(|b| b.0 == node).expect("no such node");
+        format!("{h}:{p}")
+    }
+    pub fn ca(&self) -> PathBuf {
+        self.path("KTP_CA")
+    }
+    pub fn cert(&self, p: Principal) -> PathBuf {
+        self.path(&format!("{}_CERT", p.env_prefix()))
+    }
+    pub fn key(&self, p: Principal) -> PathBuf {
+        self.path(&format!("{}_KEY", p.env_prefix()))
+    }
+    /// Java client properties for mutual TLS as `p` (bootstrap.servers included).
+    pub fn properties(&self, p: Principal) -> PathBuf {
+        self.path(&format!("{}_PROPERTIES", p.env_prefix()))
+    }
+    pub fn admin_cert(&self) -> PathBuf {
+        self.cert(Principal::Admin)
+    }
+    pub fn admin_key(&self) -> PathBuf {
+        self.key(Principal::Admin)
+    }
+    pub fn admin_properties(&self) -> PathBuf {
+        self.properties(Principal::Admin)
+    }
+    /// The service key as passphrase-encrypted PKCS#8, and its passphrase.
+    pub fn service_encrypted_key(&self) -> (PathBuf, String) {
+        let pass = std::fs::read_to_string(self.get("KTP_SERVICE_KEY_PASSWORD_FILE")).unwrap();
+        (self.path("KTP_SERVICE_ENCRYPTED_KEY"), pass.trim_end().to_string())
+    }
+    pub fn proxy_server_cert(&self) -> PathBuf {
+        self.path("KTP_PROXY_SERVER_CERT")
+    }
+    pub fn proxy_server_key(&self) -> PathBuf {
+        self.path("KTP_PROXY_SERVER_KEY")
+    }
+    pub fn kafka_ping(&self) -> PathBuf {
+        self.path("KTP_KAFKA_PING")
+    }
+
+    /// `cluster.sh` with this cluster's version and state dir.
+    pub fn cluster_sh(&self) -> Command {
+        let mut cmd = Command::new(self.get("KTP_CLUSTER_CLI"));
+        cmd.env("KAFKA_VERSION", self.version()).env("KTP_CLUSTER_DIR", &self.dir);
+        cmd
+    }
+
+    /// Runs a Kafka CLI tool of the cluster's version (`cluster.sh cli TOOL ARGS`), e.g.
+    /// `cli("topics", &["--bootstrap-server", c.bootstrap(), "--command-config", .., "--list"])`.
+    pub fn cli(&self, tool: &str, args: &[&str]) -> Output {
+        self.cli_stdin(tool, args, None)
+    }
+    pub fn cli_stdin(&self, tool: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        run(self.cluster_sh().arg("cli").arg(tool).args(args), stdin)
+    }
+    /// Runs an admin-type tool (topics, acls, configs, consumer-groups, ...) as User:admin:
+    /// adds `--bootstrap-server` and `--command-config`.
+    pub fn admin_cli(&self, tool: &str, args: &[&str]) -> Output {
+        let props = self.admin_properties();
+        let mut all = vec!["--bootstrap-server", self.bootstrap(), "--command-config", props.to_str().unwrap()];
+        all.extend_from_slice(args);
+        self.cli(tool, &all)
+    }
+
+    /// Creates a topic as admin; panics on failure. Waits until every broker knows it.
+    pub fn create_topic(&self, name: &str, partitions: u32, replication_factor: u32) {
+        let (p, rf) = (partitions.to_string(), replication_factor.to_string());
+        let out = self.admin_cli(
+            "topics",
+            &["--create", "--topic", name, "--partitions", &p, "--replication-factor", &rf],
+        );
+        assert_success(&format!("creating topic {name}"), &out);
+        self.wait_for_topic(name, partitions);
+    }
+    /// Deletes a topic as admin; panics on failure.
+    pub fn delete_topic(&self, name: &str) {
+        let out = self.admin_cli("topics", &["--delete", "--topic", name]);
+        assert_success(&format!("deleting topic {name}"), &out);
+    }
+    /// Waits (up to 30 s) until every broker's metadata lists the topic with all partitions led.
+    pub fn wait_for_topic(&self, name: &str, partitions: u32) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        for (node, _, _) in self.brokers() {
+            loop {
+                let out = self.kcat(&["-b", &self.broker_addr(node), "-L", "-t", name, "-m", "5"]);
+                let text = String::from_utf8_lossy(&out.stdout);
+                let led = text.lines().filter(|l| l.contains("partition") && l.contains("leader")).count();
+                let no_leader = text.contains("leader -1");
+                if out.status.success() && led >= partitions as usize && !no_leader {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "topic {name} not visible with {partitions} led partitions on broker {node}: {text}"
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+
+    /// Stops broker `n` (controlled shutdown). The returned guard restarts it when dropped
+    /// (also when the test panics) unless `start()` was called. Hold `exclusive()` around it.
+    pub fn stop_broker(&self, n: i32) -> StoppedBroker<'_> {
+        let out = run(self.cluster_sh().args(["stop-broker", &n.to_string()]), None);
+        assert_success(&format!("stop-broker {n}"), &out);
+        StoppedBroker { cluster: self, node: n, started: false }
+    }
+    /// Kills broker `n` with SIGKILL (a crash). Same guard as `stop_broker`.
+    pub fn kill_broker(&self, n: i32) -> StoppedBroker<'_> {
+        let out = run(self.cluster_sh().args(["stop-broker", &n.to_string(), "--kill"]), None);
+        assert_success(&format!("stop-broker {n} --kill"), &out);
+        StoppedBroker { cluster: self, node: n, started: false }
+    }
+    /// Starts broker `n` again and waits until it answers Metadata listing 3 brokers.
+    pub fn start_broker(&self, n: i32) {
+        let out = run(self.cluster_sh().args(["start-broker", &n.to_string()]), None);
+        assert_success(&format!("start-broker {n}"), &out);
+    }
+
+    /// For tests that stop/restart brokers: no `shared()` holder runs meanwhile (same binary).
+    pub fn exclusive(&self) -> RwLockWriteGuard<'_, ()> {
+        self.lock.write().unwrap_or_else(|e| e.into_inner())
+    }
+    /// For tests that need every broker up.
+    pub fn shared(&self) -> RwLockReadGuard<'_, ()> {
+        self.lock.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// kcat TLS arguments for principal `p` (CA, certificate, key, hostname verification on).
+    pub fn kcat_tls_args(&self, p: Principal) -> Vec<String> {
+        vec![
+            "-X".into(),
+            "security.protocol=ssl".into(),
+            "-X".into(),
+            format!("ssl.ca.location={}", self.ca().display()),
+            "-X".into(),
+            format!("ssl.certificate.location={}", self.cert(p).display()),
+            "-X".into(),
+            format!("ssl.key.location={}", self.key(p).display()),
+            "-X".into(),
+            "ssl.endpoint.identification.algorithm=https".into(),
+        ]
+    }
+    /// Runs kcat as User:admin against the cluster: `-b <bootstrap>` (a later `-b` in `args`
+    /// overrides it) plus the TLS arguments, then `args`.
+    pub fn kcat(&self, args: &[&str]) -> Output {
+        self.kcat_as(Principal::Admin, args, None)
+    }
+    /// Runs kcat as `p` with optional stdin.
+    pub fn kcat_as(&self, p: Principal, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        let mut cmd = Command::new("kcat");
+        cmd.arg("-b").arg(self.bootstrap()).args(self.kcat_tls_args(p)).args(args);
+        run(&mut cmd, stdin)
+    }
+    /// Runs kcat with exactly `args` (no bootstrap, no TLS settings added).
+    pub fn kcat_raw(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        run(Command::new("kcat").args(args), stdin)
+    }
+
+    /// Runs tests/cluster/kafka_ping.py (a stdlib-Python Metadata v1 client over TLS) with `args`.
+    pub fn ping(&self, args: &[&str]) -> Output {
+        run(Command::new("python3").arg(self.kafka_ping()).args(args), None)
+    }
+}
+
+/// A broker stopped by a test; restarted on drop unless `start()` was called.
+pub struct StoppedBroker<'a> {
+    cluster: &'a Cluster,
+    node: i32,
+    started: bool,
+}
+
+impl StoppedBroker<'_> {
+    pub fn node(&self) -> i32 {
+        self.node
+    }
+    /// Starts the broker again and waits until it is ready.
+    pub fn start(mut self) {
+        self.started = true;
+        self.cluster.start_broker(self.node);
+    }
+}
+
+impl Drop for StoppedBroker<'_> {
+    fn drop(&mut self) {
+        if !self.started {
+            let out = run(self.cluster.cluster_sh().args(["start-broker", &self.node.to_string()]), None);
+            if !out.status.success() && !std::thread::panicking() {
+                panic!("restarting broker {} failed: {}", self.node, String::from_utf8_lossy(&out.stderr));
+            }
+        }
+    }
+}
+
+/// A fresh temporary directory (removed on drop).
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(unique(prefix));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Generates, with the openssl CLI, a fresh CA (unknown to the cluster) and a client
+/// certificate signed by it with subject CN=`cn`, in `dir`. Returns (ca.pem, cert.pem, key.pem).
+pub fn untrusted_client_cert(dir: &Path, cn: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let ca_key = dir.join("rogue-ca.key");
+    let ca = dir.join("rogue-ca.pem");
+    let key = dir.join("rogue-client.key");
+    let csr = dir.join("rogue-client.csr");
+    let cert = dir.join("rogue-client.pem");
+    let ext = dir.join("client.ext");
+    std::fs::write(&ext, "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n")
+        .unwrap();
+    let openssl = |args: &[&str]| {
+        let out = run(Command::new("openssl").args(args), None);
+        assert_success(&format!("openssl {args:?}"), &out);
+    };
+    let p = |p: &Path| p.to_str().unwrap().to_string();
+    openssl(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &p(&ca_key), "-out", &p(&ca),
+        "-days", "2", "-subj", "/CN=rogue test CA"]);
+    openssl(&["req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", &p(&key), "-out", &p(&csr),
+        "-subj", &format!("/CN={cn}")]);
+    openssl(&["x509", "-req", "-in", &p(&csr), "-CA", &p(&ca), "-CAkey", &p(&ca_key), "-CAcreateserial",
+        "-out", &p(&cert), "-days", "2", "-extfile", &p(&ext)]);
+    (ca, cert, key)
+}
