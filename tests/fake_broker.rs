@@ -1,0 +1,463 @@
+//! Edge cases a real broker will not produce on demand, against an in-process fake broker:
+//! pipelining with acks=0, API keys the protocol library does not know, an ApiVersions
+//! version above what the proxy decodes, oversize frames, a broker answering out of order.
+//! The real-cluster tests in the other files are the proof that the proxy works; these pin
+//! down behaviour at the edges.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use clap::Parser;
+use kafka_protocol::messages::metadata_response::MetadataResponseBroker;
+use kafka_protocol::messages::{
+    ApiVersionsResponse, BrokerId, MetadataRequest, MetadataResponse, ProduceRequest,
+    RequestHeader, ResponseHeader,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_tls_proxy::config::Cli;
+use kafka_tls_proxy::kafka::frame;
+use kafka_tls_proxy::server;
+use kafka_tls_proxy::tls::TlsState;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+
+/// What the fake broker answers to one request frame (length prefix included); `None` sends
+/// nothing back.
+/// The third argument is the fake broker's own port, for responses that name it.
+type Handler = Arc<dyn Fn(&frame::RequestHeader, &[u8], u16) -> Option<Bytes> + Send + Sync>;
+
+/// Requests the fake broker received: (api key, version, correlation id).
+type Seen = Arc<Mutex<Vec<(i16, i16, i32)>>>;
+
+async fn fake_broker(handler: Handler) -> (SocketAddr, Seen) {
+    fake_broker_with_delay(handler, Duration::ZERO).await
+}
+
+async fn fake_broker_with_delay(handler: Handler, delay: Duration) -> (SocketAddr, Seen) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen: Seen = Arc::default();
+    let seen2 = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let handler = handler.clone();
+            let seen = seen2.clone();
+            tokio::spawn(async move {
+                let reader = frame::FrameReader::new(1 << 20);
+                let mut buf = BytesMut::new();
+                loop {
+                    reader.reserve_for_next_read(&mut buf);
+                    match socket.read_buf(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                    while let Some(f) = reader.next_frame(&mut buf).unwrap() {
+                        let header = frame::request_header(&f).unwrap();
+                        seen.lock().unwrap().push((
+                            header.api_key,
+                            header.api_version,
+                            header.correlation_id,
+                        ));
+                        if let Some(answer) = handler(&header, &f, addr.port()) {
+                            tokio::time::sleep(delay).await;
+                            if socket.write_all(&answer).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// A response frame: length, correlation id, optional header tagged fields, body.
+fn response_frame(correlation_id: i32, header_version: i16, body: &[u8]) -> Bytes {
+    let mut out = BytesMut::new();
+    out.put_i32(0);
+    ResponseHeader::default()
+        .with_correlation_id(correlation_id)
+        .encode(&mut out, header_version)
+        .unwrap();
+    out.put_slice(body);
+    let len = (out.len() - 4) as i32;
+    out[..4].copy_from_slice(&len.to_be_bytes());
+    out.freeze()
+}
+
+fn encode<M: Encodable>(message: &M, version: i16) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    message.encode(&mut out, version).unwrap();
+    out.to_vec()
+}
+
+fn request_frame<M: Encodable>(
+    api_key: i16,
+    version: i16,
+    header_version: i16,
+    correlation_id: i32,
+    body: &M,
+) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    out.put_i32(0);
+    RequestHeader::default()
+        .with_request_api_key(api_key)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_static_str("edge-test")))
+        .encode(&mut out, header_version)
+        .unwrap();
+    body.encode(&mut out, version).unwrap();
+    let len = (out.len() - 4) as i32;
+    out[..4].copy_from_slice(&len.to_be_bytes());
+    out.to_vec()
+}
+
+/// A raw request frame for an API key the protocol library does not know.
+fn unknown_request(api_key: i16, correlation_id: i32, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&((8 + payload.len()) as i32).to_be_bytes());
+    out.extend_from_slice(&api_key.to_be_bytes());
+    out.extend_from_slice(&7i16.to_be_bytes());
+    out.extend_from_slice(&correlation_id.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// The answer of the fake broker: Metadata lists itself as broker 1 under a name the client
+/// must never see; unknown API key 9999 echoes a fixed payload; everything else answers an
+/// empty body of the right header shape.
+fn standard_handler() -> Handler {
+    Arc::new(move |h, frame, broker_port| match h.api_key {
+        // Like a real broker: Produce with acks=0 gets no answer.
+        0 if !frame::expects_response(h, frame) => None,
+        3 => {
+            let response =
+                MetadataResponse::default().with_brokers(vec![MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(1))
+                    .with_host(StrBytes::from_static_str("localhost"))
+                    .with_port(i32::from(broker_port))]);
+            Some(response_frame(
+                h.correlation_id,
+                if h.api_version >= 9 { 1 } else { 0 },
+                &encode(&response, h.api_version),
+            ))
+        }
+        9999 => Some(response_frame(
+            h.correlation_id,
+            0,
+            b"\x01\x02\x03 opaque bytes of a future API",
+        )),
+        0 => Some(response_frame(h.correlation_id, 0, b"produce-ack")),
+        _ => Some(response_frame(h.correlation_id, 0, b"")),
+    })
+}
+
+static NEXT_BASE: AtomicU16 = AtomicU16::new(0);
+
+struct Proxy {
+    bootstrap: SocketAddr,
+    base: u16,
+    stop: Option<oneshot::Sender<()>>,
+    done: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(upstream: SocketAddr, extra: &[&str]) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let bootstrap = listener.local_addr().unwrap();
+        // A base whose first ports are free: try candidates until node 1's port binds.
+        let base = loop {
+            let n = NEXT_BASE.fetch_add(1, Ordering::Relaxed);
+            let base = 40000 + (std::process::id() % 500) as u16 * 40 + n * 4;
+            if std::net::TcpListener::bind(("127.0.0.1", base + 1)).is_ok() {
+                break base;
+            }
+        };
+        let upstream = upstream.to_string();
+        let base_s = base.to_string();
+        let mut args = vec![
+            "kafka-tls-proxy",
+            "--upstream",
+            &upstream,
+            "--upstream-plaintext",
+            "--broker-port-base",
+            &base_s,
+            "--admin-address",
+            "off",
+            "--discovery-interval",
+            "0",
+            "--drain-timeout",
+            "2s",
+        ];
+        args.extend_from_slice(extra);
+        let settings = Cli::parse_from(args)
+            .options
+            .into_settings(None)
+            .expect("valid settings");
+        let tls = Arc::new(TlsState::load(None, None).unwrap());
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let done = tokio::spawn(async move {
+            server::run(settings, tls, listener, async {
+                let _ = stop_rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        Proxy {
+            bootstrap,
+            base,
+            stop: Some(stop_tx),
+            done,
+        }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(10), &mut self.done)
+            .await
+            .expect("proxy stops within the drain timeout")
+            .unwrap();
+    }
+}
+
+/// Reads `n` response frames.
+async fn read_frames(stream: &mut TcpStream, n: usize) -> Vec<Bytes> {
+    let reader = frame::FrameReader::new(1 << 20);
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    while out.len() < n {
+        while let Some(f) = reader.next_frame(&mut buf).unwrap() {
+            out.push(f);
+        }
+        if out.len() >= n {
+            break;
+        }
+        reader.reserve_for_next_read(&mut buf);
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read_buf(&mut buf))
+            .await
+            .expect("response within 10s")
+            .unwrap();
+        assert!(
+            read > 0,
+            "proxy closed after {} of {n} responses",
+            out.len()
+        );
+    }
+    out
+}
+
+async fn closed(stream: &mut TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut byte)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[tokio::test]
+async fn pipelined_requests_with_acks0_unknown_api_and_metadata() {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let (broker, seen) = fake_broker(standard_handler()).await;
+    let proxy = Proxy::start(broker, &[]).await;
+
+    let mut client = TcpStream::connect(proxy.bootstrap).await.unwrap();
+    // One write holding five requests: a Produce with acks=0 expects no answer.
+    let mut batch = Vec::new();
+    batch.extend(request_frame(
+        0,
+        9,
+        2,
+        1,
+        &ProduceRequest::default().with_acks(0).with_timeout_ms(100),
+    ));
+    batch.extend(request_frame(3, 12, 2, 2, &MetadataRequest::default()));
+    batch.extend(unknown_request(9999, 3, b"future request"));
+    batch.extend(request_frame(
+        0,
+        9,
+        2,
+        4,
+        &ProduceRequest::default().with_acks(-1).with_timeout_ms(100),
+    ));
+    batch.extend(request_frame(3, 1, 1, 5, &MetadataRequest::default()));
+    client.write_all(&batch).await.unwrap();
+
+    let responses = read_frames(&mut client, 4).await;
+    let ids: Vec<i32> = responses
+        .iter()
+        .map(|f| frame::response_correlation_id(f).unwrap())
+        .collect();
+    assert_eq!(ids, vec![2, 3, 4, 5], "acks=0 produce gets no answer");
+
+    // Metadata is rewritten: broker 1 is the proxy's port base + 1 on 127.0.0.1.
+    for (frame, version, header_version) in [(&responses[0], 12, 1), (&responses[3], 1, 0)] {
+        let mut body = frame.slice(4..);
+        ResponseHeader::decode(&mut body, header_version).unwrap();
+        let metadata = MetadataResponse::decode(&mut body, version).unwrap();
+        assert_eq!(metadata.brokers.len(), 1);
+        assert_eq!(metadata.brokers[0].host.as_str(), "127.0.0.1");
+        assert_eq!(metadata.brokers[0].port, i32::from(proxy.base) + 1);
+    }
+    // The unknown API's answer passes as the original bytes.
+    assert_eq!(
+        &responses[1][8..],
+        b"\x01\x02\x03 opaque bytes of a future API"
+    );
+    assert_eq!(&responses[2][8..], b"produce-ack");
+    // The broker saw all five requests, in order.
+    let seen: Vec<i32> = seen.lock().unwrap().iter().map(|s| s.2).collect();
+    assert_eq!(seen, vec![1, 2, 3, 4, 5]);
+
+    // Broker 1's listener is open and reaches the broker at the address Metadata named.
+    let mut direct = TcpStream::connect(("127.0.0.1", proxy.base + 1))
+        .await
+        .expect("broker listener opened before the client saw its port");
+    direct
+        .write_all(&unknown_request(9999, 42, b""))
+        .await
+        .unwrap();
+    let answer = read_frames(&mut direct, 1).await;
+    assert_eq!(frame::response_correlation_id(&answer[0]).unwrap(), 42);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn api_versions_above_what_the_proxy_decodes_is_answered_locally() {
+    let (broker, seen) = fake_broker(standard_handler()).await;
+    let proxy = Proxy::start(broker, &[]).await;
+    let mut client = TcpStream::connect(proxy.bootstrap).await.unwrap();
+    // ApiVersions v9: far above any version the protocol library knows. Header v2 fields
+    // follow, then a body the proxy must not try to read.
+    let mut request = unknown_request(18, 77, &[0, 4, b'k', b'c', b'a', b't', 0]);
+    request[6..8].copy_from_slice(&9i16.to_be_bytes());
+    client.write_all(&request).await.unwrap();
+    let answer = read_frames(&mut client, 1).await;
+    let mut body = answer[0].slice(4..);
+    let header = ResponseHeader::decode(&mut body, 0).unwrap();
+    assert_eq!(header.correlation_id, 77);
+    let versions = ApiVersionsResponse::decode(&mut body, 0).unwrap();
+    assert_eq!(versions.error_code, 35, "UNSUPPORTED_VERSION");
+    assert_eq!(versions.api_keys.len(), 1);
+    assert_eq!(versions.api_keys[0].api_key, 18);
+    assert_eq!(versions.api_keys[0].min_version, 0);
+    assert_eq!(
+        versions.api_keys[0].max_version,
+        kafka_tls_proxy::kafka::versions::API_VERSIONS_MAX
+    );
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "the broker never sees a version the proxy could not decode the answer of"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn oversize_frames_close_only_their_connection() {
+    let (broker, _) = fake_broker(standard_handler()).await;
+    let proxy = Proxy::start(broker, &["--max-request-bytes", "1024"]).await;
+    let mut bystander = TcpStream::connect(proxy.bootstrap).await.unwrap();
+    let mut attacker = TcpStream::connect(proxy.bootstrap).await.unwrap();
+    attacker
+        .write_all(&(1_000_000_000i32).to_be_bytes())
+        .await
+        .unwrap();
+    assert!(
+        closed(&mut attacker).await,
+        "oversize frame closes the connection"
+    );
+    // A negative length too.
+    let mut negative = TcpStream::connect(proxy.bootstrap).await.unwrap();
+    negative.write_all(&(-5i32).to_be_bytes()).await.unwrap();
+    assert!(closed(&mut negative).await);
+    // A frame too short for a request header.
+    let mut short = TcpStream::connect(proxy.bootstrap).await.unwrap();
+    short.write_all(&[0, 0, 0, 2, 0, 3]).await.unwrap();
+    assert!(closed(&mut short).await);
+    // The other connection is unharmed.
+    bystander
+        .write_all(&unknown_request(9999, 9, b""))
+        .await
+        .unwrap();
+    let answer = read_frames(&mut bystander, 1).await;
+    assert_eq!(frame::response_correlation_id(&answer[0]).unwrap(), 9);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_broker_answering_out_of_order_closes_the_connection() {
+    let handler: Handler =
+        Arc::new(|h, _, _| Some(response_frame(h.correlation_id + 1000, 0, b"wrong")));
+    let (broker, _) = fake_broker(handler).await;
+    let proxy = Proxy::start(broker, &[]).await;
+    let mut client = TcpStream::connect(proxy.bootstrap).await.unwrap();
+    client
+        .write_all(&unknown_request(9999, 1, b""))
+        .await
+        .unwrap();
+    assert!(closed(&mut client).await);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_malformed_metadata_response_is_not_forwarded() {
+    let handler: Handler = Arc::new(|h, _, _| {
+        // Claims a billion brokers in a few bytes.
+        Some(response_frame(
+            h.correlation_id,
+            0,
+            &[0x3b, 0x9a, 0xca, 0x00, 0, 0, 0, 1],
+        ))
+    });
+    let (broker, _) = fake_broker(handler).await;
+    let proxy = Proxy::start(broker, &[]).await;
+    let mut client = TcpStream::connect(proxy.bootstrap).await.unwrap();
+    client
+        .write_all(&request_frame(3, 1, 1, 5, &MetadataRequest::default()))
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    let got = tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut received))
+        .await
+        .expect("connection closes");
+    assert!(got.is_ok() || received.is_empty());
+    assert!(
+        received.is_empty(),
+        "nothing of the bad response reaches the client"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_drains_in_flight_requests() {
+    // The broker answers after 500 ms; shutdown starts while the request is in flight.
+    let handler: Handler =
+        Arc::new(|h, _, _| Some(response_frame(h.correlation_id, 0, b"late but delivered")));
+    let (broker, _) = fake_broker_with_delay(handler, Duration::from_millis(500)).await;
+    let proxy = Proxy::start(broker, &[]).await;
+    let mut client = TcpStream::connect(proxy.bootstrap).await.unwrap();
+    client
+        .write_all(&unknown_request(9999, 11, b""))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let bootstrap = proxy.bootstrap;
+    let stopping = tokio::spawn(proxy.stop());
+    let answer = read_frames(&mut client, 1).await;
+    assert_eq!(&answer[0][8..], b"late but delivered");
+    assert!(closed(&mut client).await, "closed once drained");
+    stopping.await.unwrap();
+    assert!(
+        TcpStream::connect(bootstrap).await.is_err(),
+        "no new connections after shutdown"
+    );
+}
