@@ -1465,6 +1465,10 @@ mod tests {
         } else {
             t.topic_id = uuid(3);
         }
+        if version >= 9 {
+            t.unknown_tagged_fields
+                .insert(2, Bytes::from_static(b"topic"));
+        }
         let mut m = ProduceResponse::default()
             .with_responses(vec![t])
             .with_throttle_time_ms(8);
@@ -1768,33 +1772,65 @@ mod tests {
     /// The walker must agree with kafka-protocol's own encoding at every version.
     #[test]
     fn node_endpoints_scanner_agrees_with_full_decode() {
+        // Both with a plain response header and one carrying an unknown tagged field.
+        let headers = [
+            ResponseHeader::default().with_correlation_id(CORRELATION),
+            ResponseHeader::default()
+                .with_correlation_id(CORRELATION)
+                .with_unknown_tagged_field(4, Bytes::from_static(b"hdr")),
+        ];
+        let scan = |api_key: i16, version: i16, input: &Bytes| -> bool {
+            let mut w = wire::Walker::new(input);
+            w.response_header(response_header_version(api_key, version))
+                .expect("header");
+            let walk = if api_key == PRODUCE {
+                wire::produce
+            } else {
+                wire::fetch
+            };
+            walk(&mut w, version).expect("walk")
+        };
         for version in 3..=13 {
             for endpoints in [false, true] {
-                let input = payload(PRODUCE, version, &produce(version, endpoints));
-                let (_, full) = decode::<ProduceResponse>(PRODUCE, version, &input);
-                let mut w = wire::Walker::new(&input);
-                w.response_header(response_header_version(PRODUCE, version))
-                    .expect("header");
-                let found = wire::produce(&mut w, version).expect("walk");
-                assert_eq!(found, !full.node_endpoints.is_empty(), "produce v{version}");
-                assert_eq!(found, version >= 10 && endpoints);
+                for header in &headers {
+                    if version < 9 && !header.unknown_tagged_fields.is_empty() {
+                        continue; // header v0 has no tagged fields
+                    }
+                    let input =
+                        payload_with_header(PRODUCE, version, header, &produce(version, endpoints));
+                    let (_, full) = decode::<ProduceResponse>(PRODUCE, version, &input);
+                    let found = scan(PRODUCE, version, &input);
+                    assert_eq!(found, !full.node_endpoints.is_empty(), "produce v{version}");
+                    assert_eq!(found, version >= 10 && endpoints);
+                    if version >= 10 {
+                        assert_eq!(
+                            has_node_endpoints(PRODUCE, version, &input).expect("check"),
+                            found
+                        );
+                    }
+                }
             }
         }
         for version in 4..=18 {
             for endpoints in [false, true] {
                 for (partitions, records) in [(0, 0), (1, 0), (5, 33), (8, 300)] {
-                    let input = payload(
-                        FETCH,
-                        version,
-                        &fetch(version, endpoints, partitions, records),
-                    );
-                    let (_, full) = decode::<FetchResponse>(FETCH, version, &input);
-                    let mut w = wire::Walker::new(&input);
-                    w.response_header(response_header_version(FETCH, version))
-                        .expect("header");
-                    let found = wire::fetch(&mut w, version).expect("walk");
-                    assert_eq!(found, !full.node_endpoints.is_empty(), "fetch v{version}");
-                    assert_eq!(found, version >= 16 && endpoints);
+                    for header in &headers {
+                        if version < 12 && !header.unknown_tagged_fields.is_empty() {
+                            continue;
+                        }
+                        let msg = fetch(version, endpoints, partitions, records);
+                        let input = payload_with_header(FETCH, version, header, &msg);
+                        let (_, full) = decode::<FetchResponse>(FETCH, version, &input);
+                        let found = scan(FETCH, version, &input);
+                        assert_eq!(found, !full.node_endpoints.is_empty(), "fetch v{version}");
+                        assert_eq!(found, version >= 16 && endpoints);
+                        if version >= 16 {
+                            assert_eq!(
+                                has_node_endpoints(FETCH, version, &input).expect("check"),
+                                found
+                            );
+                        }
+                    }
                 }
             }
         }
