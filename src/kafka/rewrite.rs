@@ -263,7 +263,7 @@ fn has_node_endpoints(api_key: i16, version: i16, frame: &Bytes) -> Result<bool,
         wire::fetch
     };
     let mut w = wire::Walker::new(frame);
-    w.response_header(1)
+    w.response_header(response_header_version(api_key, version))
         .and_then(|()| walk(&mut w, version))
         .map_err(|reason| decode_error(api_key, version, reason))
 }
@@ -287,6 +287,7 @@ fn replace(host: &mut StrBytes, port: &mut i32, new_host: StrBytes, new_port: i3
     changed
 }
 
+/// A [`RewriteError::Decode`] for this response.
 fn decode_error(api_key: i16, version: i16, reason: impl ToString) -> RewriteError {
     RewriteError::Decode {
         api_key,
@@ -295,6 +296,7 @@ fn decode_error(api_key: i16, version: i16, reason: impl ToString) -> RewriteErr
     }
 }
 
+/// Errors unless kafka-protocol can decode `M` at `version`.
 fn check_version<M: Message>(api_key: i16, version: i16) -> Result<(), RewriteError> {
     if version < M::VERSIONS.min || version > M::VERSIONS.max {
         return Err(RewriteError::UnsupportedVersion { api_key, version });
@@ -431,6 +433,7 @@ pub(crate) mod wire {
             }
         }
 
+        /// The next `n` bytes.
         pub(crate) fn take(&mut self, n: usize) -> WireResult<&'a [u8]> {
             if n > self.buf.len() {
                 return Err(TRUNCATED);
@@ -440,15 +443,18 @@ pub(crate) mod wire {
             Ok(head)
         }
 
+        /// Steps over `n` bytes.
         pub(crate) fn skip(&mut self, n: usize) -> WireResult<()> {
             self.take(n).map(|_| ())
         }
 
+        /// A big-endian int16.
         pub(crate) fn i16(&mut self) -> WireResult<i16> {
             let b = self.take(2)?;
             Ok(i16::from_be_bytes([b[0], b[1]]))
         }
 
+        /// A big-endian int32.
         pub(crate) fn i32(&mut self) -> WireResult<i32> {
             let b = self.take(4)?;
             Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
