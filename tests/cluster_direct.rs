@@ -8,11 +8,17 @@ use common::{assert_success, cluster, unique, untrusted_client_cert, Principal, 
 use std::collections::BTreeSet;
 
 fn lines(bytes: &[u8]) -> BTreeSet<String> {
-    String::from_utf8_lossy(bytes).lines().filter(|l| !l.is_empty()).map(str::to_string).collect()
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 fn records(prefix: &str, n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("key-{i}:{prefix} value {i} ✓")).collect()
+    (0..n)
+        .map(|i| format!("key-{i}:{prefix} value {i} ✓"))
+        .collect()
 }
 
 /// kcat consumer of a whole topic as `p`: returns the `key:value` lines.
@@ -20,7 +26,19 @@ fn kcat_consume(p: Principal, topic: &str, expected: usize) -> BTreeSet<String> 
     let c = cluster();
     let out = c.kcat_as(
         p,
-        &["-C", "-t", topic, "-o", "beginning", "-e", "-q", "-c", &expected.to_string(), "-f", "%k:%s\\n"],
+        &[
+            "-C",
+            "-t",
+            topic,
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+            "-c",
+            &expected.to_string(),
+            "-f",
+            "%k:%s\\n",
+        ],
         None,
     );
     lines(assert_success(&format!("kcat consume {topic}"), &out).as_bytes())
@@ -44,8 +62,15 @@ fn metadata_lists_three_brokers_advertising_msk_names() {
         let ca = c.ca();
         let (cert, key) = (c.admin_cert(), c.admin_key());
         let out = c.ping(&[
-            "--ca", ca.to_str().unwrap(), "--cert", cert.to_str().unwrap(), "--key", key.to_str().unwrap(),
-            "--expect-brokers", "3", &addr,
+            "--ca",
+            ca.to_str().unwrap(),
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            "--expect-brokers",
+            "3",
+            &addr,
         ]);
         let text = assert_success(&format!("kafka_ping {addr}"), &out);
         assert!(
@@ -63,7 +88,11 @@ fn kcat_produces_and_consumes_over_mutual_tls() {
     c.create_topic(&topic, 3, 3);
     let recs = records("kcat", 20);
     let input = recs.join("\n") + "\n";
-    let out = c.kcat_as(Principal::Admin, &["-P", "-t", &topic, "-K", ":", "-X", "acks=all"], Some(input.as_bytes()));
+    let out = c.kcat_as(
+        Principal::Admin,
+        &["-P", "-t", &topic, "-K", ":", "-X", "acks=all"],
+        Some(input.as_bytes()),
+    );
     assert_success("kcat produce", &out);
     let got = kcat_consume(Principal::Admin, &topic, recs.len());
     assert_eq!(got, recs.iter().cloned().collect::<BTreeSet<_>>());
@@ -75,30 +104,12 @@ fn java_console_tools_produce_and_consume_over_mutual_tls() {
     let _g = c.shared();
     let topic = unique("java-roundtrip");
     c.create_topic(&topic, 3, 3);
-    let props = c.admin_properties();
-    let props = props.to_str().unwrap();
     let recs = records("java", 10);
-    let input = recs.join("\n") + "\n";
-    let out = c.cli_stdin(
-        "console-producer",
-        &[
-            "--bootstrap-server", c.bootstrap(), "--topic", &topic, "--producer.config", props,
-            "--property", "parse.key=true", "--property", "key.separator=:",
-            "--request-required-acks", "all",
-        ],
-        Some(input.as_bytes()),
-    );
+    let out = c.console_produce(Principal::Admin, &topic, &recs, true);
     assert_success("console-producer", &out);
 
     // Java consumer reads what the Java producer wrote ...
-    let out = c.cli(
-        "console-consumer",
-        &[
-            "--bootstrap-server", c.bootstrap(), "--topic", &topic, "--consumer.config", props,
-            "--from-beginning", "--max-messages", &recs.len().to_string(), "--timeout-ms", "60000",
-            "--property", "print.key=true", "--property", "key.separator=:",
-        ],
-    );
+    let out = c.console_consume(Principal::Admin, &topic, recs.len(), true, None);
     let got = lines(assert_success("console-consumer", &out).as_bytes());
     let want: BTreeSet<String> = recs.iter().cloned().collect();
     assert_eq!(got, want);
@@ -114,12 +125,29 @@ fn connection_without_client_certificate_is_refused() {
     let ca_arg = format!("ssl.ca.location={}", ca.display());
     // kcat: TLS, trusts the CA, but presents no certificate.
     let out = c.kcat_raw(
-        &["-b", c.bootstrap(), "-X", "security.protocol=ssl", "-X", &ca_arg, "-L", "-m", "5"],
+        &[
+            "-b",
+            c.bootstrap(),
+            "-X",
+            "security.protocol=ssl",
+            "-X",
+            &ca_arg,
+            "-L",
+            "-m",
+            "5",
+        ],
         None,
     );
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "kcat without client certificate got metadata:\n{}", String::from_utf8_lossy(&out.stdout));
-    assert!(!String::from_utf8_lossy(&out.stdout).contains("brokers:"), "metadata leaked");
+    assert!(
+        !out.status.success(),
+        "kcat without client certificate got metadata:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("brokers:"),
+        "metadata leaked"
+    );
     assert!(
         err.contains("alert") || err.contains("certificate") || err.contains("SSL"),
         "expected a TLS failure from kcat, got:\n{err}"
@@ -128,11 +156,25 @@ fn connection_without_client_certificate_is_refused() {
     let addr = c.broker_addr(1);
     let out = c.ping(&["--ca", ca.to_str().unwrap(), "--timeout", "5", &addr]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "python client without certificate was answered");
-    assert!(err.contains("SSLError") || err.contains("certificate"), "python: {err}");
+    assert!(
+        !out.status.success(),
+        "python client without certificate was answered"
+    );
+    assert!(
+        err.contains("SSLError") || err.contains("certificate"),
+        "python: {err}"
+    );
     // Positive control: same client, with the admin certificate, works.
     let (cert, key) = (c.admin_cert(), c.admin_key());
-    let out = c.ping(&["--ca", ca.to_str().unwrap(), "--cert", cert.to_str().unwrap(), "--key", key.to_str().unwrap(), &addr]);
+    let out = c.ping(&[
+        "--ca",
+        ca.to_str().unwrap(),
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+        &addr,
+    ]);
     assert_success("python client with admin certificate", &out);
 }
 
@@ -149,26 +191,63 @@ fn connection_with_untrusted_client_certificate_is_refused() {
         format!("ssl.key.location={}", rogue_key.display()),
     ];
     let out = c.kcat_raw(
-        &["-b", c.bootstrap(), "-X", "security.protocol=ssl", "-X", &args[0], "-X", &args[1], "-X", &args[2], "-L", "-m", "5"],
+        &[
+            "-b",
+            c.bootstrap(),
+            "-X",
+            "security.protocol=ssl",
+            "-X",
+            &args[0],
+            "-X",
+            &args[1],
+            "-X",
+            &args[2],
+            "-L",
+            "-m",
+            "5",
+        ],
         None,
     );
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "untrusted certificate got metadata:\n{}", String::from_utf8_lossy(&out.stdout));
-    assert!(!String::from_utf8_lossy(&out.stdout).contains("brokers:"), "metadata leaked");
-    assert!(err.contains("alert") || err.contains("certificate") || err.contains("SSL"), "kcat: {err}");
+    assert!(
+        !out.status.success(),
+        "untrusted certificate got metadata:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("brokers:"),
+        "metadata leaked"
+    );
+    assert!(
+        err.contains("alert") || err.contains("certificate") || err.contains("SSL"),
+        "kcat: {err}"
+    );
 
     let addr = c.broker_addr(2);
     let out = c.ping(&[
-        "--ca", c.ca().to_str().unwrap(), "--cert", rogue_cert.to_str().unwrap(), "--key", rogue_key.to_str().unwrap(),
-        "--timeout", "5", &addr,
+        "--ca",
+        c.ca().to_str().unwrap(),
+        "--cert",
+        rogue_cert.to_str().unwrap(),
+        "--key",
+        rogue_key.to_str().unwrap(),
+        "--timeout",
+        "5",
+        &addr,
     ]);
-    assert!(!out.status.success(), "python client with untrusted certificate was answered");
+    assert!(
+        !out.status.success(),
+        "python client with untrusted certificate was answered"
+    );
 
     // And the other direction: a client that trusts only the rogue CA refuses the brokers.
     let out = c.ping(&["--ca", rogue_ca.to_str().unwrap(), "--timeout", "5", &addr]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("CERTIFICATE_VERIFY_FAILED"), "expected broker verification failure: {err}");
+    assert!(
+        err.contains("CERTIFICATE_VERIFY_FAILED"),
+        "expected broker verification failure: {err}"
+    );
 }
 
 #[test]
@@ -178,23 +257,48 @@ fn broker_hostname_verification_is_real() {
     let ca = c.ca();
     let (cert, key) = (c.admin_cert(), c.admin_key());
     let tls = |addr: &str| {
-        c.ping(&["--ca", ca.to_str().unwrap(), "--cert", cert.to_str().unwrap(), "--key", key.to_str().unwrap(), "--timeout", "5", addr])
+        c.ping(&[
+            "--ca",
+            ca.to_str().unwrap(),
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            "--timeout",
+            "5",
+            addr,
+        ])
     };
     // By name: the wildcard *.msk.test certificate matches.
     assert_success("ping b-1.msk.test", &tls("b-1.msk.test:9094"));
     // By IP: same broker, same CA, but the name does not match the certificate.
     let out = tls("127.0.0.11:9094");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "connection by IP passed hostname verification");
-    assert!(err.contains("CERTIFICATE_VERIFY_FAILED") && err.contains("127.0.0.11"), "python: {err}");
+    assert!(
+        !out.status.success(),
+        "connection by IP passed hostname verification"
+    );
+    assert!(
+        err.contains("CERTIFICATE_VERIFY_FAILED") && err.contains("127.0.0.11"),
+        "python: {err}"
+    );
     // librdkafka with endpoint identification: bootstrap by IP fails too.
-    let out = c.kcat_as(Principal::Admin, &["-b", "127.0.0.11:9094", "-L", "-m", "5"], None);
-    assert!(!out.status.success(), "kcat by IP passed hostname verification");
+    let out = c.kcat_as(
+        Principal::Admin,
+        &["-b", "127.0.0.11:9094", "-L", "-m", "5"],
+        None,
+    );
+    assert!(
+        !out.status.success(),
+        "kcat by IP passed hostname verification"
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("certificate verify failed"), "kcat: {err}");
     // The broker certificate names exactly the wildcard.
     let out = common::run(
-        std::process::Command::new("openssl").args(["x509", "-noout", "-ext", "subjectAltName", "-in"]).arg(c.get("KTP_CA").replace("ca.pem", "broker.pem")),
+        std::process::Command::new("openssl")
+            .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])
+            .arg(c.get("KTP_CA").replace("ca.pem", "broker.pem")),
         None,
     );
     let san = assert_success("openssl x509", &out);
@@ -212,30 +316,67 @@ fn service_principal_is_limited_by_acls() {
 
     // Service may write its svc.* topic, with the passphrase-encrypted PKCS#8 key.
     let (enc_key, pass) = c.service_encrypted_key();
-    let enc = [format!("ssl.key.location={}", enc_key.display()), format!("ssl.key.password={pass}")];
+    let enc = [
+        format!("ssl.key.location={}", enc_key.display()),
+        format!("ssl.key.password={pass}"),
+    ];
     let mut args = vec!["-b".to_string(), c.bootstrap().to_string()];
     args.extend(c.kcat_tls_args(Principal::Service));
-    args.extend(["-X".to_string(), enc[0].clone(), "-X".to_string(), enc[1].clone()]);
+    args.extend([
+        "-X".to_string(),
+        enc[0].clone(),
+        "-X".to_string(),
+        enc[1].clone(),
+    ]);
     args.extend(["-P", "-t", &allowed, "-K", ":"].map(String::from));
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = c.kcat_raw(&argv, Some(b"k1:allowed record\n"));
     assert_success("service produces to svc.* with the encrypted key", &out);
-    assert_eq!(kcat_consume(Principal::Service, &allowed, 1), BTreeSet::from(["k1:allowed record".to_string()]));
+    assert_eq!(
+        kcat_consume(Principal::Service, &allowed, 1),
+        BTreeSet::from(["k1:allowed record".to_string()])
+    );
+
+    // The Java consumer as service: allowed in a group with its prefix, refused in another group.
+    let out = c.console_consume(Principal::Service, &allowed, 1, true, Some(&unique("svc.group")));
+    assert_eq!(lines(assert_success("service console-consumer in svc.* group", &out).as_bytes()),
+        BTreeSet::from(["k1:allowed record".to_string()]));
+    let out = c.console_consume(Principal::Service, &allowed, 1, true, Some(&unique("other-group")));
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!all.contains("allowed record"), "service read in a foreign group: {all}");
+    assert!(all.contains("GroupAuthorization") || all.contains("Not authorized to access group"), "expected a group authorization error: {all}");
 
     // ... but not a topic outside its prefix.
-    let out = c.kcat_as(Principal::Service, &["-P", "-t", &denied], Some(b"must not land\n"));
+    let out = c.kcat_as(
+        Principal::Service,
+        &["-P", "-t", &denied],
+        Some(b"must not land\n"),
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() || err.contains("authoriz") || err.contains("Authoriz"),
         "service wrote to {denied} without an error"
     );
-    assert!(err.to_lowercase().contains("authoriz"), "expected an authorization error: {err}");
+    assert!(
+        err.to_lowercase().contains("authoriz"),
+        "expected an authorization error: {err}"
+    );
 
     // readonly reads everything, writes nothing.
-    assert_eq!(kcat_consume(Principal::Readonly, &allowed, 1), BTreeSet::from(["k1:allowed record".to_string()]));
-    let out = c.kcat_as(Principal::Readonly, &["-P", "-t", &allowed], Some(b"must not land either\n"));
+    assert_eq!(
+        kcat_consume(Principal::Readonly, &allowed, 1),
+        BTreeSet::from(["k1:allowed record".to_string()])
+    );
+    let out = c.kcat_as(
+        Principal::Readonly,
+        &["-P", "-t", &allowed],
+        Some(b"must not land either\n"),
+    );
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.to_lowercase().contains("authoriz"), "readonly write: expected an authorization error: {err}");
+    assert!(
+        err.to_lowercase().contains("authoriz"),
+        "readonly write: expected an authorization error: {err}"
+    );
 
     // Nothing unauthorized landed (admin sees only the one record in each topic's history).
     assert_eq!(kcat_consume(Principal::Admin, &allowed, 1).len(), 1);

@@ -93,22 +93,35 @@ pub fn parse_env(text: &str) -> HashMap<String, String> {
 /// Kafka topic names allow `[a-zA-Z0-9._-]`.
 pub fn unique(prefix: &str) -> String {
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() % 100_000_000;
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        % 100_000_000;
     format!("{prefix}-{}-{n}-{t}", std::process::id())
 }
 
 /// Runs a command and returns its output (panics only if it cannot be started).
 pub fn run(cmd: &mut Command, stdin: Option<&[u8]>) -> Output {
     let desc = format!("{cmd:?}");
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {desc}: {e}"));
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {desc}: {e}"));
     if let Some(input) = stdin {
         let mut pipe = child.stdin.take().unwrap();
-        pipe.write_all(input).unwrap_or_else(|e| panic!("writing stdin of {desc}: {e}"));
+        pipe.write_all(input)
+            .unwrap_or_else(|e| panic!("writing stdin of {desc}: {e}"));
     }
-    child.wait_with_output().unwrap_or_else(|e| panic!("waiting for {desc}: {e}"))
+    child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("waiting for {desc}: {e}"))
 }
 
 /// Panics with stdout/stderr when the command failed; returns stdout as text.
@@ -137,7 +150,11 @@ impl Cluster {
                 env_file.display()
             )
         });
-        let c = Cluster { dir, env: parse_env(&text), lock: RwLock::new(()) };
+        let c = Cluster {
+            dir,
+            env: parse_env(&text),
+            lock: RwLock::new(()),
+        };
         // The names must resolve here (tests/with-hosts), and every broker must accept TCP.
         for (node, host, port) in c.brokers() {
             let addrs: Vec<SocketAddr> = match (host.as_str(), port).to_socket_addrs() {
@@ -180,7 +197,10 @@ impl Cluster {
     }
     /// (major, minor) of the Kafka version.
     pub fn version_major_minor(&self) -> (u32, u32) {
-        let mut it = self.version().split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+        let mut it = self
+            .version()
+            .split('.')
+            .map(|p| p.parse::<u32>().unwrap_or(0));
         (it.next().unwrap_or(0), it.next().unwrap_or(0))
     }
     /// `b-1.msk.test:9094,b-2.msk.test:9094,b-3.msk.test:9094`
@@ -202,7 +222,11 @@ impl Cluster {
     }
     /// `host:port` of broker `node`.
     pub fn broker_addr(&self, node: i32) -> String {
-        let (_, h, p) = self.brokers().into_iter().find(|b| b.0 == node).expect("no such node");
+        let (_, h, p) = self
+            .brokers()
+            .into_iter()
+            .find(|b| b.0 == node)
+            .expect("no such node");
         format!("{h}:{p}")
     }
     pub fn ca(&self) -> PathBuf {
@@ -230,7 +254,10 @@ impl Cluster {
     /// The service key as passphrase-encrypted PKCS#8, and its passphrase.
     pub fn service_encrypted_key(&self) -> (PathBuf, String) {
         let pass = std::fs::read_to_string(self.get("KTP_SERVICE_KEY_PASSWORD_FILE")).unwrap();
-        (self.path("KTP_SERVICE_ENCRYPTED_KEY"), pass.trim_end().to_string())
+        (
+            self.path("KTP_SERVICE_ENCRYPTED_KEY"),
+            pass.trim_end().to_string(),
+        )
     }
     pub fn proxy_server_cert(&self) -> PathBuf {
         self.path("KTP_PROXY_SERVER_CERT")
@@ -245,7 +272,8 @@ impl Cluster {
     /// `cluster.sh` with this cluster's version and state dir.
     pub fn cluster_sh(&self) -> Command {
         let mut cmd = Command::new(self.get("KTP_CLUSTER_CLI"));
-        cmd.env("KAFKA_VERSION", self.version()).env("KTP_CLUSTER_DIR", &self.dir);
+        cmd.env("KAFKA_VERSION", self.version())
+            .env("KTP_CLUSTER_DIR", &self.dir);
         cmd
     }
 
@@ -261,9 +289,60 @@ impl Cluster {
     /// adds `--bootstrap-server` and `--command-config`.
     pub fn admin_cli(&self, tool: &str, args: &[&str]) -> Output {
         let props = self.admin_properties();
-        let mut all = vec!["--bootstrap-server", self.bootstrap(), "--command-config", props.to_str().unwrap()];
+        let mut all = vec![
+            "--bootstrap-server",
+            self.bootstrap(),
+            "--command-config",
+            props.to_str().unwrap(),
+        ];
         all.extend_from_slice(args);
         self.cli(tool, &all)
+    }
+
+    /// True from Kafka 4.2 on, where KIP-1147 renamed console tool options
+    /// (`--producer.config`/`--consumer.config` -> `--command-config`, `--property` ->
+    /// `--reader-property` / `--formatter-property`; the old names print warnings on stdout).
+    pub fn console_options_renamed(&self) -> bool {
+        self.version_major_minor() >= (4, 2)
+    }
+
+    /// Java console producer as `p`: writes `lines` (one record each, `key:value` when `keyed`),
+    /// acks=all. Returns the tool's output (use `assert_success`).
+    pub fn console_produce(&self, p: Principal, topic: &str, lines: &[String], keyed: bool) -> Output {
+        let props = self.properties(p);
+        let new = self.console_options_renamed();
+        let mut args = vec![
+            "--bootstrap-server", self.bootstrap(), "--topic", topic,
+            if new { "--command-config" } else { "--producer.config" }, props.to_str().unwrap(),
+            "--request-required-acks", "all",
+        ];
+        let prop = if new { "--reader-property" } else { "--property" };
+        if keyed {
+            args.extend([prop, "parse.key=true", prop, "key.separator=:"]);
+        }
+        let input = lines.join("\n") + "\n";
+        self.cli_stdin("console-producer", &args, Some(input.as_bytes()))
+    }
+
+    /// Java console consumer as `p` (group `group` if given): reads `max_messages` records from
+    /// the beginning (60 s timeout); stdout has one record per line (`key:value` when `keyed`).
+    pub fn console_consume(&self, p: Principal, topic: &str, max_messages: usize, keyed: bool, group: Option<&str>) -> Output {
+        let props = self.properties(p);
+        let new = self.console_options_renamed();
+        let n = max_messages.to_string();
+        let mut args = vec![
+            "--bootstrap-server", self.bootstrap(), "--topic", topic,
+            if new { "--command-config" } else { "--consumer.config" }, props.to_str().unwrap(),
+            "--from-beginning", "--max-messages", &n, "--timeout-ms", "60000",
+        ];
+        let prop = if new { "--formatter-property" } else { "--property" };
+        if keyed {
+            args.extend([prop, "print.key=true", prop, "key.separator=:"]);
+        }
+        if let Some(g) = group {
+            args.extend(["--group", g]);
+        }
+        self.cli("console-consumer", &args)
     }
 
     /// Creates a topic as admin; panics on failure. Waits until every broker knows it.
@@ -271,7 +350,15 @@ impl Cluster {
         let (p, rf) = (partitions.to_string(), replication_factor.to_string());
         let out = self.admin_cli(
             "topics",
-            &["--create", "--topic", name, "--partitions", &p, "--replication-factor", &rf],
+            &[
+                "--create",
+                "--topic",
+                name,
+                "--partitions",
+                &p,
+                "--replication-factor",
+                &rf,
+            ],
         );
         assert_success(&format!("creating topic {name}"), &out);
         self.wait_for_topic(name, partitions);
@@ -288,7 +375,10 @@ impl Cluster {
             loop {
                 let out = self.kcat(&["-b", &self.broker_addr(node), "-L", "-t", name, "-m", "5"]);
                 let text = String::from_utf8_lossy(&out.stdout);
-                let led = text.lines().filter(|l| l.contains("partition") && l.contains("leader")).count();
+                let led = text
+                    .lines()
+                    .filter(|l| l.contains("partition") && l.contains("leader"))
+                    .count();
                 let no_leader = text.contains("leader -1");
                 if out.status.success() && led >= partitions as usize && !no_leader {
                     break;
@@ -305,19 +395,37 @@ impl Cluster {
     /// Stops broker `n` (controlled shutdown). The returned guard restarts it when dropped
     /// (also when the test panics) unless `start()` was called. Hold `exclusive()` around it.
     pub fn stop_broker(&self, n: i32) -> StoppedBroker<'_> {
-        let out = run(self.cluster_sh().args(["stop-broker", &n.to_string()]), None);
+        let out = run(
+            self.cluster_sh().args(["stop-broker", &n.to_string()]),
+            None,
+        );
         assert_success(&format!("stop-broker {n}"), &out);
-        StoppedBroker { cluster: self, node: n, started: false }
+        StoppedBroker {
+            cluster: self,
+            node: n,
+            started: false,
+        }
     }
     /// Kills broker `n` with SIGKILL (a crash). Same guard as `stop_broker`.
     pub fn kill_broker(&self, n: i32) -> StoppedBroker<'_> {
-        let out = run(self.cluster_sh().args(["stop-broker", &n.to_string(), "--kill"]), None);
+        let out = run(
+            self.cluster_sh()
+                .args(["stop-broker", &n.to_string(), "--kill"]),
+            None,
+        );
         assert_success(&format!("stop-broker {n} --kill"), &out);
-        StoppedBroker { cluster: self, node: n, started: false }
+        StoppedBroker {
+            cluster: self,
+            node: n,
+            started: false,
+        }
     }
     /// Starts broker `n` again and waits until it answers Metadata listing 3 brokers.
     pub fn start_broker(&self, n: i32) {
-        let out = run(self.cluster_sh().args(["start-broker", &n.to_string()]), None);
+        let out = run(
+            self.cluster_sh().args(["start-broker", &n.to_string()]),
+            None,
+        );
         assert_success(&format!("start-broker {n}"), &out);
     }
 
@@ -353,7 +461,10 @@ impl Cluster {
     /// Runs kcat as `p` with optional stdin.
     pub fn kcat_as(&self, p: Principal, args: &[&str], stdin: Option<&[u8]>) -> Output {
         let mut cmd = Command::new("kcat");
-        cmd.arg("-b").arg(self.bootstrap()).args(self.kcat_tls_args(p)).args(args);
+        cmd.arg("-b")
+            .arg(self.bootstrap())
+            .args(self.kcat_tls_args(p))
+            .args(args);
         run(&mut cmd, stdin)
     }
     /// Runs kcat with exactly `args` (no bootstrap, no TLS settings added).
@@ -363,7 +474,10 @@ impl Cluster {
 
     /// Runs tests/cluster/kafka_ping.py (a stdlib-Python Metadata v1 client over TLS) with `args`.
     pub fn ping(&self, args: &[&str]) -> Output {
-        run(Command::new("python3").arg(self.kafka_ping()).args(args), None)
+        run(
+            Command::new("python3").arg(self.kafka_ping()).args(args),
+            None,
+        )
     }
 }
 
@@ -388,9 +502,18 @@ impl StoppedBroker<'_> {
 impl Drop for StoppedBroker<'_> {
     fn drop(&mut self) {
         if !self.started {
-            let out = run(self.cluster.cluster_sh().args(["start-broker", &self.node.to_string()]), None);
+            let out = run(
+                self.cluster
+                    .cluster_sh()
+                    .args(["start-broker", &self.node.to_string()]),
+                None,
+            );
             if !out.status.success() && !std::thread::panicking() {
-                panic!("restarting broker {} failed: {}", self.node, String::from_utf8_lossy(&out.stderr));
+                panic!(
+                    "restarting broker {} failed: {}",
+                    self.node,
+                    String::from_utf8_lossy(&out.stderr)
+                );
             }
         }
     }
@@ -432,11 +555,50 @@ pub fn untrusted_client_cert(dir: &Path, cn: &str) -> (PathBuf, PathBuf, PathBuf
         assert_success(&format!("openssl {args:?}"), &out);
     };
     let p = |p: &Path| p.to_str().unwrap().to_string();
-    openssl(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &p(&ca_key), "-out", &p(&ca),
-        "-days", "2", "-subj", "/CN=rogue test CA"]);
-    openssl(&["req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", &p(&key), "-out", &p(&csr),
-        "-subj", &format!("/CN={cn}")]);
-    openssl(&["x509", "-req", "-in", &p(&csr), "-CA", &p(&ca), "-CAkey", &p(&ca_key), "-CAcreateserial",
-        "-out", &p(&cert), "-days", "2", "-extfile", &p(&ext)]);
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &p(&ca_key),
+        "-out",
+        &p(&ca),
+        "-days",
+        "2",
+        "-subj",
+        "/CN=rogue test CA",
+    ]);
+    openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &p(&key),
+        "-out",
+        &p(&csr),
+        "-subj",
+        &format!("/CN={cn}"),
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &p(&csr),
+        "-CA",
+        &p(&ca),
+        "-CAkey",
+        &p(&ca_key),
+        "-CAcreateserial",
+        "-out",
+        &p(&cert),
+        "-days",
+        "2",
+        "-extfile",
+        &p(&ext),
+    ]);
     (ca, cert, key)
 }
