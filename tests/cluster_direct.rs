@@ -338,13 +338,37 @@ fn service_principal_is_limited_by_acls() {
     );
 
     // The Java consumer as service: allowed in a group with its prefix, refused in another group.
-    let out = c.console_consume(Principal::Service, &allowed, 1, true, Some(&unique("svc.group")));
-    assert_eq!(lines(assert_success("service console-consumer in svc.* group", &out).as_bytes()),
-        BTreeSet::from(["k1:allowed record".to_string()]));
-    let out = c.console_consume(Principal::Service, &allowed, 1, true, Some(&unique("other-group")));
-    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(!all.contains("allowed record"), "service read in a foreign group: {all}");
-    assert!(all.contains("GroupAuthorization") || all.contains("Not authorized to access group"), "expected a group authorization error: {all}");
+    let out = c.console_consume(
+        Principal::Service,
+        &allowed,
+        1,
+        true,
+        Some(&unique("svc.group")),
+    );
+    assert_eq!(
+        lines(assert_success("service console-consumer in svc.* group", &out).as_bytes()),
+        BTreeSet::from(["k1:allowed record".to_string()])
+    );
+    let out = c.console_consume(
+        Principal::Service,
+        &allowed,
+        1,
+        true,
+        Some(&unique("other-group")),
+    );
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !all.contains("allowed record"),
+        "service read in a foreign group: {all}"
+    );
+    assert!(
+        all.contains("GroupAuthorization") || all.contains("Not authorized to access group"),
+        "expected a group authorization error: {all}"
+    );
 
     // ... but not a topic outside its prefix.
     let out = c.kcat_as(

@@ -308,15 +308,34 @@ impl Cluster {
 
     /// Java console producer as `p`: writes `lines` (one record each, `key:value` when `keyed`),
     /// acks=all. Returns the tool's output (use `assert_success`).
-    pub fn console_produce(&self, p: Principal, topic: &str, lines: &[String], keyed: bool) -> Output {
+    pub fn console_produce(
+        &self,
+        p: Principal,
+        topic: &str,
+        lines: &[String],
+        keyed: bool,
+    ) -> Output {
         let props = self.properties(p);
         let new = self.console_options_renamed();
         let mut args = vec![
-            "--bootstrap-server", self.bootstrap(), "--topic", topic,
-            if new { "--command-config" } else { "--producer.config" }, props.to_str().unwrap(),
-            "--request-required-acks", "all",
+            "--bootstrap-server",
+            self.bootstrap(),
+            "--topic",
+            topic,
+            if new {
+                "--command-config"
+            } else {
+                "--producer.config"
+            },
+            props.to_str().unwrap(),
+            "--request-required-acks",
+            "all",
         ];
-        let prop = if new { "--reader-property" } else { "--property" };
+        let prop = if new {
+            "--reader-property"
+        } else {
+            "--property"
+        };
         if keyed {
             args.extend([prop, "parse.key=true", prop, "key.separator=:"]);
         }
@@ -326,16 +345,39 @@ impl Cluster {
 
     /// Java console consumer as `p` (group `group` if given): reads `max_messages` records from
     /// the beginning (60 s timeout); stdout has one record per line (`key:value` when `keyed`).
-    pub fn console_consume(&self, p: Principal, topic: &str, max_messages: usize, keyed: bool, group: Option<&str>) -> Output {
+    pub fn console_consume(
+        &self,
+        p: Principal,
+        topic: &str,
+        max_messages: usize,
+        keyed: bool,
+        group: Option<&str>,
+    ) -> Output {
         let props = self.properties(p);
         let new = self.console_options_renamed();
         let n = max_messages.to_string();
         let mut args = vec![
-            "--bootstrap-server", self.bootstrap(), "--topic", topic,
-            if new { "--command-config" } else { "--consumer.config" }, props.to_str().unwrap(),
-            "--from-beginning", "--max-messages", &n, "--timeout-ms", "60000",
+            "--bootstrap-server",
+            self.bootstrap(),
+            "--topic",
+            topic,
+            if new {
+                "--command-config"
+            } else {
+                "--consumer.config"
+            },
+            props.to_str().unwrap(),
+            "--from-beginning",
+            "--max-messages",
+            &n,
+            "--timeout-ms",
+            "60000",
         ];
-        let prop = if new { "--formatter-property" } else { "--property" };
+        let prop = if new {
+            "--formatter-property"
+        } else {
+            "--property"
+        };
         if keyed {
             args.extend([prop, "print.key=true", prop, "key.separator=:"]);
         }
