@@ -352,7 +352,7 @@ launch_node() { # node
   printf '\n===== cluster.sh: starting node %s (Kafka %s) at %s =====\n' "$n" "$V" "$(date -Is)" >>"$DIR/node-$n.log"
   # shellcheck disable=SC2046
   setsid "$JAVA" $(broker_java_opts "$n") -cp "$LIBS/*" kafka.Kafka "$DIR/config/node-$n.properties" \
-    >>"$DIR/node-$n.log" 2>&1 </dev/null &
+    >>"$DIR/node-$n.log" 2>&1 </dev/null 9>&- &
   echo $! >"$DIR/pids/node-$n.pid"
   disown $! 2>/dev/null || true
 }
