@@ -67,6 +67,15 @@ case "${KAFKA_VERSION:-}" in
 esac
 LIBS="$CACHE/$V/libs"
 
+# python3 for kafka_ping.py / kafka_acls.py (stdlib only, any python3 >= 3.7)
+PYTHON=${KTP_PYTHON:-}
+if [ -z "$PYTHON" ]; then
+  for p in python3 /usr/bin/python3; do
+    if "$p" -c 'import ssl' >/dev/null 2>&1; then PYTHON=$(command -v "$p"); break; fi
+  done
+fi
+PYTHON=${PYTHON:-python3}
+
 log() { printf 'cluster: %s\n' "$*" >&2; }
 die() { printf 'cluster: ERROR: %s\n' "$*" >&2; exit 1; }
 now() { date +%s.%N; }
@@ -362,7 +371,7 @@ ping_args() {
 }
 ping_node() { # node [expect] ; one attempt, quiet
   # shellcheck disable=SC2046
-  python3 "$HERE/kafka_ping.py" $(ping_args) --quiet --expect-brokers "${2:-3}" "$(host_of "$1"):$CLIENT_PORT" 2>/dev/null
+  "$PYTHON" "$HERE/kafka_ping.py" $(ping_args) --quiet --expect-brokers "${2:-3}" "$(host_of "$1"):$CLIENT_PORT" 2>/dev/null
 }
 
 fail_node() { # node reason
@@ -390,7 +399,7 @@ wait_ready() { # timeout nodes... ; every node answers Metadata listing 3 broker
     if [ "$(date +%s)" -ge "$deadline" ]; then
       for n in $pending; do
         # shellcheck disable=SC2046
-        err=$(python3 "$HERE/kafka_ping.py" $(ping_args) --expect-brokers 3 "$(host_of "$n"):$CLIENT_PORT" 2>&1 >/dev/null || true)
+        err=$("$PYTHON" "$HERE/kafka_ping.py" $(ping_args) --expect-brokers 3 "$(host_of "$n"):$CLIENT_PORT" 2>&1 >/dev/null || true)
         fail_node "$n" "no Metadata answer listing 3 brokers within $timeout s ($err)"
       done
       return 1
@@ -413,7 +422,7 @@ check_names() {
 create_acls() {
   local S=User:service R=User:readonly
   # shellcheck disable=SC2046
-  python3 "$HERE/kafka_acls.py" $(ping_args) "$(host_of 1):$CLIENT_PORT" \
+  "$PYTHON" "$HERE/kafka_acls.py" $(ping_args) "$(host_of 1):$CLIENT_PORT" \
     "topic:prefixed:svc.:$S:read" "topic:prefixed:svc.:$S:write" "topic:prefixed:svc.:$S:create" \
     "topic:prefixed:svc.:$S:describe" "topic:prefixed:svc.:$S:describe-configs" \
     "group:prefixed:svc.:$S:read" "group:prefixed:svc.:$S:describe" \
@@ -461,6 +470,7 @@ KTP_READONLY_PROPERTIES=$DIR/client-readonly.properties
 KTP_CLUSTER_CLI=$HERE/cluster.sh
 KTP_CLUSTER_DIR=$DIR
 KTP_KAFKA_PING=$HERE/kafka_ping.py
+KTP_PYTHON=$PYTHON
 KTP_JAVA=$JAVA
 KTP_START_SECONDS=$t
 EOF

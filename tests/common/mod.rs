@@ -516,10 +516,8 @@ impl Cluster {
 
     /// Runs tests/cluster/kafka_ping.py (a stdlib-Python Metadata v1 client over TLS) with `args`.
     pub fn ping(&self, args: &[&str]) -> Output {
-        run(
-            Command::new("python3").arg(self.kafka_ping()).args(args),
-            None,
-        )
+        let python = self.env.get("KTP_PYTHON").map_or("python3", String::as_str);
+        run(Command::new(python).arg(self.kafka_ping()).args(args), None)
     }
 }
 
