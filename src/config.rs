@@ -62,6 +62,9 @@ pub enum Command {
     /// Check certificates and upstream connectivity, list the brokers and the proxy port each
     /// gets, and print client settings to copy.
     Check,
+    /// Ask a running proxy's admin listener (--admin-address) whether it is ready: exit 0 if
+    /// so, 1 if not. For container health checks.
+    Healthcheck,
 }
 
 /// Log output format.
@@ -181,10 +184,17 @@ pub struct Options {
     #[arg(long, env = "KTP_DRAIN_TIMEOUT", value_name = "DURATION")]
     pub drain_timeout: Option<String>,
 
-    /// How often the proxy asks the cluster for its brokers, so that brokers added later get
-    /// listeners before any client asks. Default 60s; 0 turns it off.
+    /// How often the proxy asks the cluster for its brokers over mutual TLS, so that brokers
+    /// added later get listeners before any client asks, and /readyz knows the cluster is
+    /// reachable. Default 10s; 0 turns it off (then only client traffic feeds /readyz).
     #[arg(long, env = "KTP_DISCOVERY_INTERVAL", value_name = "DURATION")]
     pub discovery_interval: Option<String>,
+
+    /// When --bind-address is not (yet) an address of this host, keep retrying this long before
+    /// giving up: on a Tailscale host, tailscaled can report ready before its address exists.
+    /// Default 60s.
+    #[arg(long, env = "KTP_BIND_RETRY_TIMEOUT", value_name = "DURATION")]
+    pub bind_retry_timeout: Option<String>,
 
     /// Admin HTTP listener (/metrics, /healthz, /readyz). Default 127.0.0.1:9644; "off" disables it.
     #[arg(long, env = "KTP_ADMIN_ADDRESS", value_name = "IP:PORT")]
@@ -243,6 +253,8 @@ pub struct Settings {
     pub drain_timeout: Duration,
     /// Broker discovery period; zero disables.
     pub discovery_interval: Duration,
+    /// How long to retry binding an address that is not assigned yet.
+    pub bind_retry_timeout: Duration,
     /// Admin HTTP listener.
     pub admin_address: Option<SocketAddr>,
     /// Log format.
@@ -302,6 +314,7 @@ impl Options {
             connect_timeout,
             drain_timeout,
             discovery_interval,
+            bind_retry_timeout,
             admin_address,
             log_format,
             log
@@ -311,9 +324,24 @@ impl Options {
         Ok(self)
     }
 
+    /// The admin listener address: the default, a parsed IP:PORT, or `None` for "off".
+    pub fn admin_address(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        match self.admin_address.as_deref().map(str::trim) {
+            None => Ok(Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9644))),
+            Some("off") | Some("") => Ok(None),
+            Some(addr) => addr.parse().map(Some).map_err(|_| {
+                bad(
+                    "--admin-address",
+                    format!("'{addr}' is not IP:PORT (or 'off')"),
+                )
+            }),
+        }
+    }
+
     /// Applies defaults and checks everything. `passphrase_env` is the value of
     /// KTP_CLIENT_KEY_PASSPHRASE, passed in so tests need not touch the environment.
     pub fn into_settings(self, passphrase_env: Option<String>) -> Result<Settings, ConfigError> {
+        let admin_address = self.admin_address()?;
         let upstream: Vec<UpstreamAddr> = self
             .upstream
             .unwrap_or_default()
@@ -419,16 +447,6 @@ impl Options {
         if bootstrap_port == 0 {
             return Err(bad("--bootstrap-port", "must be 1..=65535"));
         }
-        let admin_address = match self.admin_address.as_deref().map(str::trim) {
-            None => Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9644)),
-            Some("off") | Some("") => None,
-            Some(addr) => Some(addr.parse().map_err(|_| {
-                bad(
-                    "--admin-address",
-                    format!("'{addr}' is not IP:PORT (or 'off')"),
-                )
-            })?),
-        };
         let mut reserved = vec![bootstrap_port];
         if let Some(admin) = admin_address {
             if admin.ip() == bind_address
@@ -514,6 +532,11 @@ impl Options {
             discovery_interval: duration(
                 "--discovery-interval",
                 self.discovery_interval,
+                Duration::from_secs(10),
+            )?,
+            bind_retry_timeout: duration(
+                "--bind-retry-timeout",
+                self.bind_retry_timeout,
                 Duration::from_secs(60),
             )?,
             admin_address,

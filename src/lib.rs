@@ -19,10 +19,12 @@
 //! - [`brokers`]: node id ↔ upstream address ↔ proxy port, and the port formula.
 //! - [`upstream`]: connecting to brokers with mutual TLS; the proxy's own Metadata request.
 //! - [`tls`]: certificates and keys, rustls configurations, reload, failure classification.
-//! - [`admin`]: metrics handles.
+//! - [`admin`]: metrics, health and readiness, the admin HTTP listener.
+//! - [`check`]: the `check` diagnostic command.
 
 pub mod admin;
 pub mod brokers;
+pub mod check;
 pub mod config;
 pub mod connection;
 pub mod kafka;

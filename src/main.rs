@@ -1,13 +1,19 @@
 //! The `kafka-tls-proxy` binary: parse configuration, set up logging and metrics, run the
-//! server until SIGTERM or SIGINT, reload certificates on SIGHUP.
+//! server until SIGTERM or SIGINT, reload certificates on SIGHUP or when their files change.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
+use kafka_tls_proxy::admin::{self, Health};
 use kafka_tls_proxy::config::{Cli, Command, LogFormat, Settings};
-use kafka_tls_proxy::{server, tls::TlsState};
+use kafka_tls_proxy::{brokers, check, server, tls::TlsState};
 use tokio::signal::unix::{signal, SignalKind};
+
+/// How often certificate files are checked for changes.
+const CERT_WATCH_PERIOD: Duration = Duration::from_secs(5);
 
 fn init_logging(settings: &Settings) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&settings.log)
@@ -23,40 +29,119 @@ fn init_logging(settings: &Settings) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let options = cli.options.merge_file()?;
+    if let Some(Command::Healthcheck) = cli.command {
+        return healthcheck(options.admin_address()?).await;
+    }
     let passphrase = std::env::var("KTP_CLIENT_KEY_PASSPHRASE").ok();
-    let settings = cli.options.merge_file()?.into_settings(passphrase)?;
-    init_logging(&settings)?;
+    let settings = options.into_settings(passphrase)?;
     match cli.command.unwrap_or(Command::Run) {
-        Command::Run => run(settings).await,
-        Command::Check => anyhow::bail!("the check command is not built yet"),
+        Command::Check => {
+            let (report, ok) = check::run(&settings).await;
+            print!("{report}");
+            std::process::exit(if ok { 0 } else { 1 });
+        }
+        Command::Run | Command::Healthcheck => {
+            init_logging(&settings)?;
+            run(settings).await
+        }
+    }
+}
+
+async fn healthcheck(admin: Option<SocketAddr>) -> anyhow::Result<()> {
+    let addr = admin.context("--admin-address is off: nothing to ask")?;
+    match admin::probe(addr, "/readyz").await {
+        Ok((200, body)) => {
+            println!("{body}");
+            Ok(())
+        }
+        Ok((status, body)) => {
+            println!("{status}: {body}");
+            std::process::exit(1)
+        }
+        Err(e) => {
+            println!("{e}");
+            std::process::exit(1)
+        }
+    }
+}
+
+/// Binds, retrying while the address is not assigned to this host yet (a tailnet address
+/// appears some time after tailscaled starts).
+async fn bind_with_retry(
+    what: &str,
+    addr: SocketAddr,
+    retry_for: Duration,
+) -> anyhow::Result<tokio::net::TcpListener> {
+    let deadline = Instant::now() + retry_for;
+    let mut warned = false;
+    loop {
+        match brokers::bind_listener(addr).and_then(tokio::net::TcpListener::from_std) {
+            Ok(listener) => return Ok(listener),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrNotAvailable
+                    && Instant::now() < deadline =>
+            {
+                if !warned {
+                    tracing::warn!(%addr, "{what}: address not assigned to this host yet; retrying for up to {retry_for:?}");
+                    warned = true;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e).with_context(|| format!("{what}: cannot listen on {addr}")),
+        }
     }
 }
 
 async fn run(settings: Settings) -> anyhow::Result<()> {
-    metrics_exporter_prometheus::PrometheusBuilder::new()
+    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets(&[
+            0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ])
+        .context("histogram buckets")?
         .install_recorder()
         .context("installing the metrics recorder")?;
     let tls = Arc::new(
         TlsState::load(settings.upstream_tls.clone(), settings.listener_tls.clone())
             .context("loading TLS material")?,
     );
-    let bootstrap_addr = std::net::SocketAddr::new(settings.bind_address, settings.bootstrap_port);
-    let bootstrap = kafka_tls_proxy::brokers::bind_listener(bootstrap_addr)
-        .and_then(tokio::net::TcpListener::from_std)
-        .with_context(|| format!("--bootstrap-port: cannot listen on {bootstrap_addr}"))?;
+    tls.record_expiry();
+    let window = (settings.discovery_interval * 3).max(Duration::from_secs(30));
+    let health = Arc::new(Health::new(window));
+
+    let bootstrap_addr = SocketAddr::new(settings.bind_address, settings.bootstrap_port);
+    let bootstrap = bind_with_retry(
+        "--bootstrap-port",
+        bootstrap_addr,
+        settings.bind_retry_timeout,
+    )
+    .await?;
+    if let Some(addr) = settings.admin_address {
+        let listener =
+            bind_with_retry("--admin-address", addr, settings.bind_retry_timeout).await?;
+        tracing::info!(%addr, "admin listener ready: /metrics /healthz /readyz");
+        tokio::spawn(admin::serve(
+            listener,
+            Some(prometheus.clone()),
+            health.clone(),
+        ));
+    }
+    // The Prometheus recorder keeps histograms in buckets that need draining now and then.
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            prometheus.run_upkeep();
+        }
+    });
 
     let mut hangup = signal(SignalKind::hangup())?;
     let reload_tls = tls.clone();
     tokio::spawn(async move {
         while hangup.recv().await.is_some() {
-            match reload_tls.reload() {
-                Ok(()) => tracing::info!("SIGHUP: certificates and keys reloaded"),
-                Err(e) => {
-                    tracing::error!(error = %e, "SIGHUP: reload failed; keeping the old certificates")
-                }
-            }
+            reload_tls.reload_and_log("SIGHUP");
         }
     });
+    tokio::spawn(tls.clone().watch(CERT_WATCH_PERIOD));
     let mut terminate = signal(SignalKind::terminate())?;
     let shutdown = async move {
         tokio::select! {
@@ -64,6 +149,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
         }
     };
-    server::run(settings, tls, bootstrap, shutdown).await?;
+    server::run(settings, tls, health, bootstrap, shutdown).await?;
+    tracing::info!("stopped");
     Ok(())
 }

@@ -14,7 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
-use crate::admin::ApiMetrics;
+use crate::admin::{ApiMetrics, Health};
 use crate::brokers::{Registry, UpstreamAddr};
 use crate::config::Settings;
 use crate::connection::{self, ConnectionError, Mapper};
@@ -42,6 +42,8 @@ pub struct Shared {
     pub tls: Arc<TlsState>,
     /// Per-API metric handles.
     pub api_metrics: ApiMetrics,
+    /// Readiness, fed by every upstream connection attempt.
+    pub health: Arc<Health>,
     /// Bytes read from clients.
     pub bytes_from_clients: Counter,
     /// Bytes read from brokers.
@@ -67,6 +69,7 @@ pub enum StartError {
 pub async fn run(
     settings: Settings,
     tls: Arc<TlsState>,
+    health: Arc<Health>,
     bootstrap: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
@@ -83,6 +86,7 @@ pub async fn run(
         registry,
         tls,
         api_metrics: ApiMetrics::new(),
+        health,
         bytes_from_clients: metrics::counter!("kafka_proxy_bytes_total", "direction" => "from_clients"),
         bytes_from_brokers: metrics::counter!("kafka_proxy_bytes_total", "direction" => "from_brokers"),
         failures: FailureLog::new(Duration::from_secs(30)),
@@ -104,6 +108,7 @@ pub async fn run(
 
     shutdown.await;
     tracing::info!(drain_timeout = ?drain_timeout, "shutting down: no new connections, draining");
+    shared.health.start_draining();
     let _ = stop_tx.send(true);
     drop(shared);
     // Each connection drops its sender when done; recv returns None once all are gone.
@@ -226,6 +231,7 @@ async fn connect_upstream(shared: &Arc<Shared>, target: Target) -> Option<Stream
         {
             Ok(stream) => {
                 metrics::counter!("kafka_proxy_upstream_connections_total").increment(1);
+                shared.health.upstream_ok();
                 return Some(stream);
             }
             Err(e) => report_upstream_failure(shared, addr, &e),
@@ -280,10 +286,12 @@ pub(crate) async fn discover_once(shared: &Arc<Shared>) -> bool {
                         tracing::error!(error = %e, "discovered broker cannot be served");
                     }
                 }
+                shared.health.upstream_ok();
                 return true;
             }
             Err(e) => tracing::warn!(broker = %addr, error = %e, "broker discovery failed"),
         }
     }
+    shared.health.upstream_failed();
     false
 }

@@ -425,3 +425,112 @@ impl TlsFailure {
         }
     }
 }
+
+/// What an operator wants to know of a certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateInfo {
+    /// Subject distinguished name.
+    pub subject: String,
+    /// Issuer distinguished name.
+    pub issuer: String,
+    /// Not valid before, Unix seconds.
+    pub not_before: i64,
+    /// Not valid after, Unix seconds.
+    pub not_after: i64,
+    /// DNS names and IP addresses in the subject alternative names.
+    pub names: Vec<String>,
+}
+
+/// Reads subject, issuer, validity and names from a DER certificate.
+pub fn certificate_info(der: &CertificateDer<'_>) -> Option<CertificateInfo> {
+    use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+    let (_, cert) = X509Certificate::from_der(der.as_ref()).ok()?;
+    let names = cert
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .map(|san| {
+            san.value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    GeneralName::DNSName(d) => Some((*d).to_owned()),
+                    GeneralName::IPAddress(ip) => match ip.len() {
+                        4 => Some(std::net::Ipv4Addr::new(ip[0], ip[1], ip[2], ip[3]).to_string()),
+                        16 => <[u8; 16]>::try_from(*ip)
+                            .ok()
+                            .map(|b| std::net::Ipv6Addr::from(b).to_string()),
+                        _ => None,
+                    },
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(CertificateInfo {
+        subject: cert.subject().to_string(),
+        issuer: cert.issuer().to_string(),
+        not_before: cert.validity().not_before.timestamp(),
+        not_after: cert.validity().not_after.timestamp(),
+        names,
+    })
+}
+
+impl TlsState {
+    /// Publishes the expiry time of the certificates in use as a gauge, so that an alert can
+    /// fire weeks before a private-CA client certificate runs out.
+    pub fn record_expiry(&self) {
+        let record = |which: &'static str, path: &Path| {
+            if let Some(info) = load_certs("certificate", path)
+                .ok()
+                .and_then(|chain| chain.first().and_then(certificate_info))
+            {
+                metrics::gauge!("kafka_proxy_certificate_expiry_timestamp_seconds", "certificate" => which)
+                    .set(info.not_after as f64);
+            }
+        };
+        if let Some(u) = &self.upstream_files {
+            record("client", &u.cert);
+        }
+        if let Some(l) = &self.listener_files {
+            record("listener", &l.cert);
+        }
+    }
+
+    /// Reloads whenever one of the files changes (checked every `period`), as well as on the
+    /// SIGHUP that Nomad, systemd or an operator sends. A broken new file keeps the old
+    /// material in use and is logged.
+    pub async fn watch(self: Arc<Self>, period: std::time::Duration) {
+        let stamp = |files: &[PathBuf]| -> Vec<Option<std::time::SystemTime>> {
+            files
+                .iter()
+                .map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
+                .collect()
+        };
+        let files = self.watched_files();
+        let mut last = stamp(&files);
+        loop {
+            tokio::time::sleep(period).await;
+            let now = stamp(&files);
+            if now == last {
+                continue;
+            }
+            last = now;
+            self.reload_and_log("certificate files changed");
+        }
+    }
+
+    /// Reloads and logs the outcome; `why` says what triggered it.
+    pub fn reload_and_log(&self, why: &str) {
+        match self.reload() {
+            Ok(()) => {
+                self.record_expiry();
+                tracing::info!("{why}: certificates and keys reloaded; new connections use them");
+            }
+            Err(e) => {
+                metrics::counter!("kafka_proxy_tls_reload_failures_total").increment(1);
+                tracing::error!(error = %e, "{why}: reload failed; keeping the certificates in use");
+            }
+        }
+    }
+}

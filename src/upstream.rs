@@ -9,7 +9,10 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader};
+use kafka_protocol::messages::{
+    ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse, RequestHeader,
+    ResponseHeader,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
@@ -244,26 +247,30 @@ pub struct DiscoveredBroker {
     pub rack: Option<String>,
 }
 
-/// Asks a broker for the cluster's brokers (Metadata with an empty topic list) on an open
-/// connection.
-pub async fn discover(
+/// Sends one request the proxy originates and reads its response, on an open connection.
+/// The proxy only ever originates ApiVersions and Metadata, at versions every supported
+/// Kafka serves.
+pub async fn exchange<Req: Encodable, Resp: Decodable>(
     stream: &mut Stream,
+    api_key: i16,
+    version: i16,
+    request: &Req,
     timeout: Duration,
-) -> Result<Vec<DiscoveredBroker>, DiscoveryError> {
+) -> Result<Resp, DiscoveryError> {
     let exchange = async {
+        // Header versions: ApiVersions v3+ and Metadata v9+ are flexible (request header v2,
+        // response header v1), except that ApiVersions responses always use header v0.
+        let flexible = (api_key == 18 && version >= 3) || (api_key == 3 && version >= 9);
         let header = RequestHeader::default()
-            .with_request_api_key(3)
-            .with_request_api_version(DISCOVERY_METADATA_VERSION)
+            .with_request_api_key(api_key)
+            .with_request_api_version(version)
             .with_correlation_id(1)
             .with_client_id(Some(StrBytes::from_static_str("kafka-tls-proxy")));
-        let request = MetadataRequest::default()
-            .with_topics(Some(vec![]))
-            .with_allow_auto_topic_creation(false);
         let mut frame = BytesMut::new();
         frame.put_i32(0);
         header
-            .encode(&mut frame, 2)
-            .and_then(|_| request.encode(&mut frame, DISCOVERY_METADATA_VERSION))
+            .encode(&mut frame, if flexible { 2 } else { 1 })
+            .and_then(|_| request.encode(&mut frame, version))
             .map_err(|e| DiscoveryError::Decode(e.to_string()))?;
         let len = (frame.len() - LENGTH_PREFIX) as i32;
         frame[..LENGTH_PREFIX].copy_from_slice(&len.to_be_bytes());
@@ -285,23 +292,56 @@ pub async fn discover(
             }
         };
         let mut body = frame.slice(LENGTH_PREFIX..);
-        ResponseHeader::decode(&mut body, 1).map_err(|e| DiscoveryError::Decode(e.to_string()))?;
-        let response = MetadataResponse::decode(&mut body, DISCOVERY_METADATA_VERSION)
+        let response_header = if flexible && api_key != 18 { 1 } else { 0 };
+        ResponseHeader::decode(&mut body, response_header)
             .map_err(|e| DiscoveryError::Decode(e.to_string()))?;
-        Ok(response
-            .brokers
-            .into_iter()
-            .map(|b| DiscoveredBroker {
-                node_id: b.node_id.0,
-                host: b.host.to_string(),
-                port: b.port,
-                rack: b.rack.map(|r| r.to_string()),
-            })
-            .collect())
+        Resp::decode(&mut body, version).map_err(|e| DiscoveryError::Decode(e.to_string()))
     };
     tokio::time::timeout(timeout, exchange)
         .await
         .unwrap_or(Err(DiscoveryError::Timeout))
+}
+
+/// Asks a broker which API versions it serves, naming the proxy as the client software
+/// (brokers reject names outside `[a-zA-Z0-9](?:[a-zA-Z0-9\-.]*[a-zA-Z0-9])?`).
+pub async fn api_versions(
+    stream: &mut Stream,
+    timeout: Duration,
+) -> Result<ApiVersionsResponse, DiscoveryError> {
+    let request = ApiVersionsRequest::default()
+        .with_client_software_name(StrBytes::from_static_str("kafka-tls-proxy"))
+        .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
+    let response: ApiVersionsResponse = exchange(stream, 18, 3, &request, timeout).await?;
+    if response.error_code != 0 {
+        return Err(DiscoveryError::Decode(format!(
+            "ApiVersions error code {}",
+            response.error_code
+        )));
+    }
+    Ok(response)
+}
+
+/// Asks a broker for the cluster's brokers (Metadata with an empty topic list) on an open
+/// connection.
+pub async fn discover(
+    stream: &mut Stream,
+    timeout: Duration,
+) -> Result<Vec<DiscoveredBroker>, DiscoveryError> {
+    let request = MetadataRequest::default()
+        .with_topics(Some(vec![]))
+        .with_allow_auto_topic_creation(false);
+    let response: MetadataResponse =
+        exchange(stream, 3, DISCOVERY_METADATA_VERSION, &request, timeout).await?;
+    Ok(response
+        .brokers
+        .into_iter()
+        .map(|b| DiscoveredBroker {
+            node_id: b.node_id.0,
+            host: b.host.to_string(),
+            port: b.port,
+            rack: b.rack.map(|r| r.to_string()),
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -204,7 +204,7 @@ impl Proxy {
         let tls = Arc::new(TlsState::load(None, None).unwrap());
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let done = tokio::spawn(async move {
-            server::run(settings, tls, listener, async {
+            server::run(settings, tls, Default::default(), listener, async {
                 let _ = stop_rx.await;
             })
             .await

@@ -1,0 +1,250 @@
+//! `kafka-tls-proxy check`: the diagnostic for an engineer's first day. It walks the path a
+//! client's connection takes (certificates, TCP, TLS, ApiVersions, Metadata), says at which
+//! step it breaks and what to do about it, and prints the broker table and client settings.
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::config::Settings;
+use crate::tls::{self, certificate_info, TlsLoadError};
+use crate::upstream::{self, DiscoveredBroker, Stream, UpstreamError};
+
+/// Runs every check and returns the report and whether all passed.
+pub async fn run(settings: &Settings) -> (String, bool) {
+    let mut out = String::new();
+    let mut ok = true;
+    let _ = writeln!(out, "kafka-tls-proxy {} check\n", env!("CARGO_PKG_VERSION"));
+
+    let config = match &settings.upstream_tls {
+        None => {
+            let _ = writeln!(
+                out,
+                "Certificates\n  upstream is plaintext (--upstream-plaintext): nothing to check\n"
+            );
+            None
+        }
+        Some(files) => {
+            let _ = writeln!(out, "Certificates");
+            describe_chain(&mut out, "client certificate", &files.cert, &mut ok);
+            match &files.ca {
+                Some(ca) => describe_chain(&mut out, "trusted CAs", ca, &mut ok),
+                None => {
+                    let _ = writeln!(out, "  trusted CAs: the system roots (no --upstream-ca)");
+                }
+            }
+            match tls::upstream_config(files) {
+                Ok(config) => {
+                    let _ = writeln!(
+                        out,
+                        "  private key {}: loaded, matches the certificate\n",
+                        files.key.display()
+                    );
+                    Some(std::sync::Arc::new(config))
+                }
+                Err(e) => {
+                    let _ = writeln!(out, "  FAIL {e}\n       fix: {}\n", load_advice(&e));
+                    return (finish(out, false), false);
+                }
+            }
+        }
+    };
+
+    let _ = writeln!(out, "Upstream brokers");
+    let mut brokers: Option<Vec<DiscoveredBroker>> = None;
+    for addr in &settings.upstream {
+        let started = Instant::now();
+        let mut stream =
+            match upstream::connect(addr, config.clone(), settings.connect_timeout).await {
+                Ok(stream) => stream,
+                Err(e) => {
+                    ok = false;
+                    let _ = writeln!(
+                        out,
+                        "  {addr}: FAIL {e}\n       fix: {}",
+                        connect_advice(&e)
+                    );
+                    continue;
+                }
+            };
+        let mut line = format!(
+            "  {addr}: connected in {} ms",
+            started.elapsed().as_millis()
+        );
+        if let Stream::Client(tls) = &stream {
+            let (_, session) = tls.get_ref();
+            let version = session
+                .protocol_version()
+                .map(|v| format!("{v:?}"))
+                .unwrap_or_default();
+            let peer = session
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(certificate_info)
+                .map(|i| i.subject)
+                .unwrap_or_default();
+            let _ = write!(
+                line,
+                ", {version}, broker certificate {peer}, name verified"
+            );
+        }
+        match upstream::api_versions(&mut stream, settings.connect_timeout).await {
+            Ok(versions) => {
+                let _ = write!(line, ", ApiVersions: {} APIs", versions.api_keys.len());
+            }
+            Err(e) => {
+                ok = false;
+                let _ = writeln!(
+                    out,
+                    "{line}\n  {addr}: FAIL ApiVersions: {e}\n       fix: {}",
+                    rejected_advice()
+                );
+                continue;
+            }
+        }
+        match upstream::discover(&mut stream, settings.connect_timeout).await {
+            Ok(found) => {
+                let _ = writeln!(out, "{line}, Metadata: {} brokers", found.len());
+                brokers.get_or_insert(found);
+            }
+            Err(e) => {
+                ok = false;
+                let _ = writeln!(
+                    out,
+                    "{line}\n  {addr}: FAIL Metadata: {e}\n       fix: {}",
+                    rejected_advice()
+                );
+            }
+        }
+    }
+
+    let Some(brokers) = brokers else {
+        let _ = writeln!(out, "\nNo upstream broker answered; nothing more to check.");
+        return (finish(out, false), false);
+    };
+    let _ = writeln!(
+        out,
+        "\nBrokers (clients reach each at {}:PORT)",
+        settings.advertised_host
+    );
+    let _ = writeln!(
+        out,
+        "  {:>6}  {:<50}  {:<10}  proxy port",
+        "node", "upstream", "rack"
+    );
+    for b in &brokers {
+        let port = match settings.ports.port_for(b.node_id) {
+            Ok(p) => p.to_string(),
+            Err(e) => {
+                ok = false;
+                format!("FAIL {e}")
+            }
+        };
+        let _ = writeln!(
+            out,
+            "  {:>6}  {:<50}  {:<10}  {port}",
+            b.node_id,
+            format!("{}:{}", b.host, b.port),
+            b.rack.as_deref().unwrap_or("-")
+        );
+    }
+
+    let bootstrap = format!("{}:{}", settings.advertised_host, settings.bootstrap_port);
+    let (protocol, kcat_tls) = match &settings.listener_tls {
+        None => ("PLAINTEXT", String::new()),
+        Some(_) => (
+            "SSL",
+            " -X security.protocol=ssl -X ssl.ca.location=<CA of --listener-cert>".to_owned(),
+        ),
+    };
+    let _ = writeln!(
+        out,
+        "\nClient settings (once the proxy runs with these options)\n  kcat:  kcat -b {bootstrap}{kcat_tls} -L\n  Java / librdkafka properties:\n    bootstrap.servers={bootstrap}\n    security.protocol={protocol}"
+    );
+    (finish(out, ok), ok)
+}
+
+fn finish(mut out: String, ok: bool) -> String {
+    let _ = writeln!(
+        out,
+        "\n{}",
+        if ok {
+            "All checks passed."
+        } else {
+            "Some checks FAILED (see above)."
+        }
+    );
+    out
+}
+
+fn describe_chain(out: &mut String, what: &str, path: &std::path::Path, ok: &mut bool) {
+    let chain = match tls::load_certs("certificate", path) {
+        Ok(chain) => chain,
+        Err(e) => {
+            *ok = false;
+            let _ = writeln!(out, "  {what}: FAIL {e}");
+            return;
+        }
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs() as i64;
+    let _ = writeln!(
+        out,
+        "  {what}: {} ({} certificate(s))",
+        path.display(),
+        chain.len()
+    );
+    for info in chain.iter().filter_map(certificate_info) {
+        let days = (info.not_after - now) / 86_400;
+        let state = if info.not_after < now {
+            *ok = false;
+            format!("EXPIRED {} days ago — renew it", -days)
+        } else if info.not_before > now {
+            *ok = false;
+            "NOT YET VALID — check the clock".to_owned()
+        } else if days < 30 {
+            format!("expires in {days} days — renew soon")
+        } else {
+            format!("valid for {days} more days")
+        };
+        let _ = writeln!(
+            out,
+            "    subject {}\n    issuer  {}\n    {state}",
+            info.subject, info.issuer
+        );
+    }
+}
+
+fn load_advice(e: &TlsLoadError) -> &'static str {
+    match e {
+        TlsLoadError::Read { .. } => "check the path and that this user may read the file",
+        TlsLoadError::Parse { .. } => {
+            "the file must be PEM (-----BEGIN ...-----); convert DER or PKCS#12 with openssl"
+        }
+        TlsLoadError::PassphraseMissing(_) => {
+            "set --client-key-passphrase-file or KTP_CLIENT_KEY_PASSPHRASE"
+        }
+        TlsLoadError::Decrypt { .. } => {
+            "the passphrase does not open the key; check --client-key-passphrase-file"
+        }
+        TlsLoadError::Config { .. } => "--client-key must be the private key of --client-cert",
+    }
+}
+
+fn connect_advice(e: &UpstreamError) -> &'static str {
+    match e {
+        UpstreamError::Connect { .. } => {
+            "check the host name and port (MSK mutual TLS is 9094, or 9194 over public access), DNS, security groups and the VPN route"
+        }
+        UpstreamError::Timeout { .. } => {
+            "nothing answered: a security group or firewall probably drops the traffic, or the VPN route is missing"
+        }
+        UpstreamError::InvalidName { .. } => "use the broker's DNS name as --upstream",
+        UpstreamError::Tls { failure, .. } => failure.advice(),
+    }
+}
+
+fn rejected_advice() -> &'static str {
+    "the broker accepted TLS but not the request: if the TLS handshake passed, the broker probably closed the connection after checking the client certificate (not signed by a CA the cluster trusts, or revoked); check the cluster's logs"
+}
