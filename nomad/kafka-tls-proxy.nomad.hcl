@@ -163,8 +163,8 @@ job "kafka-tls-proxy" {
       config {
         image        = var.image
         network_mode = "host"
+        # The image's entrypoint is the binary; these flags replace its default CMD ["run"].
         args = [
-          "run",
           "--upstream=${var.msk_bootstrap}",
           "--client-cert=${NOMAD_SECRETS_DIR}/client.pem",
           "--client-key=${NOMAD_SECRETS_DIR}/client.key",
