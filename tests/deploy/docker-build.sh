@@ -116,7 +116,9 @@ http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
 PY
 STUB_PID=$!
 for _ in $(seq 50); do python3 -c "import socket; socket.create_connection(('127.0.0.1', $PORT), 0.2)" 2>/dev/null && break; sleep 0.1; done
-hc() { local rc=0; timeout 10 chroot --userspec=$IMAGE_UID:$IMAGE_UID "$ROOT" "$BIN_IN_IMAGE" healthcheck --admin-address "$1" >/dev/null 2>&1 || rc=$?; echo "$rc"; }
+# Exactly the image's HEALTHCHECK command; the admin address comes from the environment, as in a
+# container started with -e KTP_ADMIN_ADDRESS=... (default 127.0.0.1:9644).
+hc() { local rc=0; KTP_ADMIN_ADDRESS=$1 timeout 10 chroot --userspec=$IMAGE_UID:$IMAGE_UID "$ROOT" "$BIN_IN_IMAGE" healthcheck >/dev/null 2>&1 || rc=$?; echo "$rc"; }
 rc=$(hc "127.0.0.1:$PORT"); [ "$rc" = 0 ] || fail "healthcheck against a ready /readyz (200) exited $rc, expected 0"
 echo 503 >"$STATUS"
 rc=$(hc "127.0.0.1:$PORT"); [ "$rc" = 1 ] || fail "healthcheck against an unready /readyz (503) exited $rc, expected 1"
