@@ -6,7 +6,7 @@
 //! failure reasons. No label carries a client address.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
@@ -17,13 +17,20 @@ use metrics_exporter_prometheus::PrometheusHandle;
 /// Highest API key with its own label; anything above shares the label "other".
 const MAX_NAMED_API_KEY: usize = 100;
 
-/// Per-API-key metric handles.
+/// Per-API-key metric handles, created on first use of each API key: only APIs that really
+/// pass through the proxy appear in `/metrics` (every series costs money in Datadog and the
+/// like), and after the first use the per-frame cost is one atomic load.
 #[derive(Debug)]
 pub struct ApiMetrics {
-    requests: Vec<Counter>,
-    responses: Vec<Counter>,
-    latency: Vec<Histogram>,
-    rewritten: Vec<Counter>,
+    slots: Vec<OnceLock<ApiHandles>>,
+}
+
+#[derive(Debug)]
+struct ApiHandles {
+    requests: Counter,
+    responses: Counter,
+    latency: Histogram,
+    rewritten: Counter,
 }
 
 /// The name of an API key for labels: "Metadata", "Produce", ..., or the number for keys the
@@ -36,54 +43,50 @@ pub fn api_name(api_key: i16) -> String {
 }
 
 impl ApiMetrics {
-    /// Creates the handles; call after the metrics recorder is installed.
+    /// Empty slots; handles are made when an API key is first seen.
     pub fn new() -> Self {
-        let label = |key: usize| {
-            if key > MAX_NAMED_API_KEY {
-                "other".to_owned()
-            } else {
-                api_name(key as i16)
-            }
-        };
-        let each = |f: &dyn Fn(String) -> Counter| {
-            (0..=MAX_NAMED_API_KEY + 1).map(|k| f(label(k))).collect()
-        };
         Self {
-            requests: each(&|api| metrics::counter!("kafka_proxy_requests_total", "api" => api)),
-            responses: each(&|api| metrics::counter!("kafka_proxy_responses_total", "api" => api)),
-            rewritten: each(&|api| {
-                metrics::counter!("kafka_proxy_rewritten_responses_total", "api" => api)
-            }),
-            latency: (0..=MAX_NAMED_API_KEY + 1)
-                .map(|k| {
-                    metrics::histogram!("kafka_proxy_request_duration_seconds", "api" => label(k))
-                })
+            slots: (0..=MAX_NAMED_API_KEY + 1)
+                .map(|_| OnceLock::new())
                 .collect(),
         }
     }
 
-    fn index(api_key: i16) -> usize {
-        usize::try_from(api_key)
+    fn handles(&self, api_key: i16) -> &ApiHandles {
+        let index = usize::try_from(api_key)
             .ok()
             .filter(|k| *k <= MAX_NAMED_API_KEY)
-            .unwrap_or(MAX_NAMED_API_KEY + 1)
+            .unwrap_or(MAX_NAMED_API_KEY + 1);
+        self.slots[index].get_or_init(|| {
+            let api = if index > MAX_NAMED_API_KEY {
+                "other".to_owned()
+            } else {
+                api_name(api_key)
+            };
+            ApiHandles {
+                requests: metrics::counter!("kafka_proxy_requests_total", "api" => api.clone()),
+                responses: metrics::counter!("kafka_proxy_responses_total", "api" => api.clone()),
+                latency: metrics::histogram!("kafka_proxy_request_duration_seconds", "api" => api.clone()),
+                rewritten: metrics::counter!("kafka_proxy_rewritten_responses_total", "api" => api),
+            }
+        })
     }
 
     /// A request was forwarded.
     pub fn request(&self, api_key: i16) {
-        self.requests[Self::index(api_key)].increment(1);
+        self.handles(api_key).requests.increment(1);
     }
 
     /// A response came back after `elapsed`.
-    pub fn response(&self, api_key: i16, elapsed: std::time::Duration) {
-        let i = Self::index(api_key);
-        self.responses[i].increment(1);
-        self.latency[i].record(elapsed.as_secs_f64());
+    pub fn response(&self, api_key: i16, elapsed: Duration) {
+        let handles = self.handles(api_key);
+        handles.responses.increment(1);
+        handles.latency.record(elapsed.as_secs_f64());
     }
 
     /// A response was rewritten.
     pub fn rewritten(&self, api_key: i16) {
-        self.rewritten[Self::index(api_key)].increment(1);
+        self.handles(api_key).rewritten.increment(1);
     }
 }
 

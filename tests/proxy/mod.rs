@@ -1,0 +1,313 @@
+//! Runs the `kafka-tls-proxy` binary in front of the test cluster, behind a recording relay.
+//!
+//! The proxy binds 127.0.0.1 and advertises 127.0.0.2. The relay listens on 127.0.0.2 at the
+//! same ports and forwards to 127.0.0.1, keeping every byte in both directions. Clients are
+//! given 127.0.0.2, so everything the proxy sends them crosses the relay, and
+//! [`Proxy::assert_no_upstream_leak`] can check that no upstream host or port reached them.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::protocol::StrBytes;
+use kafka_tls_proxy::kafka::frame;
+use kafka_tls_proxy::kafka::rewrite;
+use kafka_tls_proxy::kafka::{AddressMapper, Advertised, MapError};
+
+use crate::common::{Cluster, Principal};
+
+/// The address clients dial: the relay in front of the proxy.
+pub const CLIENT_HOST: &str = "127.0.0.2";
+
+/// Bytes of one client connection, as they crossed the relay.
+#[derive(Default)]
+pub struct Recorded {
+    /// Port the client connected to.
+    pub port: u16,
+    /// Client → proxy.
+    pub requests: Vec<u8>,
+    /// Proxy → client.
+    pub responses: Vec<u8>,
+}
+
+/// A running proxy process with its relay.
+pub struct Proxy {
+    child: Child,
+    /// Bootstrap port (on both 127.0.0.1 and the relay's 127.0.0.2).
+    pub port: u16,
+    /// Broker N's proxy port is `base + N`.
+    pub base: u16,
+    /// Every connection the relay carried.
+    pub recorded: Arc<Mutex<Vec<Arc<Mutex<Recorded>>>>>,
+    log: PathBuf,
+    upstream_hosts: Vec<String>,
+    upstream_port: u16,
+}
+
+static NEXT: AtomicU16 = AtomicU16::new(0);
+
+fn free(port: u16) -> bool {
+    ["127.0.0.1", CLIENT_HOST]
+        .iter()
+        .all(|ip| TcpListener::bind((*ip, port)).is_ok())
+}
+
+/// Chooses a bootstrap port P with P+1..P+9 free as well; brokers get base = P.
+fn allocate_ports() -> u16 {
+    for _ in 0..200 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let p = 20000 + ((std::process::id() as u16 % 150) * 100 + n * 10) % 30000;
+        if (p..p + 10).all(free) {
+            return p;
+        }
+    }
+    panic!("no free port range for the proxy");
+}
+
+impl Proxy {
+    /// Starts the proxy as the admin principal with the default options plus `extra`.
+    pub fn start(cluster: &Cluster, extra: &[&str]) -> Proxy {
+        Self::start_as(cluster, Principal::Admin, extra)
+    }
+
+    /// Starts the proxy presenting `principal`'s certificate upstream.
+    pub fn start_as(cluster: &Cluster, principal: Principal, extra: &[&str]) -> Proxy {
+        let port = allocate_ports();
+        let log = std::env::temp_dir().join(format!("kafka-tls-proxy-{port}.log"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kafka-tls-proxy"));
+        cmd.args(["--upstream", cluster.bootstrap()])
+            .arg("--upstream-ca")
+            .arg(cluster.ca())
+            .arg("--client-cert")
+            .arg(cluster.cert(principal))
+            .arg("--client-key")
+            .arg(cluster.key(principal))
+            .args(["--bind-address", "127.0.0.1"])
+            .args(["--advertised-host", CLIENT_HOST])
+            .args(["--bootstrap-port", &port.to_string()])
+            .args(["--broker-port-base", &port.to_string()])
+            .args(["--admin-address", "off"])
+            .args(["--log", "info,kafka_tls_proxy=debug"])
+            .args(extra)
+            .env_remove("KTP_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        let child = cmd.spawn().expect("start kafka-tls-proxy");
+        let brokers = cluster.brokers();
+        let proxy = Proxy {
+            child,
+            port,
+            base: port,
+            recorded: Arc::default(),
+            log,
+            upstream_hosts: brokers.iter().map(|(_, h, _)| h.clone()).collect(),
+            upstream_port: brokers[0].2,
+        };
+        // The relay covers the bootstrap port and one port per broker node id.
+        let mut ports = vec![port];
+        ports.extend(brokers.iter().map(|(id, _, _)| port + *id as u16));
+        for p in ports {
+            proxy.relay(p);
+        }
+        proxy.wait_ready(&brokers.iter().map(|b| b.0).collect::<Vec<_>>());
+        proxy
+    }
+
+    /// `127.0.0.2:PORT`, the bootstrap address clients use.
+    pub fn bootstrap(&self) -> String {
+        format!("{CLIENT_HOST}:{}", self.port)
+    }
+
+    /// The proxy's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The proxy's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the bootstrap port and every broker's port accept connections (the proxy
+    /// discovers brokers at start).
+    fn wait_ready(&self, nodes: &[i32]) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut ports = vec![self.port];
+        ports.extend(nodes.iter().map(|n| self.base + *n as u16));
+        for p in ports {
+            while TcpStream::connect(("127.0.0.1", p)).is_err() {
+                assert!(
+                    Instant::now() < deadline,
+                    "proxy port {p} not listening after 20 s; log:\n{}",
+                    self.log()
+                );
+                thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    fn relay(&self, port: u16) {
+        let listener = TcpListener::bind((CLIENT_HOST, port))
+            .unwrap_or_else(|e| panic!("relay cannot listen on {CLIENT_HOST}:{port}: {e}"));
+        let recorded = self.recorded.clone();
+        thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(upstream) = TcpStream::connect(("127.0.0.1", port)) else {
+                    continue;
+                };
+                let record = Arc::new(Mutex::new(Recorded {
+                    port,
+                    ..Recorded::default()
+                }));
+                recorded.lock().unwrap().push(record.clone());
+                pipe(
+                    client.try_clone().unwrap(),
+                    upstream.try_clone().unwrap(),
+                    record.clone(),
+                    true,
+                );
+                pipe(upstream, client, record, false);
+            }
+        });
+    }
+
+    /// Checks every byte the proxy sent to clients: no upstream host name appears anywhere,
+    /// and every broker address in every address-carrying response is the proxy's own.
+    /// Returns how many address-carrying responses were checked.
+    pub fn assert_no_upstream_leak(&self) -> usize {
+        let mut checked = 0;
+        let recorded = self.recorded.lock().unwrap();
+        let mut forbidden: Vec<String> = self.upstream_hosts.clone();
+        forbidden.push("msk.test".into());
+        forbidden.extend((1..=3).map(|n| format!("127.0.0.1{n}")));
+        for conn in recorded.iter() {
+            let conn = conn.lock().unwrap();
+            for needle in &forbidden {
+                assert!(
+                    find(&conn.responses, needle.as_bytes()).is_none(),
+                    "upstream name {needle} reached a client on port {}",
+                    conn.port
+                );
+            }
+            checked += self.check_addresses(&conn);
+        }
+        checked
+    }
+
+    fn check_addresses(&self, conn: &Recorded) -> usize {
+        // Pair responses with requests the way the proxy does, then let the rewrite module
+        // enumerate every broker address in each response (with a mapper that records them
+        // and changes nothing).
+        let mut requests = BytesMut::from(&conn.requests[..]);
+        let mut responses = BytesMut::from(&conn.responses[..]);
+        let reader = frame::FrameReader::new(usize::MAX >> 2);
+        let mut expected = std::collections::VecDeque::new();
+        while let Ok(Some(f)) = reader.next_frame(&mut requests) {
+            let h = frame::request_header(&f).unwrap();
+            if frame::expects_response(&h, &f) {
+                expected.push_back(h);
+            }
+        }
+        let allowed: Vec<i32> = (1..=9).map(|n| i32::from(self.base) + n).collect();
+        let mut checked = 0;
+        while let Ok(Some(f)) = reader.next_frame(&mut responses) {
+            let Some(h) = expected.pop_front() else { break };
+            let id = frame::response_correlation_id(&f).unwrap();
+            assert_eq!(id, h.correlation_id, "responses in request order");
+            if !rewrite::needs_inspection(h.api_key, h.api_version) {
+                continue;
+            }
+            let mut seen = Collect::default();
+            // A local UNSUPPORTED_VERSION answer to ApiVersions decodes at v0; that is fine.
+            let _ = rewrite::rewrite_response(
+                h.api_key,
+                h.api_version,
+                &Bytes::copy_from_slice(&f[4..]),
+                &mut seen,
+            );
+            for (kind, host, port) in &seen.0 {
+                assert_eq!(
+                    host, CLIENT_HOST,
+                    "{kind} address {host}:{port} in api {} v{}",
+                    h.api_key, h.api_version
+                );
+                assert!(
+                    (kind == &"controller" && *port == 0) || allowed.contains(port),
+                    "{kind} port {port} is not a proxy port (api {} v{})",
+                    h.api_key,
+                    h.api_version
+                );
+                assert_ne!(*port, i32::from(self.upstream_port));
+            }
+            if !seen.0.is_empty() {
+                checked += 1;
+            }
+        }
+        checked
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Default)]
+struct Collect(Vec<(&'static str, String, i32)>);
+
+impl AddressMapper for Collect {
+    fn map_broker(&mut self, node_id: i32, host: &str, port: i32) -> Result<Advertised, MapError> {
+        let _ = node_id;
+        self.0.push(("broker", host.to_owned(), port));
+        Ok(Advertised {
+            host: StrBytes::from_string(host.to_owned()),
+            port,
+        })
+    }
+    fn map_controller(&mut self, _node_id: i32, host: &str, port: i32) -> Advertised {
+        self.0.push(("controller", host.to_owned(), port));
+        Advertised {
+            host: StrBytes::from_string(host.to_owned()),
+            port,
+        }
+    }
+}
+
+fn pipe(mut from: TcpStream, mut to: TcpStream, record: Arc<Mutex<Recorded>>, requests: bool) {
+    thread::spawn(move || {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            {
+                let mut r = record.lock().unwrap();
+                if requests {
+                    r.requests.extend_from_slice(&buf[..n]);
+                } else {
+                    r.responses.extend_from_slice(&buf[..n]);
+                }
+            }
+            if to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown(Shutdown::Write);
+    });
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}

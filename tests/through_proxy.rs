@@ -1,0 +1,260 @@
+//! Real clients through the proxy against the real 3-broker mutual-TLS cluster: kcat
+//! (librdkafka), the Java console producer and consumer with a consumer group, and the Java
+//! admin tools. Every byte the proxy sends to the clients is recorded and checked for
+//! upstream addresses.
+
+mod common;
+mod proxy;
+
+use common::{assert_success, cluster, unique};
+use proxy::{Proxy, CLIENT_HOST};
+
+fn lines(n: std::ops::Range<u32>, prefix: &str) -> String {
+    n.map(|i| format!("{prefix}-{i}\n")).collect()
+}
+
+#[test]
+fn kcat_lists_metadata_produces_and_consumes_through_the_proxy() {
+    let c = cluster();
+    let _up = c.shared();
+    let proxy = Proxy::start(c, &[]);
+    let topic = unique("kcat");
+    c.create_topic(&topic, 3, 3);
+
+    let out = c.kcat_raw(&["-b", &proxy.bootstrap(), "-L", "-m", "10"], None);
+    let text = assert_success("kcat -L through the proxy", &out);
+    for node in 1..=3 {
+        let expected = format!("broker {node} at {CLIENT_HOST}:{}", proxy.base + node);
+        assert!(text.contains(&expected), "missing '{expected}' in:\n{text}");
+    }
+    assert!(!text.contains("msk.test"), "{text}");
+
+    let input = lines(0..200, "kcat");
+    let out = c.kcat_raw(
+        &[
+            "-b",
+            &proxy.bootstrap(),
+            "-P",
+            "-t",
+            &topic,
+            "-X",
+            "acks=all",
+            "-m",
+            "30",
+        ],
+        Some(input.as_bytes()),
+    );
+    assert_success("kcat produce through the proxy", &out);
+    let out = c.kcat_raw(
+        &[
+            "-b",
+            &proxy.bootstrap(),
+            "-C",
+            "-t",
+            &topic,
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+            "-m",
+            "30",
+        ],
+        None,
+    );
+    let consumed = assert_success("kcat consume through the proxy", &out);
+    let mut got: Vec<&str> = consumed.lines().collect();
+    got.sort();
+    let mut want: Vec<&str> = input.lines().collect();
+    want.sort();
+    assert_eq!(got, want);
+
+    let checked = proxy.assert_no_upstream_leak();
+    assert!(
+        checked >= 3,
+        "only {checked} address-carrying responses seen"
+    );
+}
+
+#[test]
+fn java_console_clients_and_a_consumer_group_that_commits_and_resumes() {
+    let c = cluster();
+    let _up = c.shared();
+    let proxy = Proxy::start(c, &[]);
+    let topic = unique("java");
+    let group = unique("group");
+    let bootstrap = proxy.bootstrap();
+
+    let out = c.cli(
+        "topics",
+        &[
+            "--bootstrap-server",
+            &bootstrap,
+            "--create",
+            "--topic",
+            &topic,
+            "--partitions",
+            "3",
+            "--replication-factor",
+            "3",
+        ],
+    );
+    assert_success("create topic through the proxy", &out);
+    c.wait_for_topic(&topic, 3);
+
+    let produce = |input: &str| {
+        let out = c.cli_stdin(
+            "console-producer",
+            &[
+                "--bootstrap-server",
+                &bootstrap,
+                "--topic",
+                &topic,
+                "--producer-property",
+                "acks=all",
+            ],
+            Some(input.as_bytes()),
+        );
+        assert_success("console producer through the proxy", &out);
+    };
+    let consume = |max: u32| -> Vec<String> {
+        let out = c.cli(
+            "console-consumer",
+            &[
+                "--bootstrap-server",
+                &bootstrap,
+                "--topic",
+                &topic,
+                "--group",
+                &group,
+                "--from-beginning",
+                "--max-messages",
+                &max.to_string(),
+                "--timeout-ms",
+                "30000",
+            ],
+        );
+        let text = assert_success("console consumer through the proxy", &out);
+        let mut got: Vec<String> = text.lines().map(str::to_owned).collect();
+        got.sort();
+        got
+    };
+
+    let first = lines(0..20, "first");
+    produce(&first);
+    let mut want: Vec<String> = first.lines().map(str::to_owned).collect();
+    want.sort();
+    assert_eq!(consume(20), want);
+
+    // The group committed its offsets: a second run sees only what came after.
+    let second = lines(0..7, "second");
+    produce(&second);
+    let mut want: Vec<String> = second.lines().map(str::to_owned).collect();
+    want.sort();
+    assert_eq!(
+        consume(7),
+        want,
+        "the group resumes from its committed offsets"
+    );
+
+    let out = c.cli(
+        "consumer-groups",
+        &[
+            "--bootstrap-server",
+            &bootstrap,
+            "--describe",
+            "--group",
+            &group,
+        ],
+    );
+    let text = assert_success("describe group through the proxy", &out);
+    assert!(text.contains(&topic), "{text}");
+
+    let checked = proxy.assert_no_upstream_leak();
+    assert!(
+        checked >= 3,
+        "only {checked} address-carrying responses seen"
+    );
+}
+
+#[test]
+fn admin_tools_create_describe_delete_and_describe_the_cluster() {
+    let c = cluster();
+    let _up = c.shared();
+    let proxy = Proxy::start(c, &[]);
+    let topic = unique("admin");
+    let bootstrap = proxy.bootstrap();
+
+    let out = c.cli(
+        "topics",
+        &[
+            "--bootstrap-server",
+            &bootstrap,
+            "--create",
+            "--topic",
+            &topic,
+            "--partitions",
+            "2",
+            "--replication-factor",
+            "3",
+        ],
+    );
+    assert_success("create", &out);
+    let out = c.cli(
+        "topics",
+        &[
+            "--bootstrap-server",
+            &bootstrap,
+            "--describe",
+            "--topic",
+            &topic,
+        ],
+    );
+    let text = assert_success("describe", &out);
+    assert!(
+        text.contains("PartitionCount: 2") || text.contains("PartitionCount:\t2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ReplicationFactor: 3") || text.contains("ReplicationFactor:\t3"),
+        "{text}"
+    );
+
+    // Admin describeCluster goes through DescribeCluster on current brokers.
+    let out = c.cli("cluster", &["cluster-id", "--bootstrap-server", &bootstrap]);
+    let text = assert_success("cluster-id", &out);
+    assert!(text.contains("Cluster ID"), "{text}");
+
+    // DescribeQuorum v2 lists the controllers' listeners: they must not leak either.
+    let out = c.cli(
+        "metadata-quorum",
+        &["--bootstrap-server", &bootstrap, "describe", "--status"],
+    );
+    let text = assert_success("metadata-quorum describe", &out);
+    assert!(text.contains("LeaderId"), "{text}");
+    assert!(!text.contains("msk.test"), "{text}");
+
+    let out = c.cli("broker-api-versions", &["--bootstrap-server", &bootstrap]);
+    let text = assert_success("broker-api-versions", &out);
+    for node in 1..=3 {
+        let expected = format!("{CLIENT_HOST}:{} (id: {node}", proxy.base + node);
+        assert!(text.contains(&expected), "missing '{expected}' in:\n{text}");
+    }
+
+    let out = c.cli(
+        "topics",
+        &[
+            "--bootstrap-server",
+            &bootstrap,
+            "--delete",
+            "--topic",
+            &topic,
+        ],
+    );
+    assert_success("delete", &out);
+
+    let checked = proxy.assert_no_upstream_leak();
+    assert!(
+        checked >= 3,
+        "only {checked} address-carrying responses seen"
+    );
+}
