@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::Settings;
-use crate::tls::{self, certificate_info, TlsLoadError};
-use crate::upstream::{self, DiscoveredBroker, Stream, UpstreamError};
+use crate::tls::{self, certificate_info, TlsFailure, TlsLoadError};
+use crate::upstream::{self, DiscoveredBroker, DiscoveryError, Stream, UpstreamError};
 
 /// Runs every check and returns the report and whether all passed.
 pub async fn run(settings: &Settings) -> (String, bool) {
@@ -96,7 +96,7 @@ pub async fn run(settings: &Settings) -> (String, bool) {
                 let _ = writeln!(
                     out,
                     "{line}\n  {addr}: FAIL ApiVersions: {e}\n       fix: {}",
-                    rejected_advice()
+                    request_advice(&e)
                 );
                 continue;
             }
@@ -111,7 +111,7 @@ pub async fn run(settings: &Settings) -> (String, bool) {
                 let _ = writeln!(
                     out,
                     "{line}\n  {addr}: FAIL Metadata: {e}\n       fix: {}",
-                    rejected_advice()
+                    request_advice(&e)
                 );
             }
         }
@@ -245,6 +245,14 @@ fn connect_advice(e: &UpstreamError) -> &'static str {
     }
 }
 
-fn rejected_advice() -> &'static str {
-    "the broker accepted TLS but not the request: if the TLS handshake passed, the broker probably closed the connection after checking the client certificate (not signed by a CA the cluster trusts, or revoked); check the cluster's logs"
+fn request_advice(e: &DiscoveryError) -> &'static str {
+    match e {
+        // With TLS 1.3 the broker judges the client certificate after the handshake, so its
+        // verdict arrives as an alert on the first read.
+        DiscoveryError::Io(io) if TlsFailure::classify(io) != TlsFailure::Other => {
+            TlsFailure::classify(io).advice()
+        }
+        DiscoveryError::Timeout => "the broker accepted the connection but did not answer: is this a Kafka listener, and the right port?",
+        _ => "the broker closed the connection or answered something unexpected: is this the mutual-TLS listener (MSK: 9094)? check the cluster's logs",
+    }
 }

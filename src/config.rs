@@ -84,7 +84,7 @@ pub enum LogFormat {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Options {
     /// TOML file with any of these options (keys are the long flag names).
-    #[arg(long, env = "KTP_CONFIG", value_name = "FILE")]
+    #[arg(long, global = true, env = "KTP_CONFIG", value_name = "FILE")]
     #[serde(skip)]
     pub config: Option<PathBuf>,
 
@@ -92,6 +92,7 @@ pub struct Options {
     /// tries the next when one fails. Example: b-1.mycluster.abc123.c2.kafka.eu-west-1.amazonaws.com:9094
     #[arg(
         long,
+        global = true,
         env = "KTP_UPSTREAM",
         value_delimiter = ',',
         value_name = "HOST:PORT"
@@ -100,43 +101,49 @@ pub struct Options {
 
     /// PEM bundle of the CAs that sign the brokers' certificates. Default: the system roots
     /// (right for MSK, whose broker certificates are public ACM ones).
-    #[arg(long, env = "KTP_UPSTREAM_CA", value_name = "FILE")]
+    #[arg(long, global = true, env = "KTP_UPSTREAM_CA", value_name = "FILE")]
     pub upstream_ca: Option<PathBuf>,
 
     /// PEM certificate chain the proxy presents to the brokers (mutual TLS).
-    #[arg(long, env = "KTP_CLIENT_CERT", value_name = "FILE")]
+    #[arg(long, global = true, env = "KTP_CLIENT_CERT", value_name = "FILE")]
     pub client_cert: Option<PathBuf>,
 
     /// PEM private key for --client-cert: PKCS#8, PKCS#1, SEC1, or encrypted PKCS#8.
-    #[arg(long, env = "KTP_CLIENT_KEY", value_name = "FILE")]
+    #[arg(long, global = true, env = "KTP_CLIENT_KEY", value_name = "FILE")]
     pub client_key: Option<PathBuf>,
 
     /// File holding the passphrase of an encrypted --client-key (trailing newline ignored).
     /// The passphrase itself can instead be given in KTP_CLIENT_KEY_PASSPHRASE.
-    #[arg(long, env = "KTP_CLIENT_KEY_PASSPHRASE_FILE", value_name = "FILE")]
+    #[arg(
+        long,
+        global = true,
+        env = "KTP_CLIENT_KEY_PASSPHRASE_FILE",
+        value_name = "FILE"
+    )]
     pub client_key_passphrase_file: Option<PathBuf>,
 
     /// Talk plaintext to the brokers (no TLS at all). Only for clusters without TLS.
-    #[arg(long, env = "KTP_UPSTREAM_PLAINTEXT")]
+    #[arg(long, global = true, env = "KTP_UPSTREAM_PLAINTEXT")]
     #[serde(default)]
     pub upstream_plaintext: bool,
 
     /// Address the proxy's listeners bind: 127.0.0.1 for local services, a tailnet address
     /// on a Tailscale host, 0.0.0.0 behind a load balancer. Default 127.0.0.1.
-    #[arg(long, env = "KTP_BIND_ADDRESS", value_name = "IP")]
+    #[arg(long, global = true, env = "KTP_BIND_ADDRESS", value_name = "IP")]
     pub bind_address: Option<IpAddr>,
 
     /// Port of the bootstrap listener that clients are configured with. Default 9092.
-    #[arg(long, env = "KTP_BOOTSTRAP_PORT", value_name = "PORT")]
+    #[arg(long, global = true, env = "KTP_BOOTSTRAP_PORT", value_name = "PORT")]
     pub bootstrap_port: Option<u16>,
 
     /// Broker N gets proxy port BASE + N. Default 9100 (MSK broker 1 → 9101).
-    #[arg(long, env = "KTP_BROKER_PORT_BASE", value_name = "BASE")]
+    #[arg(long, global = true, env = "KTP_BROKER_PORT_BASE", value_name = "BASE")]
     pub broker_port_base: Option<u16>,
 
     /// Explicit proxy port for a node id, overriding the formula. Repeatable. Example: 1001=9201
     #[arg(
         long,
+        global = true,
         env = "KTP_BROKER_PORT",
         value_delimiter = ',',
         value_name = "NODE=PORT"
@@ -145,67 +152,102 @@ pub struct Options {
 
     /// Host name clients are told to dial for every broker: a MagicDNS name, localhost, a load
     /// balancer's name. Default: the bind address (required when binding 0.0.0.0 or ::).
-    #[arg(long, env = "KTP_ADVERTISED_HOST", value_name = "HOST")]
+    #[arg(long, global = true, env = "KTP_ADVERTISED_HOST", value_name = "HOST")]
     pub advertised_host: Option<String>,
 
     /// Allow a plaintext listener on a non-loopback address (clients without TLS then send
     /// their data unencrypted over that network; on a tailnet WireGuard already encrypts it).
-    #[arg(long, env = "KTP_ALLOW_PLAINTEXT_LISTENER")]
+    #[arg(long, global = true, env = "KTP_ALLOW_PLAINTEXT_LISTENER")]
     #[serde(default)]
     pub allow_plaintext_listener: bool,
 
     /// PEM certificate for TLS on the proxy's own listeners (clients then connect with TLS).
-    #[arg(long, env = "KTP_LISTENER_CERT", value_name = "FILE")]
+    #[arg(long, global = true, env = "KTP_LISTENER_CERT", value_name = "FILE")]
     pub listener_cert: Option<PathBuf>,
 
     /// PEM private key for --listener-cert.
-    #[arg(long, env = "KTP_LISTENER_KEY", value_name = "FILE")]
+    #[arg(long, global = true, env = "KTP_LISTENER_KEY", value_name = "FILE")]
     pub listener_key: Option<PathBuf>,
 
     /// Require clients to present a certificate signed by a CA in this PEM bundle.
-    #[arg(long, env = "KTP_LISTENER_CLIENT_CA", value_name = "FILE")]
+    #[arg(
+        long,
+        global = true,
+        env = "KTP_LISTENER_CLIENT_CA",
+        value_name = "FILE"
+    )]
     pub listener_client_ca: Option<PathBuf>,
 
     /// Largest request frame a client may send, in bytes; larger ones close the connection.
     /// Default 104857600 (Kafka's socket.request.max.bytes).
-    #[arg(long, env = "KTP_MAX_REQUEST_BYTES", value_name = "BYTES")]
+    #[arg(
+        long,
+        global = true,
+        env = "KTP_MAX_REQUEST_BYTES",
+        value_name = "BYTES"
+    )]
     pub max_request_bytes: Option<usize>,
 
     /// Largest response frame accepted from a broker, in bytes. Default 268435456.
-    #[arg(long, env = "KTP_MAX_RESPONSE_BYTES", value_name = "BYTES")]
+    #[arg(
+        long,
+        global = true,
+        env = "KTP_MAX_RESPONSE_BYTES",
+        value_name = "BYTES"
+    )]
     pub max_response_bytes: Option<usize>,
 
     /// Time allowed to connect and finish the TLS handshake with a broker. Default 10s.
-    #[arg(long, env = "KTP_CONNECT_TIMEOUT", value_name = "DURATION")]
+    #[arg(
+        long,
+        global = true,
+        env = "KTP_CONNECT_TIMEOUT",
+        value_name = "DURATION"
+    )]
     pub connect_timeout: Option<String>,
 
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish. Default 25s
     /// (below Nomad's and Kubernetes' 30s kill timeouts).
-    #[arg(long, env = "KTP_DRAIN_TIMEOUT", value_name = "DURATION")]
+    #[arg(
+        long,
+        global = true,
+        env = "KTP_DRAIN_TIMEOUT",
+        value_name = "DURATION"
+    )]
     pub drain_timeout: Option<String>,
 
     /// How often the proxy asks the cluster for its brokers over mutual TLS, so that brokers
     /// added later get listeners before any client asks, and /readyz knows the cluster is
     /// reachable. Default 10s; 0 turns it off (then only client traffic feeds /readyz).
-    #[arg(long, env = "KTP_DISCOVERY_INTERVAL", value_name = "DURATION")]
+    #[arg(
+        long,
+        global = true,
+        env = "KTP_DISCOVERY_INTERVAL",
+        value_name = "DURATION"
+    )]
     pub discovery_interval: Option<String>,
 
     /// When --bind-address is not (yet) an address of this host, keep retrying this long before
     /// giving up: on a Tailscale host, tailscaled can report ready before its address exists.
     /// Default 60s.
-    #[arg(long, env = "KTP_BIND_RETRY_TIMEOUT", value_name = "DURATION")]
+    #[arg(
+        long,
+        global = true,
+        env = "KTP_BIND_RETRY_TIMEOUT",
+        value_name = "DURATION"
+    )]
     pub bind_retry_timeout: Option<String>,
 
     /// Admin HTTP listener (/metrics, /healthz, /readyz). Default 127.0.0.1:9644; "off" disables it.
-    #[arg(long, env = "KTP_ADMIN_ADDRESS", value_name = "IP:PORT")]
+    #[arg(long, global = true, env = "KTP_ADMIN_ADDRESS", value_name = "IP:PORT")]
     pub admin_address: Option<String>,
 
     /// Log format: text or json.
-    #[arg(long, env = "KTP_LOG_FORMAT", value_name = "FORMAT")]
+    #[arg(long, global = true, env = "KTP_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
 
     /// Log filter, in tracing's EnvFilter syntax. Default "info". Example: info,kafka_tls_proxy=debug
-    #[arg(long, env = "KTP_LOG", value_name = "FILTER")]
+    #[arg(long, global = true, env = "KTP_LOG", value_name = "FILTER")]
     pub log: Option<String>,
 }
 

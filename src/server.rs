@@ -19,7 +19,7 @@ use crate::brokers::{Registry, UpstreamAddr};
 use crate::config::Settings;
 use crate::connection::{self, ConnectionError, Mapper};
 use crate::kafka::AddressMapper;
-use crate::tls::TlsState;
+use crate::tls::{TlsFailure, TlsState};
 use crate::upstream::{self, FailureLog, Stream, UpstreamError};
 
 /// Which listener a client came in on, and so which broker it must reach.
@@ -200,6 +200,15 @@ async fn serve(shared: &Arc<Shared>, socket: TcpStream, peer: SocketAddr, target
     match connection::relay(shared.clone(), client, upstream, shared.shutdown.clone()).await {
         Ok(()) => tracing::debug!("closed"),
         Err(ConnectionError::ClientIo(e)) => tracing::debug!(error = %e, "client went away"),
+        Err(ConnectionError::BrokerIo(e)) if TlsFailure::classify(&e) != TlsFailure::Other => {
+            // With TLS 1.3 a broker that rejects the proxy's certificate says so after the
+            // handshake, on the first read.
+            let failure = TlsFailure::classify(&e);
+            crate::admin::upstream_failure(failure.as_str());
+            if let Some(suppressed) = shared.failures.should_log("upstream", failure.as_str()) {
+                tracing::error!(reason = failure.as_str(), suppressed, error = %e, "{}", failure.advice());
+            }
+        }
         Err(e) => tracing::warn!(error = %e, "connection closed"),
     }
 }

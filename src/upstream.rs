@@ -221,13 +221,13 @@ impl FailureLog {
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoveryError {
     /// Reading or writing failed.
-    #[error("metadata request: {0}")]
+    #[error("request failed: {0}")]
     Io(#[from] std::io::Error),
-    /// The answer was not a valid Metadata response.
-    #[error("metadata response: {0}")]
+    /// The answer was not a valid response.
+    #[error("invalid response: {0}")]
     Decode(String),
     /// No answer in time.
-    #[error("metadata request timed out")]
+    #[error("no response in time")]
     Timeout,
 }
 
