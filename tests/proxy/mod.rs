@@ -6,6 +6,7 @@
 //! [`Proxy::assert_no_upstream_leak`] can check that no upstream host or port reached them.
 #![allow(dead_code)]
 
+use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -39,7 +40,8 @@ pub struct Recorded {
 
 /// A running proxy process with its relay.
 pub struct Proxy {
-    child: Child,
+    child: Option<Child>,
+    args: Vec<OsString>,
     /// Bootstrap port (on both 127.0.0.1 and the relay's 127.0.0.2).
     pub port: u16,
     /// Broker N's proxy port is `base + N`.
@@ -72,38 +74,53 @@ fn allocate_ports() -> u16 {
 }
 
 impl Proxy {
-    /// Starts the proxy as the admin principal with the default options plus `extra`.
+    /// Starts the proxy as the admin principal with the default options plus `extra`
+    /// (which may override any of them, e.g. `--admin-address`).
     pub fn start(cluster: &Cluster, extra: &[&str]) -> Proxy {
         Self::start_as(cluster, Principal::Admin, extra)
     }
 
     /// Starts the proxy presenting `principal`'s certificate upstream.
     pub fn start_as(cluster: &Cluster, principal: Principal, extra: &[&str]) -> Proxy {
+        let mut args: Vec<OsString> = vec![
+            "--upstream-ca".into(),
+            cluster.ca().into(),
+            "--client-cert".into(),
+            cluster.cert(principal).into(),
+            "--client-key".into(),
+            cluster.key(principal).into(),
+        ];
+        args.extend(extra.iter().map(OsString::from));
+        Self::start_with(cluster, args)
+    }
+
+    /// Starts the proxy with exactly these TLS and extra options (plus the addresses, ports
+    /// and upstream the harness sets).
+    pub fn start_with(cluster: &Cluster, options: Vec<OsString>) -> Proxy {
         let port = allocate_ports();
         let log = std::env::temp_dir().join(format!("kafka-tls-proxy-{port}.log"));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kafka-tls-proxy"));
-        cmd.args(["--upstream", cluster.bootstrap()])
-            .arg("--upstream-ca")
-            .arg(cluster.ca())
-            .arg("--client-cert")
-            .arg(cluster.cert(principal))
-            .arg("--client-key")
-            .arg(cluster.key(principal))
-            .args(["--bind-address", "127.0.0.1"])
-            .args(["--advertised-host", CLIENT_HOST])
-            .args(["--bootstrap-port", &port.to_string()])
-            .args(["--broker-port-base", &port.to_string()])
-            .args(["--admin-address", "off"])
-            .args(["--log", "info,kafka_tls_proxy=debug"])
-            .args(extra)
-            .env_remove("KTP_CONFIG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        let child = cmd.spawn().expect("start kafka-tls-proxy");
+        let mut args: Vec<OsString> = vec![];
+        if !options.iter().any(|a| a == "--upstream") {
+            args.extend(["--upstream".into(), cluster.bootstrap().into()]);
+        }
+        for (flag, value) in [
+            ("--bind-address", "127.0.0.1".to_owned()),
+            ("--advertised-host", CLIENT_HOST.to_owned()),
+            ("--bootstrap-port", port.to_string()),
+            ("--broker-port-base", port.to_string()),
+            ("--admin-address", "off".to_owned()),
+            ("--log", "info,kafka_tls_proxy=debug".to_owned()),
+        ] {
+            if !options.iter().any(|a| a == flag) {
+                args.extend([flag.into(), value.into()]);
+            }
+        }
+        args.extend(options);
+        let _ = std::fs::remove_file(&log);
         let brokers = cluster.brokers();
-        let proxy = Proxy {
-            child,
+        let mut proxy = Proxy {
+            child: None,
+            args,
             port,
             base: port,
             recorded: Arc::default(),
@@ -111,6 +128,7 @@ impl Proxy {
             upstream_hosts: brokers.iter().map(|(_, h, _)| h.clone()).collect(),
             upstream_port: brokers[0].2,
         };
+        proxy.spawn();
         // The relay covers the bootstrap port and one port per broker node id.
         let mut ports = vec![port];
         ports.extend(brokers.iter().map(|(id, _, _)| port + *id as u16));
@@ -121,6 +139,55 @@ impl Proxy {
         proxy
     }
 
+    /// Starts the process (again, after [`Proxy::terminate`]) with the same arguments and
+    /// ports; the relay stays, so clients keep the same addresses.
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_kafka-tls-proxy"))
+            .args(&self.args)
+            .env_remove("KTP_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start kafka-tls-proxy");
+        self.child = Some(child);
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; returns its status and how long the
+    /// drain took.
+    pub fn terminate(&mut self) -> (std::process::ExitStatus, Duration) {
+        let mut child = self.child.take().expect("proxy running");
+        let started = Instant::now();
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let status = child.wait().unwrap();
+        (status, started.elapsed())
+    }
+
+    /// Sends a signal by name (e.g. "HUP").
+    pub fn signal(&self, name: &str) {
+        let pid = self.pid().to_string();
+        let sent = Command::new("kill")
+            .args([&format!("-{name}"), &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -{name} {pid}");
+    }
+
+    /// Waits until the proxy listens again after [`Proxy::spawn`].
+    pub fn wait_listening(&self) {
+        let nodes: Vec<i32> = (1..=3).collect();
+        self.wait_ready(&nodes);
+    }
+
     /// `127.0.0.2:PORT`, the bootstrap address clients use.
     pub fn bootstrap(&self) -> String {
         format!("{CLIENT_HOST}:{}", self.port)
@@ -128,7 +195,7 @@ impl Proxy {
 
     /// The proxy's process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.as_ref().expect("proxy running").id()
     }
 
     /// The proxy's log so far.
@@ -258,8 +325,10 @@ impl Proxy {
 
 impl Drop for Proxy {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
