@@ -1,0 +1,388 @@
+//! ClickHouse end to end: Debian's clickhouse-server (18.16, Kafka engine on the system's
+//! librdkafka) reads a topic of the mutual-TLS cluster through the proxy, with no certificates of
+//! its own: a Kafka engine table whose `kafka_broker_list` is the proxy, a materialized view into
+//! a MergeTree table. Rows produced through the proxy (kcat, plaintext) must arrive; then the
+//! proxy is restarted on the same ports (SIGTERM, new process) and rows produced after that must
+//! arrive too.
+//!
+//! The Kafka engine delivers at least once: it commits offsets after writing a block, so a
+//! consumer interrupted between the write and the commit reads that block again. The test
+//! prints how many duplicates it saw (README, "ClickHouse") and requires none to be lost.
+//!
+//! Needs `clickhouse-server` and `clickhouse-client` (tests/run installs Debian's packages);
+//! FAILS when they are missing. Runs its own server on loopback with a temp config and data dir.
+
+mod common;
+mod proxy;
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{assert_success, run, TempDir};
+use proxy::Proxy;
+
+/// Rows per batch: one before the proxy restart, one produced just before it, one after.
+const BATCH: u64 = 500;
+
+fn find_program(names: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    for name in names {
+        for dir in path.split(':').chain(["/usr/sbin", "/usr/bin", "/sbin"]) {
+            let p = Path::new(dir).join(name);
+            if p.is_file() {
+                return Some(p);
+            }
+        }
+    }
+    None
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A clickhouse-server process with its own config and data in a temp dir.
+struct ClickHouse {
+    child: Child,
+    client: PathBuf,
+    tcp_port: u16,
+    dir: TempDir,
+}
+
+impl ClickHouse {
+    fn start() -> ClickHouse {
+        let server = find_program(&["clickhouse-server"]).unwrap_or_else(|| {
+            panic!(
+                "clickhouse-server is not installed: apt-get install clickhouse-server \
+                 clickhouse-client (tests/run installs them)"
+            )
+        });
+        let client = find_program(&["clickhouse-client"]).unwrap_or_else(|| {
+            panic!("clickhouse-client is not installed (apt-get install clickhouse-client)")
+        });
+        let dir = TempDir::new("ktp-clickhouse");
+        let d = dir.path().display().to_string();
+        let (tcp_port, http_port) = (free_port(), free_port());
+        // librdkafka settings for every Kafka engine table (the <kafka> section).
+        let config = format!(
+            r#"<?xml version="1.0"?>
+<yandex>
+  <logger><level>trace</level><log>{d}/server.log</log><errorlog>{d}/server.err.log</errorlog><console>0</console></logger>
+  <listen_host>127.0.0.1</listen_host>
+  <tcp_port>{tcp_port}</tcp_port>
+  <http_port>{http_port}</http_port>
+  <path>{d}/data/</path>
+  <tmp_path>{d}/tmp/</tmp_path>
+  <format_schema_path>{d}/format_schemas/</format_schema_path>
+  <users_config>{d}/users.xml</users_config>
+  <default_profile>default</default_profile>
+  <default_database>default</default_database>
+  <mark_cache_size>5368709120</mark_cache_size>
+  <kafka>
+    <auto_offset_reset>smallest</auto_offset_reset>
+    <debug>cgrp,broker</debug>
+  </kafka>
+</yandex>
+"#
+        );
+        let users = r#"<?xml version="1.0"?>
+<yandex>
+  <profiles><default><stream_flush_interval_ms>500</stream_flush_interval_ms></default></profiles>
+  <users><default><password></password><networks><ip>127.0.0.1</ip></networks><profile>default</profile><quota>default</quota></default></users>
+  <quotas><default></default></quotas>
+</yandex>
+"#;
+        std::fs::write(dir.path().join("config.xml"), config).unwrap();
+        std::fs::write(dir.path().join("users.xml"), users).unwrap();
+        let out = std::fs::File::create(dir.path().join("stdout.log")).unwrap();
+        let child = Command::new(&server)
+            .arg(format!("--config-file={d}/config.xml"))
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", server.display()));
+        let mut ch = ClickHouse {
+            child,
+            client,
+            tcp_port,
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = ch.child.try_wait() {
+                panic!(
+                    "clickhouse-server exited at start ({status}):\n{}",
+                    ch.logs()
+                );
+            }
+            let out = ch.query_raw("SELECT version()");
+            if out.status.success() {
+                let v = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                eprintln!("clickhouse: server {v} on 127.0.0.1:{tcp_port}");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "clickhouse-server not answering after 60 s:\n{}",
+                ch.logs()
+            );
+            thread::sleep(Duration::from_millis(200));
+        }
+        ch
+    }
+
+    fn query_raw(&self, sql: &str) -> std::process::Output {
+        run(
+            Command::new(&self.client)
+                .args(["--host", "127.0.0.1", "--port", &self.tcp_port.to_string()])
+                .args(["--query", sql]),
+            None,
+        )
+    }
+
+    /// Runs one statement; panics with the server log on failure. Returns stdout, trimmed.
+    fn query(&self, sql: &str) -> String {
+        let out = self.query_raw(sql);
+        if !out.status.success() {
+            panic!(
+                "clickhouse query failed: {sql}\n{}\n--- server log tail\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                self.logs()
+            );
+        }
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn logs(&self) -> String {
+        let mut all = String::new();
+        for f in ["stdout.log", "server.err.log", "server.log"] {
+            let text = std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(60)..];
+            all += &format!("--- {f} (last {} lines)\n{}\n", tail.len(), tail.join("\n"));
+        }
+        all
+    }
+
+    /// Lines of the server log matching `needle` (e.g. librdkafka messages).
+    fn log_lines(&self, needle: &str) -> Vec<String> {
+        std::fs::read_to_string(self.dir.path().join("server.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for ClickHouse {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// librdkafka's version as ClickHouse loads it (the system's librdkafka1 on Debian).
+fn librdkafka_version() -> String {
+    let out = run(
+        Command::new("dpkg-query").args(["-W", "-f=${Version}", "librdkafka1"]),
+        None,
+    );
+    if out.status.success() {
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    } else {
+        "unknown".into()
+    }
+}
+
+/// Produces rows `from..=to` as JSONEachRow through the proxy with kcat (plaintext, acks=all).
+fn produce(c: &common::Cluster, bootstrap: &str, topic: &str, from: u64, to: u64) {
+    let input: String = (from..=to)
+        .map(|i| format!("{{\"id\":{i},\"msg\":\"row {i}\"}}\n"))
+        .collect();
+    let out = c.kcat_raw(
+        &["-b", bootstrap, "-P", "-t", topic, "-X", "acks=all"],
+        Some(input.as_bytes()),
+    );
+    assert_success(
+        &format!("kcat produce {from}..={to} through the proxy"),
+        &out,
+    );
+}
+
+/// Waits until `events` has every id up to `n` (at least once); returns (count, distinct ids).
+fn wait_rows(ch: &ClickHouse, n: u64, within: Duration) -> (u64, u64) {
+    let deadline = Instant::now() + within;
+    loop {
+        let line = ch.query("SELECT count(), uniqExact(id) FROM events");
+        let mut it = line.split_whitespace().map(|v| v.parse::<u64>().unwrap());
+        let (count, distinct) = (it.next().unwrap(), it.next().unwrap());
+        if distinct >= n {
+            return (count, distinct);
+        }
+        if Instant::now() >= deadline {
+            panic!(
+                "only {distinct} of {n} ids reached MergeTree ({count} rows) within {within:?}\n\
+                 --- librdkafka/Kafka log lines\n{}\n{}",
+                ch.log_lines("Kafka")
+                    .iter()
+                    .rev()
+                    .take(40)
+                    .rev()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                ch.logs()
+            );
+        }
+        thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Stops the proxy like an orchestrator does (SIGTERM; it drains and exits) and starts a new
+/// process with the same arguments, so the same ports. The relay of `Proxy` keeps listening.
+struct Restarted {
+    child: Child,
+}
+
+impl Drop for Restarted {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn restart(p: &Proxy, log: &Path) -> Restarted {
+    let pid = p.pid();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("proxy command line");
+    let args: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let status = run(Command::new("kill").args(["-TERM", &pid.to_string()]), None);
+    assert_success("kill -TERM proxy", &status);
+    // The old process is our child: it stays a zombie ('Z') until reaped, which means it exited.
+    let t0 = Instant::now();
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .next();
+        if stat.is_empty() || state == Some("Z") {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "proxy did not exit within 30 s of SIGTERM"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!(
+        "clickhouse: proxy exited {:.1} s after SIGTERM",
+        t0.elapsed().as_secs_f64()
+    );
+    let child = Command::new(&args[0])
+        .args(&args[1..])
+        .env_remove("KTP_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("start kafka-tls-proxy again");
+    // Same ports as before: bootstrap and brokers 1..=3.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for port in [p.port, p.base + 1, p.base + 2, p.base + 3] {
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "restarted proxy not listening on {port}:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+    Restarted { child }
+}
+
+#[test]
+fn clickhouse_kafka_engine_reads_through_the_proxy_across_a_restart() {
+    let t0 = Instant::now();
+    let c = common::cluster();
+    let _shared = c.shared();
+    let ch = ClickHouse::start();
+    eprintln!(
+        "clickhouse: librdkafka {}, Kafka {}",
+        librdkafka_version(),
+        c.version()
+    );
+
+    let topic = common::unique("ch.events");
+    let group = common::unique("ch-group");
+    c.create_topic(&topic, 3, 3);
+    let p = Proxy::start(c, &[]);
+    let bootstrap = p.bootstrap();
+
+    ch.query("CREATE TABLE events (id UInt64, msg String) ENGINE = MergeTree ORDER BY id");
+    ch.query(&format!(
+        "CREATE TABLE events_queue (id UInt64, msg String) ENGINE = Kafka \
+         SETTINGS kafka_broker_list = '{bootstrap}', kafka_topic_list = '{topic}', \
+         kafka_group_name = '{group}', kafka_format = 'JSONEachRow', kafka_num_consumers = 1"
+    ));
+    ch.query("CREATE MATERIALIZED VIEW events_mv TO events AS SELECT id, msg FROM events_queue");
+
+    produce(c, &bootstrap, &topic, 1, BATCH);
+    let (count1, distinct1) = wait_rows(&ch, BATCH, Duration::from_secs(90));
+    eprintln!(
+        "clickhouse: batch 1: {distinct1} distinct ids, {count1} rows ({} duplicates) after {:.1} s",
+        count1 - distinct1,
+        t0.elapsed().as_secs_f64()
+    );
+
+    // Restart while ClickHouse is consuming: batch 2 is produced and the proxy is stopped right
+    // away, so blocks may be written to MergeTree whose offset commit does not get through.
+    produce(c, &bootstrap, &topic, BATCH + 1, 2 * BATCH);
+    let log2 = std::env::temp_dir().join(format!("kafka-tls-proxy-{}-restarted.log", p.port));
+    let _restarted = restart(&p, &log2);
+    produce(c, &bootstrap, &topic, 2 * BATCH + 1, 3 * BATCH);
+    let (count2, distinct2) = wait_rows(&ch, 3 * BATCH, Duration::from_secs(120));
+    let summary = ch.query("SELECT min(id), max(id) FROM events");
+    assert_eq!(summary, format!("1\t{}", 3 * BATCH));
+    assert_eq!(distinct2, 3 * BATCH, "no row lost");
+    // Let anything still in flight land before counting duplicates.
+    thread::sleep(Duration::from_secs(3));
+    let (count2, distinct2) = {
+        let line = ch.query("SELECT count(), uniqExact(id) FROM events");
+        let v: Vec<u64> = line.split_whitespace().map(|x| x.parse().unwrap()).collect();
+        assert!(v[0] >= count2 && v[1] == distinct2);
+        (v[0], v[1])
+    };
+    let duplicated_ids = ch.query("SELECT count() FROM (SELECT id FROM events GROUP BY id HAVING count() > 1)");
+    eprintln!(
+        "clickhouse: after a proxy restart during consumption: {distinct2} distinct ids, {count2} rows \
+         ({} duplicate rows, {duplicated_ids} ids seen more than once: at-least-once delivery) after {:.1} s",
+        count2 - distinct2,
+        t0.elapsed().as_secs_f64()
+    );
+
+    // Everything ClickHouse (librdkafka) was told about brokers pointed at the proxy.
+    let checked = p.assert_no_upstream_leak();
+    assert!(
+        checked > 0,
+        "no Metadata/FindCoordinator response crossed the relay"
+    );
+    ch.query("DROP TABLE events_mv");
+    ch.query("DROP TABLE events_queue");
+}
