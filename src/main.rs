@@ -1,6 +1,7 @@
 //! The `kafka-tls-proxy` binary: parse configuration, set up logging and metrics, run the
 //! server until SIGTERM or SIGINT, reload certificates on SIGHUP or when their files change.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,7 +19,11 @@ const CERT_WATCH_PERIOD: Duration = Duration::from_secs(5);
 fn init_logging(settings: &Settings) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&settings.log)
         .with_context(|| format!("--log: invalid filter '{}'", settings.log))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Logs go to stderr, in colour only on a terminal; stdout is left to commands' output.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match settings.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),

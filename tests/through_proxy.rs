@@ -258,3 +258,169 @@ fn admin_tools_create_describe_delete_and_describe_the_cluster() {
         "only {checked} address-carrying responses seen"
     );
 }
+
+#[test]
+fn tls_on_the_proxy_listener_with_and_without_client_certificates() {
+    let c = cluster();
+    let _up = c.shared();
+    let root = common::repo_root();
+    let server_cert = root.join("certs-dev/proxy-server.pem");
+    let server_key = root.join("certs-dev/proxy-server.key");
+    // The proxy's certificate names localhost, so clients are told to dial localhost.
+    let proxy = Proxy::start(
+        c,
+        &[
+            "--advertised-host",
+            "localhost",
+            "--listener-cert",
+            server_cert.to_str().unwrap(),
+            "--listener-key",
+            server_key.to_str().unwrap(),
+            "--listener-client-ca",
+            c.ca().to_str().unwrap(),
+        ],
+    );
+    let bootstrap = format!("localhost:{}", proxy.port);
+    let ca = format!("ssl.ca.location={}", c.ca().display());
+    let cert = format!(
+        "ssl.certificate.location={}",
+        c.cert(common::Principal::Service).display()
+    );
+    let key = format!(
+        "ssl.key.location={}",
+        c.key(common::Principal::Service).display()
+    );
+    let tls = [
+        "-X",
+        "security.protocol=ssl",
+        "-X",
+        &ca,
+        "-X",
+        "ssl.endpoint.identification.algorithm=https",
+    ];
+
+    // With a client certificate signed by the CA the proxy trusts: metadata lists the
+    // proxy's TLS ports under the name its certificate carries.
+    let mut args = vec!["-b", &bootstrap, "-L", "-m", "10"];
+    args.extend_from_slice(&tls);
+    args.extend_from_slice(&["-X", &cert, "-X", &key]);
+    let text = assert_success("kcat over TLS to the proxy", &c.kcat_raw(&args, None));
+    for node in 1..=3 {
+        let expected = format!("broker {node} at localhost:{}", proxy.base + node);
+        assert!(text.contains(&expected), "missing '{expected}' in:\n{text}");
+    }
+    let topic = unique("svc.tls-listener");
+    c.create_topic(&topic, 1, 3);
+    let mut produce = vec!["-b", &bootstrap, "-P", "-t", &topic];
+    produce.extend_from_slice(&tls);
+    produce.extend_from_slice(&["-X", &cert, "-X", &key]);
+    assert_success(
+        "produce over TLS",
+        &c.kcat_raw(&produce, Some(b"over-tls\n")),
+    );
+    let mut consume = vec![
+        "-b",
+        &bootstrap,
+        "-C",
+        "-t",
+        &topic,
+        "-o",
+        "beginning",
+        "-e",
+        "-q",
+    ];
+    consume.extend_from_slice(&tls);
+    consume.extend_from_slice(&["-X", &cert, "-X", &key]);
+    let out = assert_success("consume over TLS", &c.kcat_raw(&consume, None));
+    assert_eq!(out.trim(), "over-tls");
+
+    // Without a client certificate the proxy refuses the handshake.
+    let mut args = vec!["-b", &bootstrap, "-L", "-m", "5"];
+    args.extend_from_slice(&tls);
+    let out = c.kcat_raw(&args, None);
+    assert!(
+        !out.status.success(),
+        "a client without a certificate got through"
+    );
+}
+
+#[test]
+fn bootstrap_skips_an_unreachable_upstream_and_tls_failures_close_clients_promptly() {
+    let c = cluster();
+    let _up = c.shared();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap().to_string();
+    drop(dead);
+    let upstream = format!("{dead_addr},b-2.msk.test:9094");
+    let proxy = Proxy::start(c, &["--upstream", &upstream]);
+    // Several connections: each lands on the next upstream in turn; the dead one is skipped.
+    for _ in 0..3 {
+        let out = c.kcat_raw(&["-b", &proxy.bootstrap(), "-L", "-m", "10"], None);
+        let text = assert_success("metadata through the proxy", &out);
+        assert!(text.contains(" 3 brokers:"), "{text}");
+    }
+
+    // A proxy that does not trust the brokers' CA: clients fail fast, one log line per reason.
+    let other_ca = common::TempDir::new("other-ca");
+    let out = common::run(
+        std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "k.pem",
+                "-out",
+                "ca.pem",
+                "-subj",
+                "/CN=other",
+                "-days",
+                "2",
+            ])
+            .current_dir(&other_ca.0),
+        None,
+    );
+    assert_success("openssl", &out);
+    let cert = c.cert(common::Principal::Admin);
+    let key = c.key(common::Principal::Admin);
+    let untrusting = Proxy::start_with(
+        c,
+        vec![
+            "--upstream-ca".into(),
+            other_ca.0.join("ca.pem").into(),
+            "--client-cert".into(),
+            cert.into(),
+            "--client-key".into(),
+            key.into(),
+            "--discovery-interval".into(),
+            "0".into(),
+        ],
+    );
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", untrusting.port)).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let mut buf = [0u8; 1];
+        let n = std::io::Read::read(&mut s, &mut buf).unwrap_or(0);
+        assert_eq!(n, 0, "closed without a byte");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "closed promptly"
+        );
+    }
+    // Each connection tried all three brokers: fifteen failures, one line per broker.
+    let log = untrusting.log();
+    let failures: Vec<&str> = log.lines().filter(|l| l.contains("unknown_ca")).collect();
+    assert_eq!(
+        failures.len(),
+        3,
+        "one log line per broker and reason:\n{log}"
+    );
+    for node in 1..=3 {
+        let broker = format!("b-{node}.msk.test:9094");
+        assert!(failures.iter().any(|l| l.contains(&broker)), "{log}");
+    }
+}

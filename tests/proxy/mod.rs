@@ -135,7 +135,16 @@ impl Proxy {
         for p in ports {
             proxy.relay(p);
         }
-        proxy.wait_ready(&brokers.iter().map(|b| b.0).collect::<Vec<_>>());
+        // Brokers get listeners from the discovery at start, unless it is turned off.
+        let discovery_off = proxy
+            .args
+            .windows(2)
+            .any(|w| w[0] == "--discovery-interval" && w[1] == "0");
+        if discovery_off {
+            proxy.wait_ready(&[]);
+        } else {
+            proxy.wait_ready(&brokers.iter().map(|b| b.0).collect::<Vec<_>>());
+        }
         proxy
     }
 

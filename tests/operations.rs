@@ -1,0 +1,740 @@
+//! Operating the proxy against the real cluster: metrics after traffic, readiness that follows
+//! the cluster, certificate rotation under live traffic, a graceful drain under load, and the
+//! `check` command's report on success and on each failure class.
+
+mod common;
+mod proxy;
+
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{assert_success, cluster, run, unique, Cluster, Principal};
+use proxy::Proxy;
+
+/// A free port on 127.0.0.1.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// GET over plain HTTP/1.0; returns status and body.
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("admin listener");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, body.to_owned())
+}
+
+/// Sum of every sample of a metric whose line contains all `labels`.
+fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter(|l| labels.iter().all(|label| l.contains(label)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A TCP relay on broker 1's address at another port, which the test can switch off and on:
+/// the proxy reaches the real broker through it, TLS and all, so certificate names still
+/// match, and switching it off makes that upstream unreachable.
+struct Switch {
+    port: u16,
+    on: Arc<AtomicBool>,
+}
+
+impl Switch {
+    fn new() -> Switch {
+        let listener = TcpListener::bind("127.0.0.11:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let on = Arc::new(AtomicBool::new(true));
+        let on2 = on.clone();
+        thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                if !on2.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                }
+                let Ok(upstream) = TcpStream::connect("127.0.0.11:9094") else {
+                    continue;
+                };
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), upstream.try_clone().unwrap()),
+                    (upstream, client),
+                ] {
+                    thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Switch { port, on }
+    }
+    fn set(&self, on: bool) {
+        self.on.store(on, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn metrics_move_with_traffic_and_readiness_follows_the_cluster() {
+    let c = cluster();
+    let _up = c.shared();
+    let switch = Switch::new();
+    let admin = free_port();
+    let upstream = format!("b-1.msk.test:{}", switch.port);
+    let admin_addr = format!("127.0.0.1:{admin}");
+    let proxy = Proxy::start(
+        c,
+        &[
+            "--upstream",
+            &upstream,
+            "--admin-address",
+            &admin_addr,
+            "--discovery-interval",
+            "1s",
+        ],
+    );
+    assert_eq!(http_get(admin, "/healthz").0, 200);
+    wait_until("/readyz 200", Duration::from_secs(10), || {
+        http_get(admin, "/readyz").0 == 200
+    });
+
+    let topic = unique("metrics");
+    c.create_topic(&topic, 3, 3);
+    let input: String = (0..100).map(|i| format!("m-{i}\n")).collect();
+    assert_success(
+        "produce",
+        &c.kcat_raw(
+            &["-b", &proxy.bootstrap(), "-P", "-t", &topic],
+            Some(input.as_bytes()),
+        ),
+    );
+    let out = c.kcat_raw(
+        &[
+            "-b",
+            &proxy.bootstrap(),
+            "-C",
+            "-t",
+            &topic,
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+        ],
+        None,
+    );
+    assert_eq!(assert_success("consume", &out).lines().count(), 100);
+
+    let (status, text) = http_get(admin, "/metrics");
+    assert_eq!(status, 200);
+    for (name, labels) in [
+        ("kafka_proxy_requests_total", &["api=\"Produce\""][..]),
+        ("kafka_proxy_requests_total", &["api=\"Fetch\""]),
+        ("kafka_proxy_responses_total", &["api=\"Metadata\""]),
+        (
+            "kafka_proxy_rewritten_responses_total",
+            &["api=\"Metadata\""],
+        ),
+        (
+            "kafka_proxy_request_duration_seconds_count",
+            &["api=\"Produce\""],
+        ),
+        ("kafka_proxy_bytes_total", &["direction=\"from_clients\""]),
+        ("kafka_proxy_bytes_total", &["direction=\"from_brokers\""]),
+        (
+            "kafka_proxy_client_connections_total",
+            &["listener=\"bootstrap\""],
+        ),
+        ("kafka_proxy_upstream_connections_total", &[]),
+        (
+            "kafka_proxy_certificate_expiry_timestamp_seconds",
+            &["certificate=\"client\""],
+        ),
+    ] {
+        let value = metric(&text, name, labels);
+        assert!(value > 0.0, "{name}{labels:?} = {value} in:\n{text}");
+    }
+    assert_eq!(metric(&text, "kafka_proxy_broker_listeners", &[]), 3.0);
+    assert!(!text.contains("127.0.0.1:"), "no client address in labels");
+
+    // The cluster becomes unreachable: not ready within a few discovery rounds.
+    switch.set(false);
+    wait_until("/readyz 503", Duration::from_secs(15), || {
+        http_get(admin, "/readyz").0 == 503
+    });
+    let (_, body) = http_get(admin, "/readyz");
+    assert!(body.contains("no upstream broker"), "{body}");
+    let (_, text) = http_get(admin, "/metrics");
+    assert!(metric(&text, "kafka_proxy_upstream_failures_total", &[]) > 0.0);
+    // And back.
+    switch.set(true);
+    wait_until("/readyz 200 again", Duration::from_secs(15), || {
+        http_get(admin, "/readyz").0 == 200
+    });
+    proxy.assert_no_upstream_leak();
+}
+
+/// Runs the Java verifiable producer through `bootstrap`; stdout/stderr go to files (one JSON
+/// line per record would fill a pipe).
+struct Load {
+    child: Child,
+    out: PathBuf,
+    err: PathBuf,
+    total: u32,
+}
+
+impl Load {
+    fn start(c: &Cluster, bootstrap: &str, topic: &str, total: u32, rate: u32) -> Load {
+        let dir = std::env::temp_dir();
+        let props = dir.join(format!("{topic}.properties"));
+        std::fs::write(
+            &props,
+            "enable.idempotence=true\nacks=all\nretries=2147483647\ndelivery.timeout.ms=120000\n\
+             request.timeout.ms=10000\nreconnect.backoff.ms=50\nlinger.ms=5\n",
+        )
+        .unwrap();
+        let out = dir.join(format!("{topic}.out"));
+        let err = dir.join(format!("{topic}.err"));
+        let child = c
+            .cluster_sh()
+            .args([
+                "cli",
+                "verifiable-producer",
+                "--bootstrap-server",
+                bootstrap,
+            ])
+            .args(["--topic", topic, "--max-messages", &total.to_string()])
+            .args([
+                "--throughput",
+                &rate.to_string(),
+                "--acks",
+                "-1",
+                "--producer.config",
+            ])
+            .arg(&props)
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .spawn()
+            .unwrap();
+        Load {
+            child,
+            out,
+            err,
+            total,
+        }
+    }
+
+    /// Waits for the producer and asserts every record was acknowledged, none failed.
+    fn finish(mut self, context: &str) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("{context}: producer did not finish in 120 s");
+            }
+            thread::sleep(Duration::from_millis(200));
+        };
+        let stdout = std::fs::read_to_string(&self.out).unwrap();
+        let stderr = std::fs::read_to_string(&self.err).unwrap_or_default();
+        assert!(status.success(), "{context}: producer failed: {stderr}");
+        let failed = stdout.matches("\"producer_send_error\"").count();
+        let acked = stdout.matches("\"producer_send_success\"").count();
+        assert_eq!(failed, 0, "{context}: failed sends:\n{stdout}");
+        assert_eq!(acked, self.total as usize, "{context}: acknowledged");
+    }
+}
+
+/// Values of a topic read through `bootstrap`, each with its count.
+fn read_all(c: &Cluster, bootstrap: &str, topic: &str) -> std::collections::BTreeMap<String, u32> {
+    let out = c.kcat_raw(
+        &[
+            "-b",
+            bootstrap,
+            "-C",
+            "-t",
+            topic,
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+        ],
+        None,
+    );
+    let mut counts = std::collections::BTreeMap::new();
+    for line in assert_success("read back", &out).lines() {
+        *counts.entry(line.to_owned()).or_insert(0) += 1;
+    }
+    counts
+}
+
+#[test]
+fn sigterm_drains_under_load_and_a_restarted_proxy_takes_over() {
+    let c = cluster();
+    let _up = c.shared();
+    let mut proxy = Proxy::start(c, &["--drain-timeout", "10s"]);
+    let topic = unique("drain");
+    c.create_topic(&topic, 3, 3);
+    let load = Load::start(c, &proxy.bootstrap(), &topic, 6000, 1000);
+    thread::sleep(Duration::from_secs(2));
+
+    let (status, took) = proxy.terminate();
+    assert!(status.success(), "clean exit after the drain: {status}");
+    assert!(took < Duration::from_secs(12), "drain took {took:?}");
+    let log = proxy.log();
+    assert!(log.contains("draining"), "{log}");
+    // A new process on the same ports (a rolling restart); clients reconnect and carry on.
+    proxy.spawn();
+    proxy.wait_listening();
+    load.finish("drain");
+
+    let counts = read_all(c, &proxy.bootstrap(), &topic);
+    assert_eq!(counts.len(), 6000, "every record stored");
+    assert!(counts.values().all(|n| *n == 1), "no duplicates");
+    proxy.assert_no_upstream_leak();
+}
+
+fn copy(from: &Path, to: &Path) {
+    // Write then rename, as Nomad and Kubernetes do, so the proxy never reads half a file.
+    let tmp = to.with_extension("tmp");
+    std::fs::copy(from, &tmp).unwrap();
+    std::fs::rename(&tmp, to).unwrap();
+}
+
+#[test]
+fn certificates_rotate_under_live_traffic() {
+    let c = cluster();
+    let _up = c.shared();
+    let dir = common::TempDir::new("rotate");
+    let cert = dir.0.join("client.pem");
+    let key = dir.0.join("client.key");
+    copy(&c.cert(Principal::Admin), &cert);
+    copy(&c.key(Principal::Admin), &key);
+    let admin = free_port();
+    let admin_addr = format!("127.0.0.1:{admin}");
+    let mut options: Vec<OsString> = vec!["--upstream-ca".into(), c.ca().into()];
+    options.extend([
+        "--client-cert".into(),
+        cert.clone().into(),
+        "--client-key".into(),
+        key.clone().into(),
+        "--admin-address".into(),
+        admin_addr.into(),
+    ]);
+    let proxy = Proxy::start_with(c, options);
+    let expiry = |text: &str| {
+        metric(
+            text,
+            "kafka_proxy_certificate_expiry_timestamp_seconds",
+            &["certificate=\"client\""],
+        )
+    };
+    let before = expiry(&http_get(admin, "/metrics").1);
+    assert!(before > 0.0);
+
+    // Live traffic on a topic both identities may write (service: prefix "svc.").
+    let topic = unique("svc.rotate");
+    c.create_topic(&topic, 3, 3);
+    let load = Load::start(c, &proxy.bootstrap(), &topic, 6000, 600);
+    thread::sleep(Duration::from_secs(2));
+
+    // A broken file is refused; the old pair stays in use.
+    std::fs::write(
+        &cert,
+        "-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    proxy.signal("HUP");
+    wait_until("reload failure logged", Duration::from_secs(10), || {
+        proxy
+            .log()
+            .contains("reload failed; keeping the certificates in use")
+    });
+    assert_eq!(expiry(&http_get(admin, "/metrics").1), before);
+
+    // Rotate to the service identity: key first, then certificate, then SIGHUP (a watcher
+    // also picks up the change).
+    copy(&c.key(Principal::Service), &key);
+    copy(&c.cert(Principal::Service), &cert);
+    proxy.signal("HUP");
+    wait_until("reload logged", Duration::from_secs(10), || {
+        proxy.log().contains("certificates and keys reloaded")
+    });
+
+    // New connections present the new certificate: as User:service, a topic outside "svc."
+    // is not readable, while the one the load writes still is.
+    let forbidden = unique("rotate-admin-only");
+    c.create_topic(&forbidden, 1, 3);
+    let out = c.kcat_raw(
+        &[
+            "-b",
+            &proxy.bootstrap(),
+            "-C",
+            "-t",
+            &forbidden,
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+        ],
+        None,
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !out.status.success() && text.to_lowercase().contains("authoriz"),
+        "new connections should be User:service now: {text}"
+    );
+
+    // Live connections were not dropped: every record of the load got through.
+    load.finish("rotation");
+    let counts = read_all(c, &proxy.bootstrap(), &topic);
+    assert_eq!(counts.len(), 6000);
+    proxy.assert_no_upstream_leak();
+}
+
+/// Runs `kafka-tls-proxy check` with `args`.
+fn check(args: &[&dyn AsRef<std::ffi::OsStr>]) -> (bool, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kafka-tls-proxy"));
+    cmd.arg("check").env_remove("KTP_CLIENT_KEY_PASSPHRASE");
+    for a in args {
+        cmd.arg(a);
+    }
+    let out: Output = run(&mut cmd, None);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn openssl(args: &[&str], dir: &Path) {
+    let out = run(Command::new("openssl").args(args).current_dir(dir), None);
+    assert_success(&format!("openssl {args:?}"), &out);
+}
+
+#[test]
+fn check_reports_success_and_each_failure_class() {
+    let c = cluster();
+    let _up = c.shared();
+    let (ca, cert, key) = (c.ca(), c.cert(Principal::Admin), c.key(Principal::Admin));
+    let ca_key = common::repo_root().join("certs-dev/ca.key");
+    let dir = common::TempDir::new("check");
+    let d = &dir.0;
+    let bootstrap = c.bootstrap().to_owned();
+
+    let (ok, text) = check(&[
+        &"--upstream",
+        &bootstrap,
+        &"--upstream-ca",
+        &ca,
+        &"--client-cert",
+        &cert,
+        &"--client-key",
+        &key,
+    ]);
+    assert!(ok, "{text}");
+    assert!(text.contains("All checks passed"), "{text}");
+    assert!(text.contains("name verified"), "{text}");
+    for node in 1..=3 {
+        assert!(text.contains(&format!("b-{node}.msk.test:9094")), "{text}");
+        assert!(text.contains(&format!("910{node}")), "{text}");
+    }
+    assert!(text.contains("bootstrap.servers=127.0.0.1:9092"), "{text}");
+
+    // A CA that did not sign the brokers.
+    openssl(
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "other-ca.key",
+            "-out",
+            "other-ca.pem",
+            "-subj",
+            "/CN=other",
+            "-days",
+            "2",
+        ],
+        d,
+    );
+    let (ok, text) = check(&[
+        &"--upstream",
+        &"b-1.msk.test:9094",
+        &"--upstream-ca",
+        &d.join("other-ca.pem"),
+        &"--client-cert",
+        &cert,
+        &"--client-key",
+        &key,
+    ]);
+    assert!(
+        !ok && text.contains("unknown_ca") && text.contains("--upstream-ca"),
+        "{text}"
+    );
+
+    // A name the broker certificate does not carry.
+    let (ok, text) = check(&[
+        &"--upstream",
+        &"127.0.0.11:9094",
+        &"--upstream-ca",
+        &ca,
+        &"--client-cert",
+        &cert,
+        &"--client-key",
+        &key,
+    ]);
+    assert!(!ok && text.contains("name_mismatch"), "{text}");
+
+    // The broker rejects a client certificate from an unknown CA.
+    let (ok, text) = check(&[
+        &"--upstream",
+        &"b-1.msk.test:9094",
+        &"--upstream-ca",
+        &ca,
+        &"--client-cert",
+        &d.join("other-ca.pem"),
+        &"--client-key",
+        &d.join("other-ca.key"),
+    ]);
+    assert!(
+        !ok && text.contains("rejected the proxy's client certificate"),
+        "{text}"
+    );
+
+    // An expired broker certificate (a TLS server on broker 1's address with one).
+    openssl(
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "exp.key",
+            "-out",
+            "exp.csr",
+            "-subj",
+            "/CN=b-1.msk.test",
+        ],
+        d,
+    );
+    std::fs::write(d.join("ext"), "subjectAltName=DNS:b-1.msk.test\n").unwrap();
+    openssl(
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "exp.csr",
+            "-CA",
+            ca.to_str().unwrap(),
+            "-CAkey",
+            ca_key.to_str().unwrap(),
+            "-days",
+            "-1",
+            "-extfile",
+            "ext",
+            "-out",
+            "exp.pem",
+        ],
+        d,
+    );
+    let port = TcpListener::bind("127.0.0.11:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new("openssl")
+        .args([
+            "s_server",
+            "-quiet",
+            "-accept",
+            &format!("127.0.0.11:{port}"),
+            "-cert",
+            "exp.pem",
+            "-key",
+            "exp.key",
+        ])
+        .current_dir(d)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("s_server", Duration::from_secs(10), || {
+        TcpStream::connect(("127.0.0.11", port)).is_ok()
+    });
+    let (ok, text) = check(&[
+        &"--upstream",
+        &format!("b-1.msk.test:{port}"),
+        &"--upstream-ca",
+        &ca,
+        &"--client-cert",
+        &cert,
+        &"--client-key",
+        &key,
+    ]);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(!ok && text.contains("certificate_expired"), "{text}");
+
+    // Nothing listening.
+    let closed = free_port();
+    let (ok, text) = check(&[
+        &"--upstream",
+        &format!("127.0.0.1:{closed}"),
+        &"--upstream-ca",
+        &ca,
+        &"--client-cert",
+        &cert,
+        &"--client-key",
+        &key,
+    ]);
+    assert!(
+        !ok && text.contains("refused") && text.contains("fix:"),
+        "{text}"
+    );
+
+    // Key and certificate that do not belong together.
+    let (ok, text) = check(&[
+        &"--upstream",
+        &bootstrap,
+        &"--upstream-ca",
+        &ca,
+        &"--client-cert",
+        &cert,
+        &"--client-key",
+        &c.key(Principal::Service),
+    ]);
+    assert!(!ok && text.contains("do they match"), "{text}");
+
+    // An encrypted key: without a passphrase, with a wrong one, with the right one.
+    let (enc_key, pass) = c.service_encrypted_key();
+    let svc = c.cert(Principal::Service);
+    let (ok, text) = check(&[
+        &"--upstream",
+        &bootstrap,
+        &"--upstream-ca",
+        &ca,
+        &"--client-cert",
+        &svc,
+        &"--client-key",
+        &enc_key,
+    ]);
+    assert!(!ok && text.contains("is encrypted"), "{text}");
+    std::fs::write(d.join("wrong.pass"), "not-the-passphrase\n").unwrap();
+    let (ok, text) = check(&[
+        &"--upstream",
+        &bootstrap,
+        &"--upstream-ca",
+        &ca,
+        &"--client-cert",
+        &svc,
+        &"--client-key",
+        &enc_key,
+        &"--client-key-passphrase-file",
+        &d.join("wrong.pass"),
+    ]);
+    assert!(!ok && text.contains("wrong passphrase"), "{text}");
+    std::fs::write(d.join("right.pass"), format!("{pass}\n")).unwrap();
+    let (ok, text) = check(&[
+        &"--upstream",
+        &bootstrap,
+        &"--upstream-ca",
+        &ca,
+        &"--client-cert",
+        &svc,
+        &"--client-key",
+        &enc_key,
+        &"--client-key-passphrase-file",
+        &d.join("right.pass"),
+    ]);
+    assert!(ok, "{text}");
+
+    // An expired client certificate of our own is flagged before any connection.
+    openssl(
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "old.key",
+            "-out",
+            "old.csr",
+            "-subj",
+            "/CN=admin",
+        ],
+        d,
+    );
+    openssl(
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "old.csr",
+            "-CA",
+            ca.to_str().unwrap(),
+            "-CAkey",
+            ca_key.to_str().unwrap(),
+            "-days",
+            "-1",
+            "-out",
+            "old.pem",
+        ],
+        d,
+    );
+    let (ok, text) = check(&[
+        &"--upstream",
+        &bootstrap,
+        &"--upstream-ca",
+        &ca,
+        &"--client-cert",
+        &d.join("old.pem"),
+        &"--client-key",
+        &d.join("old.key"),
+    ]);
+    assert!(!ok && text.contains("EXPIRED"), "{text}");
+
+    // A configuration error names the setting.
+    let (ok, text) = check(&[&"--upstream", &bootstrap]);
+    assert!(!ok && text.contains("--client-cert"), "{text}");
+}
