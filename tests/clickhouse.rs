@@ -1,13 +1,16 @@
 //! ClickHouse end to end: Debian's clickhouse-server (18.16, Kafka engine on the system's
 //! librdkafka) reads a topic of the mutual-TLS cluster through the proxy, with no certificates of
 //! its own: a Kafka engine table whose `kafka_broker_list` is the proxy, a materialized view into
-//! a MergeTree table. Rows produced through the proxy (kcat, plaintext) must arrive; then the
-//! proxy is restarted on the same ports (SIGTERM, new process) and rows produced after that must
-//! arrive too.
+//! a MergeTree table. Rows are produced through the proxy (kcat, plaintext) in five batches:
+//!  1. with the proxy up; they must all arrive;
+//!  2. just before a graceful restart (SIGTERM, drain, a new process on the same ports), and
+//!  3. after it; all must arrive;
+//!  4. just before a crash (SIGKILL, a new process), and 5. after it; all must arrive.
 //!
 //! The Kafka engine delivers at least once: it commits offsets after writing a block, so a
-//! consumer interrupted between the write and the commit reads that block again. The test
-//! prints how many duplicates it saw (README, "ClickHouse") and requires none to be lost.
+//! consumer that re-reads from the committed offset (a rebalance, a ClickHouse restart) after a
+//! failed commit writes that block again. The test prints how many duplicates each phase left
+//! (README, "ClickHouse") and requires that no row is lost.
 //!
 //! Needs `clickhouse-server` and `clickhouse-client` (tests/run installs Debian's packages);
 //! FAILS when they are missing. Runs its own server on loopback with a temp config and data dir.
@@ -24,7 +27,7 @@ use std::time::{Duration, Instant};
 use common::{assert_success, run, TempDir};
 use proxy::Proxy;
 
-/// Rows per batch: one before the proxy restart, one produced just before it, one after.
+/// Rows per batch.
 const BATCH: u64 = 500;
 
 fn find_program(names: &[&str]) -> Option<PathBuf> {
@@ -248,8 +251,7 @@ fn wait_rows(ch: &ClickHouse, n: u64, within: Duration) -> (u64, u64) {
     }
 }
 
-/// Stops the proxy like an orchestrator does (SIGTERM; it drains and exits) and starts a new
-/// process with the same arguments, so the same ports. The relay of `Proxy` keeps listening.
+/// A proxy process started by this test (after a restart); killed on drop.
 struct Restarted {
     child: Child,
 }
@@ -261,17 +263,23 @@ impl Drop for Restarted {
     }
 }
 
-fn restart(p: &Proxy, log: &Path) -> Restarted {
-    let pid = p.pid();
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("proxy command line");
-    let args: Vec<String> = cmdline
-        .split(|b| *b == 0)
+/// The command line of process `pid`.
+fn cmdline(pid: u32) -> Vec<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).expect("proxy command line");
+    raw.split(|b| *b == 0)
         .filter(|a| !a.is_empty())
         .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
-    let status = run(Command::new("kill").args(["-TERM", &pid.to_string()]), None);
-    assert_success("kill -TERM proxy", &status);
-    // The old process is our child: it stays a zombie ('Z') until reaped, which means it exited.
+        .collect()
+}
+
+/// Sends `signal` to the proxy process `pid` (a child of this test) and waits until it has
+/// exited (a zombie until reaped by its owner). Returns the seconds it took.
+fn stop(pid: u32, signal: &str) -> f64 {
+    let status = run(
+        Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]),
+        None,
+    );
+    assert_success(&format!("kill -{signal} proxy"), &status);
     let t0 = Instant::now();
     loop {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -282,18 +290,41 @@ fn restart(p: &Proxy, log: &Path) -> Restarted {
             .split_whitespace()
             .next();
         if stat.is_empty() || state == Some("Z") {
-            break;
+            return t0.elapsed().as_secs_f64();
         }
         assert!(
             t0.elapsed() < Duration::from_secs(30),
-            "proxy did not exit within 30 s of SIGTERM"
+            "proxy did not exit within 30 s of SIG{signal}"
         );
         thread::sleep(Duration::from_millis(50));
     }
-    eprintln!(
-        "clickhouse: proxy exited {:.1} s after SIGTERM",
-        t0.elapsed().as_secs_f64()
-    );
+}
+
+/// The proxy's ports on 127.0.0.1: bootstrap and brokers 1..=3.
+fn proxy_ports(p: &Proxy) -> [u16; 4] {
+    [p.port, p.base + 1, p.base + 2, p.base + 3]
+}
+
+/// Waits until nothing listens on the proxy's ports any more. A killed process's leader thread
+/// turns zombie before its other threads have exited and closed the listening sockets; a new
+/// proxy started before that would wait to bind while clients still reach the old sockets.
+fn wait_ports_free(p: &Proxy) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for port in proxy_ports(p) {
+        while TcpListener::bind(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "port {port} still in use 30 s after the proxy exited"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Starts the proxy again with `args` (same ports; the relay of `Proxy` kept listening) once
+/// the old process's sockets are gone, and waits until the bootstrap port and brokers 1..=3 listen.
+fn start_again(p: &Proxy, args: &[String], log: &Path) -> Restarted {
+    wait_ports_free(p);
     let child = Command::new(&args[0])
         .args(&args[1..])
         .env_remove("KTP_CONFIG")
@@ -302,9 +333,8 @@ fn restart(p: &Proxy, log: &Path) -> Restarted {
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
         .expect("start kafka-tls-proxy again");
-    // Same ports as before: bootstrap and brokers 1..=3.
     let deadline = Instant::now() + Duration::from_secs(20);
-    for port in [p.port, p.base + 1, p.base + 2, p.base + 3] {
+    for port in proxy_ports(p) {
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
                 Instant::now() < deadline,
@@ -315,6 +345,20 @@ fn restart(p: &Proxy, log: &Path) -> Restarted {
         }
     }
     Restarted { child }
+}
+
+/// (rows, distinct ids, ids seen more than once) in MergeTree, after letting in-flight blocks land.
+fn duplicates(ch: &ClickHouse) -> (u64, u64, u64) {
+    thread::sleep(Duration::from_secs(3));
+    let line = ch.query(
+        "SELECT count(), uniqExact(id), \
+         (SELECT count() FROM (SELECT id FROM events GROUP BY id HAVING count() > 1)) FROM events",
+    );
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .map(|x| x.parse().unwrap())
+        .collect();
+    (v[0], v[1], v[2])
 }
 
 #[test]
@@ -351,30 +395,51 @@ fn clickhouse_kafka_engine_reads_through_the_proxy_across_a_restart() {
         t0.elapsed().as_secs_f64()
     );
 
-    // Restart while ClickHouse is consuming: batch 2 is produced and the proxy is stopped right
-    // away, so blocks may be written to MergeTree whose offset commit does not get through.
+    // 2. Graceful restart (SIGTERM: the proxy drains, like Nomad/systemd/Docker stop it) while
+    //    ClickHouse consumes: batch 2 is produced and the proxy stopped right away; batch 3
+    //    goes through the new process.
+    let args = cmdline(p.pid());
     produce(c, &bootstrap, &topic, BATCH + 1, 2 * BATCH);
+    let took = stop(p.pid(), "TERM");
+    eprintln!("clickhouse: proxy drained and exited {took:.1} s after SIGTERM");
     let log2 = std::env::temp_dir().join(format!("kafka-tls-proxy-{}-restarted.log", p.port));
-    let _restarted = restart(&p, &log2);
+    let second = start_again(&p, &args, &log2);
     produce(c, &bootstrap, &topic, 2 * BATCH + 1, 3 * BATCH);
-    let (count2, distinct2) = wait_rows(&ch, 3 * BATCH, Duration::from_secs(120));
-    let summary = ch.query("SELECT min(id), max(id) FROM events");
-    assert_eq!(summary, format!("1\t{}", 3 * BATCH));
-    assert_eq!(distinct2, 3 * BATCH, "no row lost");
-    // Let anything still in flight land before counting duplicates.
-    thread::sleep(Duration::from_secs(3));
-    let (count2, distinct2) = {
-        let line = ch.query("SELECT count(), uniqExact(id) FROM events");
-        let v: Vec<u64> = line.split_whitespace().map(|x| x.parse().unwrap()).collect();
-        assert!(v[0] >= count2 && v[1] == distinct2);
-        (v[0], v[1])
-    };
-    let duplicated_ids = ch.query("SELECT count() FROM (SELECT id FROM events GROUP BY id HAVING count() > 1)");
+    wait_rows(&ch, 3 * BATCH, Duration::from_secs(120));
+    let (rows, distinct, dup_ids) = duplicates(&ch);
+    assert_eq!(distinct, 3 * BATCH, "no row lost");
     eprintln!(
-        "clickhouse: after a proxy restart during consumption: {distinct2} distinct ids, {count2} rows \
-         ({} duplicate rows, {duplicated_ids} ids seen more than once: at-least-once delivery) after {:.1} s",
-        count2 - distinct2,
+        "clickhouse: after a graceful proxy restart during consumption: {distinct} ids, {rows} rows \
+         ({} duplicate rows, {dup_ids} ids more than once) after {:.1} s",
+        rows - distinct,
         t0.elapsed().as_secs_f64()
+    );
+
+    // 3. Crash (SIGKILL: in-flight requests, offset commits included, are cut) during
+    //    consumption, then a new process; batch 5 after it.
+    produce(c, &bootstrap, &topic, 3 * BATCH + 1, 4 * BATCH);
+    stop(second.child.id(), "KILL");
+    let log3 = std::env::temp_dir().join(format!("kafka-tls-proxy-{}-crashed.log", p.port));
+    let _third = start_again(&p, &args, &log3);
+    produce(c, &bootstrap, &topic, 4 * BATCH + 1, 5 * BATCH);
+    wait_rows(&ch, 5 * BATCH, Duration::from_secs(120));
+    let (rows, distinct, dup_ids) = duplicates(&ch);
+    assert_eq!(distinct, 5 * BATCH, "no row lost");
+    let summary = ch.query("SELECT min(id), max(id) FROM events");
+    assert_eq!(summary, format!("1\t{}", 5 * BATCH));
+    let errors = ch.log_lines("<Error>");
+    eprintln!(
+        "clickhouse: after a proxy crash during consumption: {distinct} ids, {rows} rows \
+         ({} duplicate rows, {dup_ids} ids more than once: at-least-once delivery) after {:.1} s; \
+         {} <Error> lines in the ClickHouse log{}",
+        rows - distinct,
+        t0.elapsed().as_secs_f64(),
+        errors.len(),
+        errors
+            .iter()
+            .take(5)
+            .map(|l| format!("\n  {l}"))
+            .collect::<String>()
     );
 
     // Everything ClickHouse (librdkafka) was told about brokers pointed at the proxy.
