@@ -43,9 +43,16 @@ grep -q '^COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca
 while read -r src; do
   [ -e "$REPO/$src" ] || fail "Dockerfile copies $src, which does not exist"
 done < <(awk '/^FROM .* AS build/{b=1; next} /^FROM /{b=0} b && /^COPY / && !/--from/ {for (i=2; i<NF; i++) print $i}' "$DOCKERFILE")
+# Every target path Cargo.toml names must be inside what the build stage copies (cargo refuses
+# to load a manifest whose [[bench]]/[[test]]/[[bin]] file is missing).
+copied=$(awk '/^FROM .* AS build/{b=1; next} /^FROM /{b=0} b && /^COPY / && !/--from/ {for (i=2; i<NF; i++) print $i}' "$DOCKERFILE")
+while read -r target; do
+  top=${target%%/*}
+  grep -qx "$top" <<<"$copied" || fail "Cargo.toml names $target, but the Dockerfile does not copy $top"
+done < <(sed -n 's/^path *= *"\([^"]*\)".*/\1/p' Cargo.toml)
 # ... and .dockerignore must not hide them.
 if [ -f .dockerignore ]; then
-  for src in src benches Cargo.toml Cargo.lock; do
+  for src in $copied; do
     ! grep -qx "$src" .dockerignore || fail ".dockerignore excludes $src, which the build needs"
   done
 fi
