@@ -10,7 +10,7 @@ use std::process::Command;
 
 use std::time::{Duration, Instant};
 
-use common::{assert_success, cluster, unique};
+use common::{cluster, unique};
 use proxy::Proxy;
 
 /// Client processes (by name) that hold a connection to a broker's client port right now.
@@ -103,25 +103,9 @@ fn idempotent_producer_survives_a_broker_restart_without_loss_or_duplicates() {
     assert_eq!(acked, total as usize, "every record acknowledged");
 
     // Read everything back through the proxy.
-    let out = c.kcat_raw(
-        &[
-            "-b",
-            &proxy.bootstrap(),
-            "-C",
-            "-t",
-            &topic,
-            "-o",
-            "beginning",
-            "-e",
-            "-q",
-            "-f",
-            "%s\n",
-        ],
-        None,
-    );
-    let consumed = assert_success("kcat consume through the proxy", &out);
+    let consumed = proxy.consume_all(c, &topic);
     let mut counts: BTreeMap<u32, u32> = BTreeMap::new();
-    for line in consumed.lines() {
+    for line in &consumed {
         *counts
             .entry(line.trim().parse().expect("integer values"))
             .or_default() += 1;

@@ -132,28 +132,8 @@ fn metrics_move_with_traffic_and_readiness_follows_the_cluster() {
     let topic = unique("metrics");
     c.create_topic(&topic, 3, 3);
     let input: String = (0..100).map(|i| format!("m-{i}\n")).collect();
-    assert_success(
-        "produce",
-        &c.kcat_raw(
-            &["-b", &proxy.bootstrap(), "-P", "-t", &topic],
-            Some(input.as_bytes()),
-        ),
-    );
-    let out = c.kcat_raw(
-        &[
-            "-b",
-            &proxy.bootstrap(),
-            "-C",
-            "-t",
-            &topic,
-            "-o",
-            "beginning",
-            "-e",
-            "-q",
-        ],
-        None,
-    );
-    assert_eq!(assert_success("consume", &out).lines().count(), 100);
+    proxy.produce(c, &topic, &input);
+    assert_eq!(proxy.consume_all(c, &topic).len(), 100);
 
     let (status, text) = http_get(admin, "/metrics");
     assert_eq!(status, 200);
@@ -277,25 +257,11 @@ impl Load {
     }
 }
 
-/// Values of a topic read through `bootstrap`, each with its count.
-fn read_all(c: &Cluster, bootstrap: &str, topic: &str) -> std::collections::BTreeMap<String, u32> {
-    let out = c.kcat_raw(
-        &[
-            "-b",
-            bootstrap,
-            "-C",
-            "-t",
-            topic,
-            "-o",
-            "beginning",
-            "-e",
-            "-q",
-        ],
-        None,
-    );
+/// Values of a topic read through the proxy, each with its count.
+fn read_all(proxy: &Proxy, c: &Cluster, topic: &str) -> std::collections::BTreeMap<String, u32> {
     let mut counts = std::collections::BTreeMap::new();
-    for line in assert_success("read back", &out).lines() {
-        *counts.entry(line.to_owned()).or_insert(0) += 1;
+    for value in proxy.consume_all(c, topic) {
+        *counts.entry(value).or_insert(0) += 1;
     }
     counts
 }
@@ -320,7 +286,7 @@ fn sigterm_drains_under_load_and_a_restarted_proxy_takes_over() {
     proxy.wait_listening();
     load.finish("drain");
 
-    let counts = read_all(c, &proxy.bootstrap(), &topic);
+    let counts = read_all(&proxy, c, &topic);
     assert_eq!(counts.len(), 6000, "every record stored");
     assert!(counts.values().all(|n| *n == 1), "no duplicates");
     proxy.assert_no_upstream_leak();
@@ -423,7 +389,7 @@ fn certificates_rotate_under_live_traffic() {
 
     // Live connections were not dropped: every record of the load got through.
     load.finish("rotation");
-    let counts = read_all(c, &proxy.bootstrap(), &topic);
+    let counts = read_all(&proxy, c, &topic);
     assert_eq!(counts.len(), 6000);
     proxy.assert_no_upstream_leak();
 }
@@ -444,6 +410,28 @@ fn check(args: &[&dyn AsRef<std::ffi::OsStr>]) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// `check` with the upstream, CA, client certificate and key it always needs, plus `extra`.
+fn check_with(
+    upstream: &dyn AsRef<std::ffi::OsStr>,
+    ca: &dyn AsRef<std::ffi::OsStr>,
+    cert: &dyn AsRef<std::ffi::OsStr>,
+    key: &dyn AsRef<std::ffi::OsStr>,
+    extra: &[&dyn AsRef<std::ffi::OsStr>],
+) -> (bool, String) {
+    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
+        &"--upstream",
+        upstream,
+        &"--upstream-ca",
+        ca,
+        &"--client-cert",
+        cert,
+        &"--client-key",
+        key,
+    ];
+    args.extend_from_slice(extra);
+    check(&args)
+}
+
 fn openssl(args: &[&str], dir: &Path) {
     let out = run(Command::new("openssl").args(args).current_dir(dir), None);
     assert_success(&format!("openssl {args:?}"), &out);
@@ -459,16 +447,7 @@ fn check_reports_success_and_each_failure_class() {
     let d = &dir.0;
     let bootstrap = c.bootstrap().to_owned();
 
-    let (ok, text) = check(&[
-        &"--upstream",
-        &bootstrap,
-        &"--upstream-ca",
-        &ca,
-        &"--client-cert",
-        &cert,
-        &"--client-key",
-        &key,
-    ]);
+    let (ok, text) = check_with(&bootstrap, &ca, &cert, &key, &[]);
     assert!(ok, "{text}");
     assert!(text.contains("All checks passed"), "{text}");
     assert!(text.contains("name verified"), "{text}");
@@ -497,45 +476,30 @@ fn check_reports_success_and_each_failure_class() {
         ],
         d,
     );
-    let (ok, text) = check(&[
-        &"--upstream",
+    let (ok, text) = check_with(
         &"b-1.msk.test:9094",
-        &"--upstream-ca",
         &d.join("other-ca.pem"),
-        &"--client-cert",
         &cert,
-        &"--client-key",
         &key,
-    ]);
+        &[],
+    );
     assert!(
         !ok && text.contains("unknown_ca") && text.contains("--upstream-ca"),
         "{text}"
     );
 
     // A name the broker certificate does not carry.
-    let (ok, text) = check(&[
-        &"--upstream",
-        &"127.0.0.11:9094",
-        &"--upstream-ca",
-        &ca,
-        &"--client-cert",
-        &cert,
-        &"--client-key",
-        &key,
-    ]);
+    let (ok, text) = check_with(&"127.0.0.11:9094", &ca, &cert, &key, &[]);
     assert!(!ok && text.contains("name_mismatch"), "{text}");
 
     // The broker rejects a client certificate from an unknown CA.
-    let (ok, text) = check(&[
-        &"--upstream",
+    let (ok, text) = check_with(
         &"b-1.msk.test:9094",
-        &"--upstream-ca",
         &ca,
-        &"--client-cert",
         &d.join("other-ca.pem"),
-        &"--client-key",
         &d.join("other-ca.key"),
-    ]);
+        &[],
+    );
     assert!(
         !ok && text.contains("rejected the proxy's client certificate"),
         "{text}"
@@ -602,91 +566,45 @@ fn check_reports_success_and_each_failure_class() {
     wait_until("s_server", Duration::from_secs(10), || {
         TcpStream::connect(("127.0.0.11", port)).is_ok()
     });
-    let (ok, text) = check(&[
-        &"--upstream",
-        &format!("b-1.msk.test:{port}"),
-        &"--upstream-ca",
-        &ca,
-        &"--client-cert",
-        &cert,
-        &"--client-key",
-        &key,
-    ]);
+    let (ok, text) = check_with(&format!("b-1.msk.test:{port}"), &ca, &cert, &key, &[]);
     let _ = server.kill();
     let _ = server.wait();
     assert!(!ok && text.contains("certificate_expired"), "{text}");
 
     // Nothing listening.
     let closed = free_port();
-    let (ok, text) = check(&[
-        &"--upstream",
-        &format!("127.0.0.1:{closed}"),
-        &"--upstream-ca",
-        &ca,
-        &"--client-cert",
-        &cert,
-        &"--client-key",
-        &key,
-    ]);
+    let (ok, text) = check_with(&format!("127.0.0.1:{closed}"), &ca, &cert, &key, &[]);
     assert!(
         !ok && text.contains("refused") && text.contains("fix:"),
         "{text}"
     );
 
     // Key and certificate that do not belong together.
-    let (ok, text) = check(&[
-        &"--upstream",
-        &bootstrap,
-        &"--upstream-ca",
-        &ca,
-        &"--client-cert",
-        &cert,
-        &"--client-key",
-        &c.key(Principal::Service),
-    ]);
+    let (ok, text) = check_with(&bootstrap, &ca, &cert, &c.key(Principal::Service), &[]);
     assert!(!ok && text.contains("do they match"), "{text}");
 
     // An encrypted key: without a passphrase, with a wrong one, with the right one.
     let (enc_key, pass) = c.service_encrypted_key();
     let svc = c.cert(Principal::Service);
-    let (ok, text) = check(&[
-        &"--upstream",
-        &bootstrap,
-        &"--upstream-ca",
-        &ca,
-        &"--client-cert",
-        &svc,
-        &"--client-key",
-        &enc_key,
-    ]);
+    let (ok, text) = check_with(&bootstrap, &ca, &svc, &enc_key, &[]);
     assert!(!ok && text.contains("is encrypted"), "{text}");
     std::fs::write(d.join("wrong.pass"), "not-the-passphrase\n").unwrap();
-    let (ok, text) = check(&[
-        &"--upstream",
+    let (ok, text) = check_with(
         &bootstrap,
-        &"--upstream-ca",
         &ca,
-        &"--client-cert",
         &svc,
-        &"--client-key",
         &enc_key,
-        &"--client-key-passphrase-file",
-        &d.join("wrong.pass"),
-    ]);
+        &[&"--client-key-passphrase-file", &d.join("wrong.pass")],
+    );
     assert!(!ok && text.contains("wrong passphrase"), "{text}");
     std::fs::write(d.join("right.pass"), format!("{pass}\n")).unwrap();
-    let (ok, text) = check(&[
-        &"--upstream",
+    let (ok, text) = check_with(
         &bootstrap,
-        &"--upstream-ca",
         &ca,
-        &"--client-cert",
         &svc,
-        &"--client-key",
         &enc_key,
-        &"--client-key-passphrase-file",
-        &d.join("right.pass"),
-    ]);
+        &[&"--client-key-passphrase-file", &d.join("right.pass")],
+    );
     assert!(ok, "{text}");
 
     // An expired client certificate of our own is flagged before any connection.
@@ -722,16 +640,7 @@ fn check_reports_success_and_each_failure_class() {
         ],
         d,
     );
-    let (ok, text) = check(&[
-        &"--upstream",
-        &bootstrap,
-        &"--upstream-ca",
-        &ca,
-        &"--client-cert",
-        &d.join("old.pem"),
-        &"--client-key",
-        &d.join("old.key"),
-    ]);
+    let (ok, text) = check_with(&bootstrap, &ca, &d.join("old.pem"), &d.join("old.key"), &[]);
     assert!(!ok && text.contains("EXPIRED"), "{text}");
 
     // A configuration error names the setting.

@@ -30,41 +30,10 @@ fn kcat_lists_metadata_produces_and_consumes_through_the_proxy() {
     assert!(!text.contains("msk.test"), "{text}");
 
     let input = lines(0..200, "kcat");
-    let out = c.kcat_raw(
-        &[
-            "-b",
-            &proxy.bootstrap(),
-            "-P",
-            "-t",
-            &topic,
-            "-X",
-            "acks=all",
-            "-m",
-            "30",
-        ],
-        Some(input.as_bytes()),
-    );
-    assert_success("kcat produce through the proxy", &out);
-    let out = c.kcat_raw(
-        &[
-            "-b",
-            &proxy.bootstrap(),
-            "-C",
-            "-t",
-            &topic,
-            "-o",
-            "beginning",
-            "-e",
-            "-q",
-            "-m",
-            "30",
-        ],
-        None,
-    );
-    let consumed = assert_success("kcat consume through the proxy", &out);
-    let mut got: Vec<&str> = consumed.lines().collect();
+    proxy.produce(c, &topic, &input);
+    let mut got = proxy.consume_all(c, &topic);
     got.sort();
-    let mut want: Vec<&str> = input.lines().collect();
+    let mut want: Vec<String> = input.lines().map(str::to_owned).collect();
     want.sort();
     assert_eq!(got, want);
 

@@ -197,6 +197,40 @@ impl Proxy {
         self.wait_ready(&nodes);
     }
 
+    /// Produces each line of `lines` as one record to `topic` through the proxy with kcat
+    /// (librdkafka), acks=all; panics on failure.
+    pub fn produce(&self, cluster: &Cluster, topic: &str, lines: &str) {
+        let out = cluster.kcat_raw(
+            &["-b", &self.bootstrap(), "-P", "-t", topic, "-X", "acks=all"],
+            Some(lines.as_bytes()),
+        );
+        crate::common::assert_success("kcat produce through the proxy", &out);
+    }
+
+    /// Every record of `topic`, from the beginning, read through the proxy with kcat.
+    pub fn consume_all(&self, cluster: &Cluster, topic: &str) -> Vec<String> {
+        let out = cluster.kcat_raw(
+            &[
+                "-b",
+                &self.bootstrap(),
+                "-C",
+                "-t",
+                topic,
+                "-o",
+                "beginning",
+                "-e",
+                "-q",
+                "-f",
+                "%s\n",
+            ],
+            None,
+        );
+        crate::common::assert_success("kcat consume through the proxy", &out)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// `127.0.0.2:PORT`, the bootstrap address clients use.
     pub fn bootstrap(&self) -> String {
         format!("{CLIENT_HOST}:{}", self.port)
