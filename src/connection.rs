@@ -194,7 +194,10 @@ where
             {
                 // Answer like a broker that does not know this version; the client retries
                 // with one the proxy can decode.
-                write_upstream(&mut upstream, &chunk[run_start..range.start]).await?;
+                upstream
+                    .write_all(&chunk[run_start..range.start])
+                    .await
+                    .map_err(ConnectionError::BrokerIo)?;
                 run_start = range.end;
                 let answer = versions::unsupported_api_versions_response(header.correlation_id);
                 send_expectation(&expect, Expected::Local(answer)).await?;
@@ -213,35 +216,12 @@ where
                 .await?;
             }
         }
-        write_upstream(&mut upstream, &chunk[run_start..]).await?;
+        upstream
+            .write_all(&chunk[run_start..])
+            .await
+            .map_err(ConnectionError::BrokerIo)?;
         upstream.flush().await.map_err(ConnectionError::BrokerIo)?;
     }
-}
-
-async fn write_upstream<W: AsyncRead + AsyncWrite>(
-    upstream: &mut WriteHalf<W>,
-    bytes: &[u8],
-) -> Result<(), ConnectionError> {
-    if bytes.is_empty() {
-        return Ok(());
-    }
-    upstream
-        .write_all(bytes)
-        .await
-        .map_err(ConnectionError::BrokerIo)
-}
-
-async fn write_client<W: AsyncRead + AsyncWrite>(
-    client: &mut WriteHalf<W>,
-    bytes: &[u8],
-) -> Result<(), ConnectionError> {
-    if bytes.is_empty() {
-        return Ok(());
-    }
-    client
-        .write_all(bytes)
-        .await
-        .map_err(ConnectionError::ClientIo)
 }
 
 async fn send_expectation(
@@ -263,7 +243,10 @@ async fn deliver_local<W: AsyncRead + AsyncWrite>(
     let mut wrote = false;
     while let Some(Expected::Local(_)) = pending.front() {
         if let Some(Expected::Local(answer)) = pending.pop_front() {
-            write_client(client, &answer).await?;
+            client
+                .write_all(&answer)
+                .await
+                .map_err(ConnectionError::ClientIo)?;
             wrote = true;
         }
     }
@@ -374,16 +357,25 @@ where
                 } else {
                     range.end
                 };
-                write_client(&mut client, &chunk[run_start..end]).await?;
+                client
+                    .write_all(&chunk[run_start..end])
+                    .await
+                    .map_err(ConnectionError::ClientIo)?;
                 run_start = range.end;
                 if let Some(new_frame) = replaced {
                     shared.api_metrics.rewritten(api_key);
-                    write_client(&mut client, &new_frame).await?;
+                    client
+                        .write_all(&new_frame)
+                        .await
+                        .map_err(ConnectionError::ClientIo)?;
                 }
                 deliver_local(&mut client, &mut pending).await?;
             }
         }
-        write_client(&mut client, &chunk[run_start..]).await?;
+        client
+            .write_all(&chunk[run_start..])
+            .await
+            .map_err(ConnectionError::ClientIo)?;
         client.flush().await.map_err(ConnectionError::ClientIo)?;
     }
 }
