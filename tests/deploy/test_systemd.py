@@ -2,10 +2,15 @@
 proxy binary and with systemd's own tools (systemd-analyze verify / security, offline)."""
 
 import ipaddress
+import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
-from pathlib import Path
+import time
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -198,3 +203,109 @@ def test_the_binary_accepts_the_units_settings(exec_start, env):
     strict = [a for a in args if a != "--allow-plaintext-listener"]
     out = subprocess.run(strict, env=run_env, capture_output=True, text=True, timeout=60)
     assert out.returncode != 0 and "--bind-address" in out.stdout + out.stderr, out
+
+
+def syscall_groups():
+    """{'@group': {syscalls and @subgroups}} from `systemd-analyze syscall-filter`."""
+    out = subprocess.run(
+        [systemd_analyze(), "syscall-filter", "--no-pager"], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    groups, current = {}, None
+    for line in out.stdout.splitlines():
+        if line.startswith("@"):
+            current = groups.setdefault(line.strip(), set())
+        elif current is not None and line.strip() and not line.strip().startswith("#"):
+            current.add(line.strip())
+    return groups
+
+
+def expand(name, groups):
+    if not name.startswith("@"):
+        return {name}
+    out = set()
+    for member in groups[name]:
+        out |= expand(member, groups)
+    return out
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_hardening_allows_what_the_binary_does(unit, tmp_path):
+    """The proxy runs under strace through start, /healthz, /readyz, /metrics, a SIGHUP reload
+    and a SIGTERM drain. Every system call it makes must pass the unit's SystemCallFilter=, every
+    socket family RestrictAddressFamilies=, and no mapping may be writable and executable
+    (MemoryDenyWriteExecute=): otherwise systemd would kill or break it in production."""
+    strace = shutil.which("strace")
+    if not strace:
+        pytest.fail("strace not found: apt-get install strace (tests/run installs it)")
+    certs = REPO / "certs-dev"
+    port, base, admin = free_port(), 40000 + free_port() % 20000, free_port()
+    trace = tmp_path / "trace"
+    proc = subprocess.Popen(
+        [strace, "-f", "-qq", "-o", str(trace), str(binary()),
+         "--upstream=127.0.0.1:1", f"--upstream-ca={certs / 'ca.pem'}",
+         f"--client-cert={certs / 'service.pem'}", f"--client-key={certs / 'service-encrypted.key'}",
+         f"--client-key-passphrase-file={certs / 'service-encrypted.pass'}",
+         "--bind-address=127.0.0.1", f"--bootstrap-port={port}", f"--broker-port-base={base}",
+         f"--admin-address=127.0.0.1:{admin}", "--log-format=json", "--drain-timeout=5s"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        def get(path):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{admin}{path}", timeout=2) as r:
+                    return r.status
+            except urllib.error.HTTPError as e:
+                return e.code
+
+        deadline = time.time() + 30
+        while True:
+            try:
+                assert get("/healthz") == 200
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert time.time() < deadline and proc.poll() is None, "proxy did not start"
+                time.sleep(0.2)
+        assert get("/readyz") == 503, "upstream 127.0.0.1:1 is closed: not ready"
+        assert get("/metrics") == 200
+        pid = int(trace.read_text().split(None, 1)[0])  # the traced proxy (first line's pid)
+        os.kill(pid, signal.SIGHUP)
+        time.sleep(1)
+        assert get("/healthz") == 200, "alive after SIGHUP"
+        os.kill(pid, signal.SIGTERM)
+        rc = proc.wait(timeout=30)
+        assert rc == 0, f"exit {rc} after SIGTERM:\n{proc.stderr.read()}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = trace.read_text()
+
+    used = set(re.findall(r"^\d+\s+([a-z0-9_]+)\(", text, re.M))
+    used |= set(re.findall(r"<\.\.\. ([a-z0-9_]+) resumed>", text))
+    assert {"bind", "listen", "connect", "epoll_wait"} <= used, sorted(used)
+    groups = syscall_groups()
+    allowed, denied = set(), set()
+    filters = values(unit["Service"], "SystemCallFilter")
+    assert filters, "no SystemCallFilter="
+    for f in filters:
+        names = f.lstrip("~").split()
+        target = denied if f.startswith("~") else allowed
+        for n in names:
+            target |= expand(n, groups)
+    forbidden = sorted(s for s in used if s not in allowed or s in denied)
+    assert not forbidden, f"system calls the unit's SystemCallFilter= would refuse: {forbidden}"
+
+    families = set(re.findall(r"\bsocket(?:pair)?\((AF_[A-Z0-9]+)", text))
+    restricted = set(one(unit["Service"], "RestrictAddressFamilies").split())
+    assert families and families <= restricted, f"socket families {families} vs {restricted}"
+
+    if one(unit["Service"], "MemoryDenyWriteExecute") == "yes":
+        wx = [l for l in text.splitlines()
+              if re.search(r"\b(mmap|mprotect|pkey_mprotect)\(", l) and "PROT_WRITE" in l and "PROT_EXEC" in l]
+        assert not wx, f"writable+executable mappings (MemoryDenyWriteExecute=yes would fail them): {wx[:3]}"
