@@ -18,7 +18,7 @@
 # Certificates come from Vault (KV v2 secret at var.vault_secret_path with the fields
 # certificate, private_key, passphrase; MSK client certificates are issued by AWS Private CA and
 # stored there). Templates re-render when the secret changes and send SIGHUP: the proxy reloads
-# the certificate and key without dropping live connections (a changed passphrase restarts it).
+# the certificate, key and passphrase without dropping live connections.
 # With Nomad Variables instead of Vault, replace each `with secret ...` by
 #   {{ with nomadVar "nomad/jobs/kafka-tls-proxy" }}{{ .certificate }}{{ end }}
 # and drop the vault block (see README).
@@ -208,15 +208,15 @@ job "kafka-tls-proxy" {
         EOT
       }
 
-      # The proxy reads the passphrase file at start only: a new passphrase (AWS Private CA
-      # exports each certificate with a passphrase of its own) needs a restart of this node's
-      # proxy. Certificate and key alone reload with SIGHUP.
+      # The proxy reads the passphrase file again at every reload: a new key with a new
+      # passphrase (AWS Private CA exports each with its own) needs only SIGHUP.
       template {
-        destination = "secrets/client.pass"
-        perms       = "0400"
-        uid         = 65532 # the image's non-root user (distroless "nonroot")
-        gid         = 65532
-        change_mode = "restart"
+        destination   = "secrets/client.pass"
+        perms         = "0400"
+        uid           = 65532 # the image's non-root user (distroless "nonroot")
+        gid           = 65532
+        change_mode   = "signal"
+        change_signal = "SIGHUP"
         data          = <<-EOT
         {{ with secret "${var.vault_secret_path}" }}{{ .Data.data.passphrase }}{{ end }}
         EOT

@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 
 use crate::brokers::{PortPlan, UpstreamAddr};
-use crate::tls::{ListenerTlsFiles, Secret, UpstreamTlsFiles};
+use crate::tls::{ListenerTlsFiles, Passphrase, Secret, UpstreamTlsFiles};
 
 /// Largest request a client may send, by default: Kafka's own `socket.request.max.bytes`.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 100 * 1024 * 1024;
@@ -417,8 +417,11 @@ impl Options {
                 .client_key
                 .ok_or_else(|| bad("--client-key", "required with --client-cert"))?;
             let key_passphrase = match (&self.client_key_passphrase_file, passphrase_env) {
-                (Some(file), _) => Some(Secret::new(read_passphrase(file)?)),
-                (None, Some(value)) => Some(Secret::new(value)),
+                (Some(file), _) => {
+                    check_readable("--client-key-passphrase-file", file)?;
+                    Some(Passphrase::File(file.clone()))
+                }
+                (None, Some(value)) => Some(Passphrase::Value(Secret::new(value))),
                 (None, None) => None,
             };
             for (setting, path) in [
@@ -592,16 +595,6 @@ fn check_readable(setting: &'static str, path: &Path) -> Result<(), ConfigError>
     std::fs::File::open(path)
         .map(drop)
         .map_err(|e| bad(setting, format!("{}: {e}", path.display())))
-}
-
-fn read_passphrase(path: &Path) -> Result<String, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        bad(
-            "--client-key-passphrase-file",
-            format!("{}: {e}", path.display()),
-        )
-    })?;
-    Ok(text.trim_end_matches(['\r', '\n']).to_owned())
 }
 
 #[cfg(test)]

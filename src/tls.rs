@@ -24,8 +24,36 @@ pub struct UpstreamTlsFiles {
     pub cert: PathBuf,
     /// PEM private key: PKCS#8, PKCS#1, SEC1, or passphrase-encrypted PKCS#8.
     pub key: PathBuf,
-    /// Passphrase for an encrypted key.
-    pub key_passphrase: Option<Secret>,
+    /// Where the passphrase of an encrypted key comes from.
+    pub key_passphrase: Option<Passphrase>,
+}
+
+/// The passphrase of an encrypted client key. A file is read again at every (re)load, so a
+/// rotation that brings a new key with a new passphrase (AWS Private CA exports each key with
+/// its own) needs only a reload.
+#[derive(Debug, Clone)]
+pub enum Passphrase {
+    /// Read from this file (a trailing newline is ignored).
+    File(PathBuf),
+    /// Given directly (KTP_CLIENT_KEY_PASSPHRASE).
+    Value(Secret),
+}
+
+impl Passphrase {
+    /// The passphrase as of now.
+    pub fn read(&self) -> Result<Secret, TlsLoadError> {
+        match self {
+            Passphrase::Value(secret) => Ok(secret.clone()),
+            Passphrase::File(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| TlsLoadError::Read {
+                    what: "passphrase file",
+                    path: path.clone(),
+                    source,
+                })?;
+                Ok(Secret::new(text.trim_end_matches(['\r', '\n']).to_owned()))
+            }
+        }
+    }
 }
 
 /// Certificate and key for the optional TLS listener that clients connect to.
@@ -204,7 +232,12 @@ fn root_store(ca: Option<&Path>) -> Result<RootCertStore, TlsLoadError> {
 pub fn upstream_config(files: &UpstreamTlsFiles) -> Result<ClientConfig, TlsLoadError> {
     let roots = Arc::new(root_store(files.ca.as_deref())?);
     let chain = load_certs("client certificate", &files.cert)?;
-    let key = load_key(&files.key, files.key_passphrase.as_ref())?;
+    let passphrase = files
+        .key_passphrase
+        .as_ref()
+        .map(Passphrase::read)
+        .transpose()?;
+    let key = load_key(&files.key, passphrase.as_ref())?;
     let verifier = WebPkiServerVerifier::builder_with_provider(roots, provider())
         .build()
         .map_err(|e| TlsLoadError::Config {
@@ -336,6 +369,9 @@ impl TlsState {
             files.extend(u.ca.iter().cloned());
             files.push(u.cert.clone());
             files.push(u.key.clone());
+            if let Some(Passphrase::File(path)) = &u.key_passphrase {
+                files.push(path.clone());
+            }
         }
         if let Some(l) = &self.listener_files {
             files.push(l.cert.clone());
@@ -532,5 +568,181 @@ impl TlsState {
                 tracing::error!(error = %e, "{why}: reload failed; keeping the certificates in use");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dev(file: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("certs-dev")
+            .join(file)
+    }
+
+    #[test]
+    fn loads_every_key_format_and_rejects_mismatches() {
+        assert!(load_key(&dev("admin.key"), None).is_ok());
+        assert!(matches!(
+            load_key(&dev("service-encrypted.key"), None),
+            Err(TlsLoadError::PassphraseMissing(_))
+        ));
+        let wrong = Secret::new("nope".into());
+        assert!(matches!(
+            load_key(&dev("service-encrypted.key"), Some(&wrong)),
+            Err(TlsLoadError::Decrypt { .. })
+        ));
+        let files = |key: &str| UpstreamTlsFiles {
+            ca: Some(dev("ca.pem")),
+            cert: dev("admin.pem"),
+            key: dev(key),
+            key_passphrase: None,
+        };
+        assert!(upstream_config(&files("admin.key")).is_ok());
+        assert!(matches!(
+            upstream_config(&files("service.key")),
+            Err(TlsLoadError::Config { .. })
+        ));
+        assert!(matches!(
+            load_certs("certificate", &dev("admin.key")),
+            Err(TlsLoadError::Parse { .. })
+        ));
+    }
+
+    #[test]
+    fn loads_pkcs1_and_sec1_keys() {
+        let dir = std::env::temp_dir().join(format!("ktp-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let openssl = |args: &[&str]| {
+            let status = std::process::Command::new("openssl")
+                .args(args)
+                .current_dir(&dir)
+                .status()
+                .expect("openssl is installed by tests/run");
+            assert!(status.success(), "openssl {args:?}");
+        };
+        let admin_key = dev("admin.key");
+        openssl(&[
+            "rsa",
+            "-in",
+            admin_key.to_str().unwrap(),
+            "-traditional",
+            "-out",
+            "pkcs1.key",
+        ]);
+        openssl(&[
+            "ecparam",
+            "-genkey",
+            "-name",
+            "prime256v1",
+            "-noout",
+            "-out",
+            "sec1.key",
+        ]);
+        let pkcs1 = std::fs::read_to_string(dir.join("pkcs1.key")).unwrap();
+        assert!(pkcs1.contains("BEGIN RSA PRIVATE KEY"));
+        assert!(matches!(
+            load_key(&dir.join("pkcs1.key"), None),
+            Ok(PrivateKeyDer::Pkcs1(_))
+        ));
+        let sec1 = std::fs::read_to_string(dir.join("sec1.key")).unwrap();
+        assert!(sec1.contains("BEGIN EC PRIVATE KEY"));
+        assert!(matches!(
+            load_key(&dir.join("sec1.key"), None),
+            Ok(PrivateKeyDer::Sec1(_))
+        ));
+        // The PKCS#1 form of the admin key still matches the admin certificate.
+        let files = UpstreamTlsFiles {
+            ca: Some(dev("ca.pem")),
+            cert: dev("admin.pem"),
+            key: dir.join("pkcs1.key"),
+            key_passphrase: None,
+        };
+        assert!(upstream_config(&files).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_reload_reads_the_passphrase_file_again() {
+        let dir = std::env::temp_dir().join(format!("ktp-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pass = dir.join("client.pass");
+        let right = std::fs::read_to_string(dev("service-encrypted.pass")).unwrap();
+        std::fs::write(&pass, &right).unwrap();
+        let state = TlsState::load(
+            Some(UpstreamTlsFiles {
+                ca: Some(dev("ca.pem")),
+                cert: dev("service.pem"),
+                key: dev("service-encrypted.key"),
+                key_passphrase: Some(Passphrase::File(pass.clone())),
+            }),
+            None,
+        )
+        .expect("encrypted PKCS#8 with the passphrase from a file");
+        assert!(state.watched_files().contains(&pass));
+        let before = state.upstream().unwrap();
+        std::fs::write(&pass, "wrong\n").unwrap();
+        assert!(matches!(state.reload(), Err(TlsLoadError::Decrypt { .. })));
+        assert!(
+            Arc::ptr_eq(&before, &state.upstream().unwrap()),
+            "old config kept"
+        );
+        std::fs::write(&pass, format!("{}\n", right.trim_end())).unwrap();
+        state.reload().expect("reads the file again");
+        assert!(
+            !Arc::ptr_eq(&before, &state.upstream().unwrap()),
+            "new config in use"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn certificate_info_reads_names_and_validity() {
+        let chain = load_certs("certificate", &dev("proxy-server.pem")).unwrap();
+        let info = certificate_info(&chain[0]).unwrap();
+        assert!(info.subject.contains("CN="), "{info:?}");
+        assert!(info.names.contains(&"localhost".to_owned()), "{info:?}");
+        assert!(info.names.contains(&"127.0.0.1".to_owned()), "{info:?}");
+        assert!(info.not_after > info.not_before);
+    }
+
+    #[test]
+    fn tls_failures_are_classified_from_rustls_errors() {
+        use rustls::{AlertDescription, CertificateError, Error};
+        let io = |e: Error| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+        let cases = [
+            (
+                Error::InvalidCertificate(CertificateError::UnknownIssuer),
+                TlsFailure::UnknownCa,
+            ),
+            (
+                Error::InvalidCertificate(CertificateError::Expired),
+                TlsFailure::Expired,
+            ),
+            (
+                Error::InvalidCertificate(CertificateError::NotValidForName),
+                TlsFailure::NameMismatch,
+            ),
+            (
+                Error::AlertReceived(AlertDescription::CertificateUnknown),
+                TlsFailure::RejectedByPeer,
+            ),
+            (
+                Error::AlertReceived(AlertDescription::BadCertificate),
+                TlsFailure::RejectedByPeer,
+            ),
+            (
+                Error::AlertReceived(AlertDescription::ProtocolVersion),
+                TlsFailure::Other,
+            ),
+        ];
+        for (error, expected) in cases {
+            assert_eq!(TlsFailure::classify(&io(error)), expected);
+        }
+        assert_eq!(
+            TlsFailure::classify(&std::io::ErrorKind::ConnectionReset.into()),
+            TlsFailure::Other
+        );
     }
 }

@@ -217,13 +217,9 @@ def test_certificates_rendered_with_sighup_reload(task, flags):
     assert len(templates) >= 2
     rendered = {}
     for t in templates:
-        if t["destination"] == "secrets/client.pass":
-            # Read at start only by the proxy: a new passphrase needs a restart.
-            assert t["change_mode"] == "restart", t
-            assert "change_signal" not in t
-        else:
-            assert t["change_mode"] == "signal", t["destination"]
-            assert t["change_signal"] == "SIGHUP", t["destination"]
+        # The proxy re-reads certificate, key and passphrase file on SIGHUP.
+        assert t["change_mode"] == "signal", t["destination"]
+        assert t["change_signal"] == "SIGHUP", t["destination"]
         assert t["destination"].startswith("secrets/"), "secrets/ is not readable by other tasks"
         assert t["perms"] == "0400"
         assert "{{ with secret " in t["data"], "rendered from Vault"
@@ -232,6 +228,7 @@ def test_certificates_rendered_with_sighup_reload(task, flags):
         assert flags[flag] in rendered, f"{flag}={flags[flag]} is not rendered by any template"
     assert rendered[flags["--client-cert"]]["change_signal"] == "SIGHUP"
     assert rendered[flags["--client-key"]]["change_signal"] == "SIGHUP"
+    assert rendered[flags["--client-key-passphrase-file"]]["change_signal"] == "SIGHUP"
     assert "vault" in task
 
 
