@@ -66,8 +66,8 @@ def classify(st):
             for name, rx in KERNEL_SYSCALLS:
                 if rx.search(sym):
                     return name, None
-            return "kernel: other (from %s)" % sym[:40], None
-        return "kernel: interrupts, scheduling", None
+            return "kernel: other (page faults, interrupts, ...)", None
+        return "kernel: other (page faults, interrupts, ...)", None
     for i, (sym, _) in enumerate(st):
         for name, rx in USER:
             if rx.search(sym):
