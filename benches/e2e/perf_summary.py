@@ -26,7 +26,7 @@ USER = [
     ("allocator (malloc/free)", re.compile(r"_int_malloc|_int_free|malloc|cfree|__libc_free|realloc|mi_|je_")),
     ("memcpy/memmove", re.compile(r"memmove|memcpy|memset")),
     ("tracing (spans, filter)", re.compile(r"tracing|EnvFilter|sharded::Registry")),
-    ("metrics", re.compile(r"metrics|__ieee754_pow|__ieee754_log|ddsketch")),
+    ("metrics", re.compile(r"metrics|ddsketch")),
     ("rustls (record layer, non-crypto)", re.compile(r"rustls")),
     ("kafka-tls-proxy code", re.compile(r"kafka_tls_proxy")),
     ("bytes", re.compile(r"^bytes::|<bytes::")),
