@@ -48,7 +48,7 @@ fn idempotent_producer_survives_a_broker_restart_without_loss_or_duplicates() {
     // The producer prints a JSON line per record: to files, so that no pipe fills up.
     let stdout_path = std::env::temp_dir().join(format!("{topic}.out"));
     let stderr_path = std::env::temp_dir().join(format!("{topic}.err"));
-    let mut producer = c
+    let producer = c
         .cluster_sh()
         .args(["cli", "verifiable-producer", "--bootstrap-server"])
         .arg(proxy.bootstrap())
@@ -60,6 +60,15 @@ fn idempotent_producer_survives_a_broker_restart_without_loss_or_duplicates() {
         .spawn()
         .expect("start the verifiable producer");
 
+    // A failing assertion below must not leave the producer running.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut producer = KillOnDrop(producer);
     let producer_pid_check = |when: &str| {
         let direct = direct_broker_clients(proxy.pid());
         assert!(
@@ -78,11 +87,11 @@ fn idempotent_producer_survives_a_broker_restart_without_loss_or_duplicates() {
 
     let deadline = Instant::now() + Duration::from_secs(120);
     let status = loop {
-        if let Some(status) = producer.try_wait().unwrap() {
+        if let Some(status) = producer.0.try_wait().unwrap() {
             break status;
         }
         if Instant::now() > deadline {
-            let _ = producer.kill();
+            let _ = producer.0.kill();
             panic!(
                 "producer did not finish in 120 s; stderr:\n{}\nproxy log:\n{}",
                 std::fs::read_to_string(&stderr_path).unwrap_or_default(),

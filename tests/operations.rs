@@ -257,6 +257,14 @@ impl Load {
     }
 }
 
+impl Drop for Load {
+    /// A test that fails before `finish` must not leave a producer running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Values of a topic read through the proxy, each with its count.
 fn read_all(proxy: &Proxy, c: &Cluster, topic: &str) -> std::collections::BTreeMap<String, u32> {
     let mut counts = std::collections::BTreeMap::new();
