@@ -204,11 +204,7 @@ pub fn rewrite_response(
         ),
         SHARE_FETCH => {
             rewrite_with::<ShareFetchResponse>(api_key, version, frame, wire::share_fetch, |msg| {
-                let mut changed = false;
-                for e in &mut msg.node_endpoints {
-                    changed |= map_broker(mapper, e.node_id.0, &mut e.host, &mut e.port)?;
-                }
-                Ok(changed)
+                map_node_endpoints!(mapper, msg.node_endpoints)
             })
         }
         SHARE_ACKNOWLEDGE => rewrite_with::<ShareAcknowledgeResponse>(
@@ -216,13 +212,7 @@ pub fn rewrite_response(
             version,
             frame,
             wire::share_acknowledge,
-            |msg| {
-                let mut changed = false;
-                for e in &mut msg.node_endpoints {
-                    changed |= map_broker(mapper, e.node_id.0, &mut e.host, &mut e.port)?;
-                }
-                Ok(changed)
-            },
+            |msg| map_node_endpoints!(mapper, msg.node_endpoints),
         ),
         PRODUCE if version >= PRODUCE_NODE_ENDPOINTS_MIN => {
             check_version::<ProduceResponse>(api_key, version)?;
@@ -230,11 +220,7 @@ pub fn rewrite_response(
                 return Ok(None);
             }
             rewrite_with::<ProduceResponse>(api_key, version, frame, wire::produce, |msg| {
-                let mut changed = false;
-                for e in &mut msg.node_endpoints {
-                    changed |= map_broker(mapper, e.node_id.0, &mut e.host, &mut e.port)?;
-                }
-                Ok(changed)
+                map_node_endpoints!(mapper, msg.node_endpoints)
             })
         }
         FETCH if version >= FETCH_NODE_ENDPOINTS_MIN => {
@@ -243,11 +229,7 @@ pub fn rewrite_response(
                 return Ok(None);
             }
             rewrite_with::<FetchResponse>(api_key, version, frame, wire::fetch, |msg| {
-                let mut changed = false;
-                for e in &mut msg.node_endpoints {
-                    changed |= map_broker(mapper, e.node_id.0, &mut e.host, &mut e.port)?;
-                }
-                Ok(changed)
+                map_node_endpoints!(mapper, msg.node_endpoints)
             })
         }
         _ => Ok(None),
@@ -278,6 +260,19 @@ fn map_broker(
     let adv = mapper.map_broker(node_id, host, *port)?;
     Ok(replace(host, port, adv.host, adv.port))
 }
+
+/// Maps every entry of a `node_endpoints` list (Produce, Fetch, ShareFetch, ShareAcknowledge:
+/// four generated types with the same fields); evaluates to `Ok(changed)`.
+macro_rules! map_node_endpoints {
+    ($mapper:expr, $endpoints:expr) => {{
+        let mut changed = false;
+        for e in &mut $endpoints {
+            changed |= map_broker($mapper, e.node_id.0, &mut e.host, &mut e.port)?;
+        }
+        Ok(changed)
+    }};
+}
+use map_node_endpoints;
 
 /// Stores a new address; true if it differs from the old one.
 fn replace(host: &mut StrBytes, port: &mut i32, new_host: StrBytes, new_port: i32) -> bool {
