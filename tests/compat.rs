@@ -25,30 +25,7 @@ fn produce_consume_and_group_resume_through_the_proxy() {
         Some(first.as_bytes()),
     );
     assert_success("kcat produce", &out);
-    let consume = |max: usize| {
-        let out = c.cli(
-            "console-consumer",
-            &[
-                "--bootstrap-server",
-                &bootstrap,
-                "--topic",
-                &topic,
-                "--group",
-                &group,
-                "--from-beginning",
-                "--max-messages",
-                &max.to_string(),
-                "--timeout-ms",
-                "30000",
-            ],
-        );
-        let mut got: Vec<String> = assert_success("console consumer", &out)
-            .lines()
-            .map(str::to_owned)
-            .collect();
-        got.sort();
-        got
-    };
+    let consume = |max: usize| proxy.consume_as_group(c, &topic, &group, max);
     let mut want: Vec<String> = first.lines().map(str::to_owned).collect();
     want.sort();
     assert_eq!(consume(50), want);

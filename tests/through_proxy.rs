@@ -85,28 +85,7 @@ fn java_console_clients_and_a_consumer_group_that_commits_and_resumes() {
         );
         assert_success("console producer through the proxy", &out);
     };
-    let consume = |max: u32| -> Vec<String> {
-        let out = c.cli(
-            "console-consumer",
-            &[
-                "--bootstrap-server",
-                &bootstrap,
-                "--topic",
-                &topic,
-                "--group",
-                &group,
-                "--from-beginning",
-                "--max-messages",
-                &max.to_string(),
-                "--timeout-ms",
-                "30000",
-            ],
-        );
-        let text = assert_success("console consumer through the proxy", &out);
-        let mut got: Vec<String> = text.lines().map(str::to_owned).collect();
-        got.sort();
-        got
-    };
+    let consume = |max: usize| proxy.consume_as_group(c, &topic, &group, max);
 
     let first = lines(0..20, "first");
     produce(&first);

@@ -231,6 +231,41 @@ impl Proxy {
             .collect()
     }
 
+    /// Reads up to `max` records of `topic` through the proxy with the Java console consumer
+    /// as a member of `group` (committing on exit); returns them sorted.
+    pub fn consume_as_group(
+        &self,
+        cluster: &Cluster,
+        topic: &str,
+        group: &str,
+        max: usize,
+    ) -> Vec<String> {
+        let max = max.to_string();
+        let out = cluster.cli(
+            "console-consumer",
+            &[
+                "--bootstrap-server",
+                &self.bootstrap(),
+                "--topic",
+                topic,
+                "--group",
+                group,
+                "--from-beginning",
+                "--max-messages",
+                &max,
+                "--timeout-ms",
+                "30000",
+            ],
+        );
+        let mut got: Vec<String> =
+            crate::common::assert_success("console consumer through the proxy", &out)
+                .lines()
+                .map(str::to_owned)
+                .collect();
+        got.sort();
+        got
+    }
+
     /// `127.0.0.2:PORT`, the bootstrap address clients use.
     pub fn bootstrap(&self) -> String {
         format!("{CLIENT_HOST}:{}", self.port)
