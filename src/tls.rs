@@ -12,7 +12,9 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::WebPkiClientVerifier;
+use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use zeroize::{ZeroizeOnDrop, Zeroizing};
 
 /// Where the proxy's upstream identity and trust come from.
 #[derive(Debug, Clone)]
@@ -45,11 +47,14 @@ impl Passphrase {
         match self {
             Passphrase::Value(secret) => Ok(secret.clone()),
             Passphrase::File(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| TlsLoadError::Read {
-                    what: "passphrase file",
-                    path: path.clone(),
-                    source,
-                })?;
+                // Wiped when dropped, like the trimmed copy the Secret keeps.
+                let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|source| {
+                    TlsLoadError::Read {
+                        what: "passphrase file",
+                        path: path.clone(),
+                        source,
+                    }
+                })?);
                 Ok(Secret::new(text.trim_end_matches(['\r', '\n']).to_owned()))
             }
         }
@@ -67,19 +72,23 @@ pub struct ListenerTlsFiles {
     pub client_ca: Option<PathBuf>,
 }
 
-/// A passphrase that never shows up in logs or `Debug` output.
+/// A passphrase that never shows up in logs or `Debug` output and is wiped from memory when
+/// dropped, so that a core dump or a later heap read does not find it.
 #[derive(Clone)]
-pub struct Secret(String);
+pub struct Secret(Zeroizing<String>);
 
 impl Secret {
-    /// Wraps a passphrase.
+    /// Wraps a passphrase (taking its buffer, which is then wiped on drop).
     pub fn new(value: String) -> Self {
-        Self(value)
+        Self(Zeroizing::new(value))
     }
     fn expose(&self) -> &str {
         &self.0
     }
 }
+
+/// The inner [`Zeroizing`] wipes the passphrase when a `Secret` is dropped.
+impl ZeroizeOnDrop for Secret {}
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -166,12 +175,38 @@ pub fn load_certs(
 
 const ENCRYPTED_PKCS8_LABEL: &str = "ENCRYPTED PRIVATE KEY";
 
+/// Why a private key file deserves a warning: it is readable by its group or by others
+/// (`mode & 0o044`), so more accounts than the proxy's can act as its principal. `None` when
+/// only the owner can read it, or the file cannot be inspected (loading reports that).
+/// A warning, not an error: Vault and Nomad templates often render keys 0640 for a group on
+/// purpose.
+pub fn key_permission_warning(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o7777;
+    let who = match (mode & 0o040 != 0, mode & 0o004 != 0) {
+        (false, false) => return None,
+        (true, false) => "its group",
+        (false, true) => "every user of the host",
+        (true, true) => "its group and every user of the host",
+    };
+    Some(format!(
+        "private key {} has mode {mode:04o}: readable by {who}; run chmod 600 on it, unless a group \
+         is meant to read it (a Vault or Nomad template rendering 0640 for a group is fine)",
+        path.display()
+    ))
+}
+
 /// Loads a private key: PKCS#8, PKCS#1 (RSA), SEC1 (EC), or passphrase-encrypted PKCS#8.
+/// The file's bytes, the decrypted DER and the returned key are all wiped from memory when
+/// dropped; a key file readable by group or others is logged as a warning.
 pub fn load_key(
     path: &Path,
     passphrase: Option<&Secret>,
-) -> Result<PrivateKeyDer<'static>, TlsLoadError> {
-    let pem = read_file("private key", path)?;
+) -> Result<Zeroizing<PrivateKeyDer<'static>>, TlsLoadError> {
+    if let Some(warning) = key_permission_warning(path) {
+        tracing::warn!("{warning}");
+    }
+    let pem = Zeroizing::new(read_file("private key", path)?);
     let parse = |reason: String| TlsLoadError::Parse {
         what: "private key",
         path: path.to_owned(),
@@ -185,20 +220,45 @@ pub fn load_key(
         debug_assert_eq!(label, ENCRYPTED_PKCS8_LABEL);
         let info = pkcs8::EncryptedPrivateKeyInfo::try_from(document.as_bytes())
             .map_err(|e| parse(e.to_string()))?;
+        // A SecretDocument: wiped on drop, as is the copy handed back.
         let decrypted =
             info.decrypt(passphrase.expose().as_bytes())
                 .map_err(|e| TlsLoadError::Decrypt {
                     path: path.into(),
                     reason: e.to_string(),
                 })?;
-        return Ok(PrivatePkcs8KeyDer::from(decrypted.as_bytes().to_vec()).into());
+        return Ok(Zeroizing::new(
+            PrivatePkcs8KeyDer::from(decrypted.as_bytes().to_vec()).into(),
+        ));
     }
-    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| match e {
-        rustls::pki_types::pem::Error::NoItemsFound => {
-            parse("no PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY section found".into())
+    PrivateKeyDer::from_pem_slice(&pem)
+        .map(Zeroizing::new)
+        .map_err(|e| match e {
+            rustls::pki_types::pem::Error::NoItemsFound => {
+                parse("no PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY section found".into())
+            }
+            other => parse(other.to_string()),
+        })
+}
+
+/// Pairs a certificate chain with its key, checking that they match. rustls'
+/// `with_single_cert`/`with_client_auth_cert` take the DER key by value and drop it without
+/// wiping it; this borrows it instead, so the caller's [`Zeroizing`] copy is the only one.
+fn certified_key(
+    what: &'static str,
+    chain: Vec<CertificateDer<'static>>,
+    key: &PrivateKeyDer<'static>,
+) -> Result<Arc<CertifiedKey>, TlsLoadError> {
+    let config = |source| TlsLoadError::Config { what, source };
+    let signing_key = rustls::crypto::aws_lc_rs::sign::any_supported_type(key).map_err(config)?;
+    let certified = CertifiedKey::new(chain, signing_key);
+    match certified.keys_match() {
+        // As rustls does: a key whose public half cannot be derived is not a mismatch.
+        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {
+            Ok(Arc::new(certified))
         }
-        other => parse(other.to_string()),
-    })
+        Err(source) => Err(config(source)),
+    }
 }
 
 fn root_store(ca: Option<&Path>) -> Result<RootCertStore, TlsLoadError> {
@@ -238,6 +298,7 @@ pub fn upstream_config(files: &UpstreamTlsFiles) -> Result<ClientConfig, TlsLoad
         .map(Passphrase::read)
         .transpose()?;
     let key = load_key(&files.key, passphrase.as_ref())?;
+    let certified = certified_key("client certificate and key (do they match?)", chain, &key)?;
     let verifier = WebPkiServerVerifier::builder_with_provider(roots, provider())
         .build()
         .map_err(|e| TlsLoadError::Config {
@@ -251,11 +312,7 @@ pub fn upstream_config(files: &UpstreamTlsFiles) -> Result<ClientConfig, TlsLoad
             source,
         })?
         .with_webpki_verifier(verifier)
-        .with_client_auth_cert(chain, key)
-        .map_err(|source| TlsLoadError::Config {
-            what: "client certificate and key (do they match?)",
-            source,
-        })?;
+        .with_client_cert_resolver(Arc::new(SingleCertAndKey::from(certified)));
     Ok(config)
 }
 
@@ -263,6 +320,7 @@ pub fn upstream_config(files: &UpstreamTlsFiles) -> Result<ClientConfig, TlsLoad
 pub fn listener_config(files: &ListenerTlsFiles) -> Result<ServerConfig, TlsLoadError> {
     let chain = load_certs("listener certificate", &files.cert)?;
     let key = load_key(&files.key, None)?;
+    let certified = certified_key("listener certificate and key (do they match?)", chain, &key)?;
     let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|source| TlsLoadError::Config {
@@ -282,12 +340,7 @@ pub fn listener_config(files: &ListenerTlsFiles) -> Result<ServerConfig, TlsLoad
         }
         None => builder.with_no_client_auth(),
     };
-    builder
-        .with_single_cert(chain, key)
-        .map_err(|source| TlsLoadError::Config {
-            what: "listener certificate and key (do they match?)",
-            source,
-        })
+    Ok(builder.with_cert_resolver(Arc::new(SingleCertAndKey::from(certified))))
 }
 
 /// The live TLS configurations. New connections take the current ones; [`TlsState::reload`]
@@ -604,6 +657,16 @@ mod tests {
             upstream_config(&files("service.key")),
             Err(TlsLoadError::Config { .. })
         ));
+        let listener = |key: &str| ListenerTlsFiles {
+            cert: dev("proxy-server.pem"),
+            key: dev(key),
+            client_ca: None,
+        };
+        assert!(listener_config(&listener("proxy-server.key")).is_ok());
+        assert!(matches!(
+            listener_config(&listener("admin.key")),
+            Err(TlsLoadError::Config { .. })
+        ));
         assert!(matches!(
             load_certs("certificate", &dev("admin.key")),
             Err(TlsLoadError::Parse { .. })
@@ -643,14 +706,14 @@ mod tests {
         let pkcs1 = std::fs::read_to_string(dir.join("pkcs1.key")).unwrap();
         assert!(pkcs1.contains("BEGIN RSA PRIVATE KEY"));
         assert!(matches!(
-            load_key(&dir.join("pkcs1.key"), None),
-            Ok(PrivateKeyDer::Pkcs1(_))
+            *load_key(&dir.join("pkcs1.key"), None).unwrap(),
+            PrivateKeyDer::Pkcs1(_)
         ));
         let sec1 = std::fs::read_to_string(dir.join("sec1.key")).unwrap();
         assert!(sec1.contains("BEGIN EC PRIVATE KEY"));
         assert!(matches!(
-            load_key(&dir.join("sec1.key"), None),
-            Ok(PrivateKeyDer::Sec1(_))
+            *load_key(&dir.join("sec1.key"), None).unwrap(),
+            PrivateKeyDer::Sec1(_)
         ));
         // The PKCS#1 form of the admin key still matches the admin certificate.
         let files = UpstreamTlsFiles {
@@ -660,6 +723,56 @@ mod tests {
             key_passphrase: None,
         };
         assert!(upstream_config(&files).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Compiles only for types that wipe their memory when dropped.
+    fn wiped_on_drop<T: ZeroizeOnDrop>(_: &T) {}
+
+    #[test]
+    fn passphrases_and_keys_are_wiped_on_drop() {
+        let secret = Secret::new(std::fs::read_to_string(dev("service-encrypted.pass")).unwrap());
+        wiped_on_drop(&secret);
+        let passphrase = Passphrase::File(dev("service-encrypted.pass"))
+            .read()
+            .unwrap();
+        wiped_on_drop(&passphrase);
+        let key = load_key(&dev("service-encrypted.key"), Some(&passphrase)).unwrap();
+        wiped_on_drop(&key);
+        assert!(matches!(*key, PrivateKeyDer::Pkcs8(_)));
+        wiped_on_drop(&load_key(&dev("admin.key"), None).unwrap());
+    }
+
+    #[test]
+    fn key_files_readable_by_others_are_named_with_their_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("ktp-key-mode-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("client.key");
+        std::fs::copy(dev("admin.key"), &key).unwrap();
+        let chmod = |mode: u32| {
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap()
+        };
+        for private in [0o600, 0o400, 0o700] {
+            chmod(private);
+            assert_eq!(key_permission_warning(&key), None, "{private:o}");
+        }
+        for (mode, who) in [
+            (0o640, "readable by its group;"),
+            (0o604, "readable by every user of the host;"),
+            (0o644, "readable by its group and every user of the host;"),
+        ] {
+            chmod(mode);
+            let warning = key_permission_warning(&key).expect("a warning");
+            assert!(warning.contains(&key.display().to_string()), "{warning}");
+            assert!(warning.contains(&format!("mode 0{mode:o}")), "{warning}");
+            assert!(warning.contains(who), "{warning}");
+            assert!(warning.contains("chmod 600"), "{warning}");
+            assert!(warning.contains("Vault"), "{warning}");
+        }
+        // Still loads: a warning, not an error.
+        assert!(load_key(&key, None).is_ok());
+        assert_eq!(key_permission_warning(&dir.join("missing.key")), None);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
