@@ -2,18 +2,22 @@
 //!
 //! Each broker gets its own proxy port, derived from its node id (`base + node id`, or an
 //! explicit per-node override), so a client that remembers a broker's address keeps reaching
-//! the same broker across proxy restarts, broker replacement and scale-out. The table learns
-//! brokers from every address-carrying response; a node id seen for the first time gets its
-//! listener bound before the rewritten response leaves the proxy.
+//! the same broker across proxy restarts, broker replacement and scale-out.
+//!
+//! The table is a trust boundary: every client of a port is relayed, with the proxy's client
+//! certificate, to the host the table names for that node. So only the proxy's own Metadata
+//! requests, on its own upstream connections, write it ([`Registry::apply`]), within a
+//! [`TablePolicy`] (node ids ≥ 0 and below --max-brokers, hosts matching
+//! --upstream-host-pattern). Responses on client connections only read it ([`Registry::lookup`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 
 use kafka_protocol::protocol::StrBytes;
 
-use crate::kafka::{Advertised, MapError};
+use crate::kafka::Advertised;
 
 /// A broker address as upstream advertises it (host name as given, for SNI and verification).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -68,7 +72,7 @@ pub struct PortPlan {
 }
 
 /// Why a node id has no proxy port.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum PortError {
     /// `base + node id` falls outside 1..=65535.
     #[error("node id {node_id} with --broker-port-base {base} gives port {port}, outside 1..=65535; set --broker-port {node_id}=PORT")]
@@ -139,33 +143,112 @@ struct Broker {
     port: u16,
 }
 
-/// What [`Registry::learn`] found out about a broker.
-#[derive(Debug)]
-pub struct Learned {
-    /// The address the client must be told.
-    pub advertised: Advertised,
-    /// A freshly bound listener for a node id seen for the first time; the caller must
-    /// start accepting on it.
-    pub new_listener: Option<(i32, std::net::TcpListener)>,
+/// What the broker table says about a broker a response on a client connection names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// Known at this address: tell the client this proxy address.
+    Known(Advertised),
+    /// Known, but the response names another upstream address than the proxy's own Metadata
+    /// did. The client is still told the node's proxy address (the port stands for the node
+    /// id); the proxy's next Metadata request decides whether the node really moved.
+    Differs(Advertised),
+    /// Not in the table: only the proxy's own Metadata request can add it.
+    Unknown,
 }
 
-/// The broker table, shared by every connection.
+/// A broker the cluster named in an answer to the proxy's own Metadata request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discovered {
+    /// Node id.
+    pub node_id: i32,
+    /// Advertised host.
+    pub host: String,
+    /// Advertised port.
+    pub port: i32,
+}
+
+/// Limits on what the cluster's answers may make the proxy do: how many listeners it opens and
+/// which hosts it dials with its client certificate.
+#[derive(Debug, Clone)]
+pub struct TablePolicy {
+    /// The most broker listeners; node ids served by the port formula are `0..max_brokers`.
+    pub max_brokers: usize,
+    /// Hosts a broker may be advertised at (exact, or `*.domain`), lower case.
+    pub host_patterns: Vec<String>,
+}
+
+/// Why a discovered broker was not put in the table. Logged once per node id, counted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// Kafka node ids are never negative.
+    #[error("negative node id")]
+    NegativeNodeId,
+    /// The port formula only serves node ids below --max-brokers.
+    #[error("node id is not below --max-brokers {0}; raise it or set --broker-port NODE=PORT")]
+    NodeIdTooLarge(usize),
+    /// As many listeners as --max-brokers allows are open.
+    #[error("--max-brokers {0} listeners are open already; raise --max-brokers")]
+    TooManyBrokers(usize),
+    /// The advertised host matches no --upstream-host-pattern.
+    #[error("host '{0}' matches no --upstream-host-pattern")]
+    HostNotAllowed(String),
+    /// The advertised port is not a TCP port.
+    #[error("invalid upstream port {0}")]
+    InvalidPort(i32),
+    /// No proxy port for the node (formula out of range, collision).
+    #[error(transparent)]
+    Port(#[from] PortError),
+    /// The proxy port could not be bound.
+    #[error("cannot listen on {addr}: {reason}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        reason: String,
+    },
+}
+
+impl Refusal {
+    /// Metric label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refusal::NegativeNodeId => "negative_node_id",
+            Refusal::NodeIdTooLarge(_) => "node_id_too_large",
+            Refusal::TooManyBrokers(_) => "max_brokers",
+            Refusal::HostNotAllowed(_) => "host_not_allowed",
+            Refusal::InvalidPort(_) => "invalid_port",
+            Refusal::Port(_) => "port",
+            Refusal::Bind { .. } => "bind",
+        }
+    }
+}
+
+/// How many refused node ids are remembered for log-once purposes; beyond it refusals are
+/// only counted, so a hostile answer naming millions of ids cannot grow the set.
+const MAX_REMEMBERED_REFUSALS: usize = 1024;
+
+/// The broker table, shared by every connection. Written only by [`Registry::apply`] with
+/// what the proxy's own Metadata requests return; client connections only read it.
 #[derive(Debug)]
 pub struct Registry {
     plan: PortPlan,
+    policy: TablePolicy,
     bind: IpAddr,
     advertised_host: StrBytes,
     brokers: Mutex<HashMap<i32, Broker>>,
+    refused: Mutex<HashSet<(i32, &'static str)>>,
 }
 
 impl Registry {
     /// An empty table whose listeners bind `bind` and whose addresses advertise `advertised_host`.
-    pub fn new(plan: PortPlan, bind: IpAddr, advertised_host: String) -> Self {
+    pub fn new(plan: PortPlan, policy: TablePolicy, bind: IpAddr, advertised_host: String) -> Self {
         Self {
             plan,
+            policy,
             bind,
             advertised_host: StrBytes::from_string(advertised_host),
             brokers: Mutex::new(HashMap::new()),
+            refused: Mutex::new(HashSet::new()),
         }
     }
 
@@ -194,22 +277,58 @@ impl Registry {
         self.brokers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records that upstream advertises `node_id` at `host:port` and returns the address to
-    /// advertise instead. A new node id gets its listener bound here, synchronously, so that
-    /// the port accepts connections before any client can learn it.
-    pub fn learn(&self, node_id: i32, host: &str, port: i32) -> Result<Learned, MapError> {
-        let map_err = |reason: String| MapError {
-            node_id,
-            host: host.to_owned(),
-            port,
-            reason,
+    /// What a response on a client connection may tell its client about `node_id`, which it
+    /// names at `host:port`. Never changes the table.
+    pub fn lookup(&self, node_id: i32, host: &str, port: i32) -> Lookup {
+        let brokers = self.lock();
+        let Some(known) = brokers.get(&node_id) else {
+            return Lookup::Unknown;
         };
-        let upstream_port = u16::try_from(port)
+        let advertised = self.advertise(known.port);
+        if known.upstream.host.eq_ignore_ascii_case(host) && i32::from(known.upstream.port) == port
+        {
+            Lookup::Known(advertised)
+        } else {
+            Lookup::Differs(advertised)
+        }
+    }
+
+    /// Puts what the proxy's own Metadata request returned into the table: new node ids get
+    /// their listener bound here, synchronously, so that the port accepts connections before
+    /// any client can learn it; a known node id whose host changed moves (its proxy port
+    /// stays). Brokers outside the [`TablePolicy`] are refused, logged once per node id and
+    /// reason, and counted. Returns the new listeners, which the caller must start serving.
+    pub fn apply(&self, discovered: &[Discovered]) -> Vec<(i32, std::net::TcpListener)> {
+        let mut new = Vec::new();
+        for d in discovered {
+            match self.apply_one(d) {
+                Ok(Some(listener)) => new.push((d.node_id, listener)),
+                Ok(None) => {}
+                Err(refusal) => self.refuse(d, &refusal),
+            }
+        }
+        new
+    }
+
+    fn apply_one(&self, d: &Discovered) -> Result<Option<std::net::TcpListener>, Refusal> {
+        let node_id = d.node_id;
+        if node_id < 0 {
+            return Err(Refusal::NegativeNodeId);
+        }
+        let upstream_port = u16::try_from(d.port)
             .ok()
             .filter(|p| *p != 0)
-            .ok_or_else(|| map_err("invalid upstream port".into()))?;
+            .ok_or(Refusal::InvalidPort(d.port))?;
+        if !self
+            .policy
+            .host_patterns
+            .iter()
+            .any(|p| crate::config::host_matches(p, &d.host))
+        {
+            return Err(Refusal::HostNotAllowed(d.host.clone()));
+        }
         let upstream = UpstreamAddr {
-            host: host.to_owned(),
+            host: d.host.clone(),
             port: upstream_port,
         };
         let mut brokers = self.lock();
@@ -218,37 +337,37 @@ impl Registry {
                 tracing::info!(node_id, from = %known.upstream, to = %upstream, "broker moved; its proxy port stays {}", known.port);
                 known.upstream = upstream;
             }
-            return Ok(Learned {
-                advertised: self.advertise(known.port),
-                new_listener: None,
-            });
+            return Ok(None);
         }
-        let proxy_port = self
-            .plan
-            .port_for(node_id)
-            .map_err(|e| map_err(e.to_string()))?;
+        if brokers.len() >= self.policy.max_brokers {
+            return Err(Refusal::TooManyBrokers(self.policy.max_brokers));
+        }
+        let overridden = self.plan.overrides.contains_key(&node_id);
+        if !overridden && node_id as usize >= self.policy.max_brokers {
+            return Err(Refusal::NodeIdTooLarge(self.policy.max_brokers));
+        }
+        let proxy_port = self.plan.port_for(node_id)?;
         if self.plan.reserved.contains(&proxy_port) {
-            return Err(map_err(
-                PortError::Collision {
-                    node_id,
-                    port: proxy_port,
-                    taken_by: "is the bootstrap or admin port".into(),
-                }
-                .to_string(),
-            ));
+            return Err(PortError::Collision {
+                node_id,
+                port: proxy_port,
+                taken_by: "is the bootstrap or admin port".into(),
+            }
+            .into());
         }
         if let Some((other, _)) = brokers.iter().find(|(_, b)| b.port == proxy_port) {
-            return Err(map_err(
-                PortError::Collision {
-                    node_id,
-                    port: proxy_port,
-                    taken_by: format!("node id {other} already listens on"),
-                }
-                .to_string(),
-            ));
+            return Err(PortError::Collision {
+                node_id,
+                port: proxy_port,
+                taken_by: format!("node id {other} already listens on"),
+            }
+            .into());
         }
-        let listener = bind_listener(SocketAddr::new(self.bind, proxy_port))
-            .map_err(|e| map_err(format!("cannot listen on {}:{proxy_port}: {e}", self.bind)))?;
+        let addr = SocketAddr::new(self.bind, proxy_port);
+        let listener = bind_listener(addr).map_err(|e| Refusal::Bind {
+            addr,
+            reason: e.to_string(),
+        })?;
         tracing::info!(node_id, upstream = %upstream, port = proxy_port, "new broker; listening");
         brokers.insert(
             node_id,
@@ -258,10 +377,22 @@ impl Registry {
             },
         );
         metrics::gauge!("kafka_proxy_broker_listeners").set(brokers.len() as f64);
-        Ok(Learned {
-            advertised: self.advertise(proxy_port),
-            new_listener: Some((node_id, listener)),
-        })
+        Ok(Some(listener))
+    }
+
+    fn refuse(&self, d: &Discovered, refusal: &Refusal) {
+        let reason = refusal.reason();
+        metrics::counter!("kafka_proxy_broker_refusals_total", "reason" => reason).increment(1);
+        let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        if refused.len() < MAX_REMEMBERED_REFUSALS && refused.insert((d.node_id, reason)) {
+            tracing::error!(
+                node_id = d.node_id,
+                host = %d.host.escape_debug(),
+                port = d.port,
+                reason,
+                "broker not served: {refusal}"
+            );
+        }
     }
 
     fn advertise(&self, port: u16) -> Advertised {
@@ -358,9 +489,8 @@ mod tests {
         assert!(UpstreamAddr::parse(":9094").is_err());
     }
 
-    #[tokio::test]
-    async fn learning_binds_once_and_keeps_the_port_when_a_broker_moves() {
-        // Port 0 as base would be invalid; find a free range by binding a probe.
+    /// A registry on 127.0.0.1 whose derived ports start right below a free port.
+    fn registry(max_brokers: usize, patterns: &[&str]) -> (Registry, u16) {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let base = probe.local_addr().unwrap().port() - 1;
         drop(probe);
@@ -370,25 +500,78 @@ mod tests {
                 overrides: BTreeMap::new(),
                 reserved: vec![],
             },
+            TablePolicy {
+                max_brokers,
+                host_patterns: patterns.iter().map(|p| p.to_string()).collect(),
+            },
             "127.0.0.1".parse().unwrap(),
             "proxy.local".into(),
         );
-        let first = registry.learn(1, "b-1.msk.test", 9094).unwrap();
-        assert_eq!(first.advertised.host.as_str(), "proxy.local");
-        assert_eq!(first.advertised.port, i32::from(base) + 1);
-        let (node, listener) = first.new_listener.expect("first sighting binds");
-        assert_eq!(node, 1);
-        assert_eq!(listener.local_addr().unwrap().port(), base + 1);
-        let again = registry.learn(1, "b-9.msk.test", 9094).unwrap();
-        assert!(again.new_listener.is_none());
-        assert_eq!(again.advertised.port, i32::from(base) + 1);
-        assert_eq!(registry.upstream(1).unwrap().host, "b-9.msk.test");
-        assert!(registry.learn(2, "b-2.msk.test", 0).is_err());
-        assert!(registry.learn(2, "b-2.msk.test", 70000).is_err());
+        (registry, base)
+    }
+
+    fn d(node_id: i32, host: &str, port: i32) -> Discovered {
+        Discovered {
+            node_id,
+            host: host.into(),
+            port,
+        }
     }
 
     #[tokio::test]
-    async fn a_port_in_use_is_an_error_not_a_leak() {
+    async fn discovery_binds_once_and_keeps_the_port_when_a_broker_moves() {
+        let (registry, base) = registry(8, &["*.msk.test"]);
+        assert_eq!(registry.lookup(1, "b-1.msk.test", 9094), Lookup::Unknown);
+        let new = registry.apply(&[d(1, "b-1.msk.test", 9094)]);
+        assert_eq!(new.len(), 1);
+        assert_eq!(new[0].0, 1);
+        assert_eq!(new[0].1.local_addr().unwrap().port(), base + 1);
+        let advertised = Advertised {
+            host: StrBytes::from_static_str("proxy.local"),
+            port: i32::from(base) + 1,
+        };
+        assert_eq!(
+            registry.lookup(1, "B-1.msk.test", 9094),
+            Lookup::Known(advertised.clone())
+        );
+        // A response naming another address for node 1 changes nothing in the table.
+        assert_eq!(
+            registry.lookup(1, "evil.example", 9094),
+            Lookup::Differs(advertised)
+        );
+        assert_eq!(registry.upstream(1).unwrap().host, "b-1.msk.test");
+        // Only the proxy's own Metadata moves a node; the port stays.
+        assert!(registry.apply(&[d(1, "b-9.msk.test", 9094)]).is_empty());
+        assert_eq!(registry.upstream(1).unwrap().host, "b-9.msk.test");
+        assert_eq!(registry.snapshot()[0].2, base + 1);
+    }
+
+    #[tokio::test]
+    async fn hostile_answers_open_no_listener_and_move_no_broker() {
+        let (registry, _) = registry(4, &["*.msk.test"]);
+        assert_eq!(registry.apply(&[d(1, "b-1.msk.test", 9094)]).len(), 1);
+        let hostile = [
+            d(-1, "b-1.msk.test", 9094),    // negative node id
+            d(-9000, "b-1.msk.test", 9094), // negative, would map below the base
+            d(4, "b-4.msk.test", 9094),     // not below --max-brokers
+            d(60000, "b-5.msk.test", 9094),
+            d(2, "attacker.example", 443), // host outside the pattern
+            d(2, "b-2.msk.test", 0),       // invalid port
+            d(2, "b-2.msk.test", 70000),
+            d(1, "attacker.example", 443), // moving node 1 outside the pattern
+        ];
+        assert!(registry.apply(&hostile).is_empty());
+        assert_eq!(registry.snapshot().len(), 1);
+        assert_eq!(registry.upstream(1).unwrap().host, "b-1.msk.test");
+        // With --max-brokers 2, ids 0 and 1 get listeners and id 2 does not.
+        let (small, _) = self::registry(2, &["*.msk.test"]);
+        let three: Vec<_> = (0..3).map(|i| d(i, "b.msk.test", 9094)).collect();
+        assert_eq!(small.apply(&three).len(), 2);
+        assert_eq!(small.lookup(2, "b.msk.test", 9094), Lookup::Unknown);
+    }
+
+    #[tokio::test]
+    async fn a_port_in_use_is_refused_not_a_leak() {
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = taken.local_addr().unwrap().port();
         let registry = Registry::new(
@@ -397,11 +580,15 @@ mod tests {
                 overrides: BTreeMap::new(),
                 reserved: vec![],
             },
+            TablePolicy {
+                max_brokers: 16,
+                host_patterns: vec!["*.msk.test".into()],
+            },
             "127.0.0.1".parse().unwrap(),
             "proxy.local".into(),
         );
-        let err = registry.learn(5, "b-5.msk.test", 9094).unwrap_err();
-        assert!(err.reason.contains("cannot listen"), "{err}");
+        assert!(registry.apply(&[d(5, "b-5.msk.test", 9094)]).is_empty());
         assert!(registry.snapshot().is_empty());
+        assert_eq!(registry.lookup(5, "b-5.msk.test", 9094), Lookup::Unknown);
     }
 }

@@ -2,10 +2,13 @@
 //!
 //! Two pumps run side by side in one task:
 //! - the request pump reads client frames, peeks at each header (api key, version,
-//!   correlation id, Produce acks), records what response to expect, and forwards the bytes
-//!   exactly as read, several frames per write;
-//! - the response pump reads broker frames, matches each to the request it answers (brokers
-//!   answer in order per connection), and rewrites only those that carry broker addresses.
+//!   correlation id, Produce acks), gives each request a correlation id of the proxy's own,
+//!   records what response to expect, and forwards the bytes otherwise exactly as read,
+//!   several frames per write;
+//! - the response pump reads broker frames, pairs each with the request it answers (brokers
+//!   answer in order per connection, and the response must carry the proxy's id for that
+//!   request: the ids a client chooses never decide how a response is read), puts the client's
+//!   id back, and rewrites only those that carry broker addresses.
 //!
 //! On shutdown the request pump stops reading, the response pump delivers what is still in
 //! flight (bounded by the drain timeout), and the connection closes.
@@ -18,9 +21,10 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, watch};
 
+use crate::brokers::Lookup;
 use crate::kafka::frame::{self, FrameError, FrameReader, INITIAL_READ_CAPACITY};
 use crate::kafka::rewrite::{self, RewriteError};
-use crate::kafka::versions;
+use crate::kafka::{self, versions};
 use crate::kafka::{AddressMapper, Advertised, MapError};
 use crate::server::Shared;
 use crate::upstream::Stream;
@@ -41,8 +45,18 @@ pub enum ConnectionError {
     /// The broker sent something that is not a valid frame.
     #[error("broker: {0}")]
     BrokerFrame(FrameError),
-    /// A response arrived that answers no outstanding request, or out of order.
-    #[error("broker answered correlation id {got}, expected {expected:?}")]
+    /// The client asked for a version of an address-carrying API that the proxy cannot
+    /// decode (the capped ApiVersions answer never offered it).
+    #[error("client sent api key {api_key} v{version}, whose response the proxy cannot inspect")]
+    UnsupportedVersion {
+        /// The api key.
+        api_key: i16,
+        /// The version.
+        version: i16,
+    },
+    /// A response arrived that answers no outstanding request, or out of order. The proxy
+    /// numbers the requests it forwards, so this means the broker broke the protocol.
+    #[error("broker answered proxy correlation id {got}, expected {expected:?}")]
     Unexpected {
         /// The response's correlation id.
         got: i32,
@@ -73,7 +87,10 @@ pub enum ConnectionError {
 enum Expected {
     /// A broker response to this request.
     Response {
-        correlation_id: i32,
+        /// The correlation id the client chose; restored in the response.
+        client_id: i32,
+        /// The correlation id the proxy gave the request upstream; the response must carry it.
+        proxy_id: i32,
         api_key: i16,
         api_version: i16,
         sent: Instant,
@@ -82,25 +99,24 @@ enum Expected {
     Local(Bytes),
 }
 
-/// Maps addresses through the shared broker table, starting listeners for new brokers.
+/// Maps addresses through the shared broker table, read-only: a response on a client
+/// connection never changes what other clients are relayed to.
 pub(crate) struct Mapper<'a> {
     pub(crate) shared: &'a Arc<Shared>,
+    /// Set when the response names a known node at another upstream address than the table.
+    differs: bool,
 }
 
 impl AddressMapper for Mapper<'_> {
     fn map_broker(&mut self, node_id: i32, host: &str, port: i32) -> Result<Advertised, MapError> {
-        let learned = self.shared.registry.learn(node_id, host, port)?;
-        if let Some((node_id, listener)) = learned.new_listener {
-            crate::server::spawn_broker_listener(self.shared.clone(), node_id, listener).map_err(
-                |e| MapError {
-                    node_id,
-                    host: host.to_owned(),
-                    port,
-                    reason: e.to_string(),
-                },
-            )?;
+        match self.shared.registry.lookup(node_id, host, port) {
+            Lookup::Known(advertised) => Ok(advertised),
+            Lookup::Differs(advertised) => {
+                self.differs = true;
+                Ok(advertised)
+            }
+            Lookup::Unknown => Err(MapError { node_id }),
         }
-        Ok(learned.advertised)
     }
 
     fn map_controller(&mut self, _node_id: i32, _host: &str, _port: i32) -> Advertised {
@@ -161,6 +177,8 @@ where
 {
     let reader = FrameReader::new(shared.settings.max_request_bytes);
     let mut buf = BytesMut::with_capacity(INITIAL_READ_CAPACITY);
+    // The proxy numbers requests itself; the client's ids only come back in its responses.
+    let mut next_id: i32 = 0;
     loop {
         reader.reserve_for_next_read(&mut buf);
         let read = tokio::select! {
@@ -172,7 +190,7 @@ where
             return Ok(());
         }
         shared.bytes_from_clients.increment(read as u64);
-        let chunk = match reader.next_chunk(&mut buf) {
+        let mut chunk = match reader.next_chunk(&mut buf) {
             Ok(Some(chunk)) => chunk,
             Ok(None) => continue,
             Err(e) => {
@@ -180,10 +198,12 @@ where
                 return Err(ConnectionError::ClientFrame(e));
             }
         };
-        // Everything complete goes upstream in one write, exactly as read, except requests
-        // the proxy answers itself.
+        // Everything complete goes upstream in one write, exactly as read except for the
+        // correlation ids, and except requests the proxy answers itself.
         let mut run_start = 0;
-        for range in frame::frames(&chunk) {
+        let mut offset = 0;
+        while let Some(range) = frame::frame_at(&chunk, offset) {
+            offset = range.end;
             let frame = &chunk[range.clone()];
             let header = frame::request_header(frame).map_err(|e| {
                 crate::admin::frame_rejected("request_malformed");
@@ -203,11 +223,26 @@ where
                 send_expectation(&expect, Expected::Local(answer)).await?;
                 continue;
             }
-            if frame::expects_response(&header, frame) {
+            if !kafka::relayable(header.api_key, header.api_version) {
+                crate::admin::frame_rejected("request_version");
+                return Err(ConnectionError::UnsupportedVersion {
+                    api_key: header.api_key,
+                    version: header.api_version,
+                });
+            }
+            let expects = frame::expects_response(&header, frame).map_err(|e| {
+                crate::admin::frame_rejected("request_malformed");
+                ConnectionError::ClientFrame(e)
+            })?;
+            let proxy_id = next_id;
+            next_id = next_id.wrapping_add(1);
+            frame::set_request_correlation_id(&mut chunk[range], proxy_id);
+            if expects {
                 send_expectation(
                     &expect,
                     Expected::Response {
-                        correlation_id: header.correlation_id,
+                        client_id: header.correlation_id,
+                        proxy_id,
                         api_key: header.api_key,
                         api_version: header.api_version,
                         sent: Instant::now(),
@@ -253,6 +288,79 @@ async fn deliver_local<W: AsyncRead + AsyncWrite>(
     Ok(wrote)
 }
 
+/// Pairs a response with the oldest outstanding request: the response must carry the id the
+/// proxy gave that request. Returns the request's client id, api key and version.
+fn pair(
+    shared: &Shared,
+    pending: &mut VecDeque<Expected>,
+    proxy_id: i32,
+) -> Result<(i32, i16, i16), ConnectionError> {
+    match pending.front() {
+        Some(Expected::Response {
+            client_id,
+            proxy_id: expected,
+            api_key,
+            api_version,
+            sent,
+        }) if *expected == proxy_id => {
+            shared.api_metrics.response(*api_key, sent.elapsed());
+            let paired = (*client_id, *api_key, *api_version);
+            pending.pop_front();
+            Ok(paired)
+        }
+        other => {
+            crate::admin::frame_rejected("response_unpaired");
+            Err(ConnectionError::Unexpected {
+                got: proxy_id,
+                expected: match other {
+                    Some(Expected::Response { proxy_id, .. }) => Some(*proxy_id),
+                    _ => None,
+                },
+            })
+        }
+    }
+}
+
+/// Inspects one response whose request [`kafka::needs_inspection`] selected. A response that
+/// names a broker the table does not know is held until the proxy's own Metadata request has
+/// confirmed it (bounded by --connect-timeout); if it still is not known, the connection
+/// closes rather than forward an address the proxy does not serve.
+async fn inspect(
+    shared: &Arc<Shared>,
+    api_key: i16,
+    api_version: i16,
+    payload: &Bytes,
+) -> Result<Option<Bytes>, ConnectionError> {
+    let rewrite_error = |source| ConnectionError::Rewrite {
+        api: crate::admin::api_name(api_key),
+        version: api_version,
+        source,
+    };
+    let mut mapper = Mapper {
+        shared,
+        differs: false,
+    };
+    let result = match kafka::inspect_response(api_key, api_version, payload, &mut mapper) {
+        Err(RewriteError::Map(unknown)) => {
+            tracing::debug!(
+                node_id = unknown.node_id,
+                "response names an unknown broker; confirming"
+            );
+            shared
+                .discovery
+                .confirm(shared.settings.connect_timeout)
+                .await;
+            kafka::inspect_response(api_key, api_version, payload, &mut mapper)
+        }
+        other => other,
+    };
+    if mapper.differs {
+        // The next Metadata round decides whether a broker moved; this answer is unaffected.
+        shared.discovery.request();
+    }
+    result.map_err(rewrite_error)
+}
+
 async fn response_pump<R, W>(
     shared: &Arc<Shared>,
     mut upstream: ReadHalf<R>,
@@ -267,7 +375,6 @@ where
     let mut buf = BytesMut::with_capacity(INITIAL_READ_CAPACITY);
     let mut pending: VecDeque<Expected> = VecDeque::new();
     let mut requests_done = false;
-    let mut mapper = Mapper { shared };
     loop {
         if deliver_local(&mut client, &mut pending).await? {
             client.flush().await.map_err(ConnectionError::ClientIo)?;
@@ -298,7 +405,7 @@ where
             };
         }
         shared.bytes_from_brokers.increment(read as u64);
-        let chunk = match reader.next_chunk(&mut buf) {
+        let mut chunk = match reader.next_chunk(&mut buf) {
             Ok(Some(chunk)) => chunk,
             Ok(None) => continue,
             Err(e) => {
@@ -306,71 +413,61 @@ where
                 return Err(ConnectionError::BrokerFrame(e));
             }
         };
+        // Frames before `offset` in `chunk` are paired and carry their client ids again; the
+        // ones from `run_start` on are still to be written.
         let mut run_start = 0;
-        for range in frame::frames(&chunk) {
-            let correlation_id = frame::response_correlation_id(&chunk[range.clone()])
+        let mut offset = 0;
+        while let Some(range) = frame::frame_at(&chunk, offset) {
+            offset = range.end;
+            let proxy_id = frame::response_correlation_id(&chunk[range.clone()])
                 .map_err(ConnectionError::BrokerFrame)?;
             // Expectations are queued before their requests are written, so any not yet
             // received are already in the channel.
             while let Ok(e) = expect.try_recv() {
                 pending.push_back(e);
             }
-            let (api_key, api_version) = match pending.front() {
-                Some(Expected::Response {
-                    correlation_id: expected,
-                    api_key,
-                    api_version,
-                    sent,
-                }) if *expected == correlation_id => {
-                    shared.api_metrics.response(*api_key, sent.elapsed());
-                    let key_version = (*api_key, *api_version);
-                    pending.pop_front();
-                    key_version
-                }
-                other => {
-                    let expected = match other {
-                        Some(Expected::Response { correlation_id, .. }) => Some(*correlation_id),
-                        _ => None,
-                    };
-                    return Err(ConnectionError::Unexpected {
-                        got: correlation_id,
-                        expected,
-                    });
-                }
-            };
-            let replaced = if rewrite::needs_inspection(api_key, api_version) {
-                let payload = chunk.slice(range.start + frame::LENGTH_PREFIX..range.end);
-                rewrite::rewrite_response(api_key, api_version, &payload, &mut mapper).map_err(
-                    |source| ConnectionError::Rewrite {
+            let (client_id, api_key, api_version) = pair(shared, &mut pending, proxy_id)?;
+            frame::set_response_correlation_id(&mut chunk[range.clone()], client_id);
+            let payload_range = range.start + frame::LENGTH_PREFIX..range.end;
+            let inspect_it = kafka::needs_inspection(api_key, api_version)
+                && rewrite::may_carry_addresses(api_key, api_version, &chunk[payload_range])
+                    .map_err(|source| ConnectionError::Rewrite {
                         api: crate::admin::api_name(api_key),
                         version: api_version,
                         source,
-                    },
-                )?
+                    })?;
+            let local_due = matches!(pending.front(), Some(Expected::Local(_)));
+            if !inspect_it && !local_due {
+                continue;
+            }
+            // Write what precedes this frame, then this frame (rewritten or not), then any
+            // local answers due after it; the rest of the chunk starts afresh.
+            client
+                .write_all(&chunk[run_start..range.start])
+                .await
+                .map_err(ConnectionError::ClientIo)?;
+            let frame = chunk.split_to(range.end).split_off(range.start).freeze();
+            let replaced = if inspect_it {
+                inspect(
+                    shared,
+                    api_key,
+                    api_version,
+                    &frame.slice(frame::LENGTH_PREFIX..),
+                )
+                .await?
             } else {
                 None
             };
-            let local_due = matches!(pending.front(), Some(Expected::Local(_)));
-            if replaced.is_some() || local_due {
-                let end = if replaced.is_some() {
-                    range.start
-                } else {
-                    range.end
-                };
-                client
-                    .write_all(&chunk[run_start..end])
-                    .await
-                    .map_err(ConnectionError::ClientIo)?;
-                run_start = range.end;
-                if let Some(new_frame) = replaced {
-                    shared.api_metrics.rewritten(api_key);
-                    client
-                        .write_all(&new_frame)
-                        .await
-                        .map_err(ConnectionError::ClientIo)?;
-                }
-                deliver_local(&mut client, &mut pending).await?;
+            if replaced.is_some() {
+                shared.api_metrics.rewritten(api_key);
             }
+            client
+                .write_all(replaced.as_ref().unwrap_or(&frame))
+                .await
+                .map_err(ConnectionError::ClientIo)?;
+            deliver_local(&mut client, &mut pending).await?;
+            run_start = 0;
+            offset = 0;
         }
         client
             .write_all(&chunk[run_start..])

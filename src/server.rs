@@ -11,14 +11,13 @@ use std::time::Duration;
 
 use metrics::Counter;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 use tracing::Instrument;
 
 use crate::admin::{ApiMetrics, Health};
-use crate::brokers::{Registry, UpstreamAddr};
+use crate::brokers::{Discovered, Registry, TablePolicy, UpstreamAddr};
 use crate::config::Settings;
-use crate::connection::{self, ConnectionError, Mapper};
-use crate::kafka::AddressMapper;
+use crate::connection::{self, ConnectionError};
 use crate::tls::{TlsFailure, TlsState};
 use crate::upstream::{self, FailureLog, Stream, UpstreamError};
 
@@ -44,6 +43,8 @@ pub struct Shared {
     pub api_metrics: ApiMetrics,
     /// Readiness, fed by every upstream connection attempt.
     pub health: Arc<Health>,
+    /// The proxy's own Metadata rounds, the only writer of [`Shared::registry`].
+    pub discovery: Discovery,
     /// Bytes read from clients.
     pub bytes_from_clients: Counter,
     /// Bytes read from brokers.
@@ -77,6 +78,10 @@ pub async fn run(
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
     let registry = Registry::new(
         settings.ports.clone(),
+        TablePolicy {
+            max_brokers: settings.max_brokers,
+            host_patterns: settings.upstream_host_patterns.clone(),
+        },
         settings.bind_address,
         settings.advertised_host.clone(),
     );
@@ -87,6 +92,7 @@ pub async fn run(
         tls,
         api_metrics: ApiMetrics::new(),
         health,
+        discovery: Discovery::new(),
         bytes_from_clients: metrics::counter!("kafka_proxy_bytes_total", "direction" => "from_clients"),
         bytes_from_brokers: metrics::counter!("kafka_proxy_bytes_total", "direction" => "from_brokers"),
         failures: FailureLog::new(Duration::from_secs(30)),
@@ -102,9 +108,7 @@ pub async fn run(
         "bootstrap listener ready"
     );
     tokio::spawn(accept_loop(shared.clone(), bootstrap, Target::Bootstrap));
-    if !shared.settings.discovery_interval.is_zero() {
-        tokio::spawn(discovery_loop(shared.clone()));
-    }
+    tokio::spawn(discovery_loop(shared.clone()));
 
     shutdown.await;
     tracing::info!(drain_timeout = ?drain_timeout, "shutting down: no new connections, draining");
@@ -259,17 +263,73 @@ fn report_upstream_failure(shared: &Shared, addr: &UpstreamAddr, error: &Upstrea
     }
 }
 
+/// Shortest time between two of the proxy's own Metadata rounds, however many clients ask
+/// for confirmations: no client can make the proxy flood the cluster.
+const MIN_DISCOVERY_GAP: Duration = Duration::from_secs(1);
+
+/// The proxy's own Metadata rounds: periodic (--discovery-interval), and on request when a
+/// response on a client connection names a broker the table does not know or at another
+/// address. Rounds are rate-limited to one per [`MIN_DISCOVERY_GAP`].
+#[derive(Debug)]
+pub struct Discovery {
+    wake: Notify,
+    /// (rounds started, rounds completed).
+    rounds: watch::Sender<(u64, u64)>,
+}
+
+impl Discovery {
+    fn new() -> Self {
+        Self {
+            wake: Notify::new(),
+            rounds: watch::Sender::new((0, 0)),
+        }
+    }
+
+    /// Asks for a round as soon as the rate limit allows, without waiting for it.
+    pub fn request(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Asks for a round and waits, at most `timeout`, until a round that started after this
+    /// call has completed. True if one did.
+    pub async fn confirm(&self, timeout: Duration) -> bool {
+        let mut rounds = self.rounds.subscribe();
+        let target = rounds.borrow().0 + 1;
+        self.request();
+        tokio::time::timeout(timeout, rounds.wait_for(|(_, done)| *done >= target))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+}
+
 /// Asks the cluster for its brokers now and then, so that every broker has a listener before
 /// a client needs it: after a proxy restart, clients that remember broker ports reconnect
-/// straight to them.
+/// straight to them. Also answers [`Discovery::confirm`] requests.
 async fn discovery_loop(shared: Arc<Shared>) {
     let mut shutdown = shared.shutdown.clone();
     let interval = shared.settings.discovery_interval;
     loop {
+        shared
+            .discovery
+            .rounds
+            .send_modify(|(started, _)| *started += 1);
         discover_once(&shared).await;
+        shared.discovery.rounds.send_modify(|(_, done)| *done += 1);
+        let periodic = async {
+            if interval.is_zero() {
+                std::future::pending::<()>().await
+            } else {
+                tokio::time::sleep(interval.saturating_sub(MIN_DISCOVERY_GAP)).await
+            }
+        };
         tokio::select! {
             _ = shutdown.wait_for(|stop| *stop) => return,
-            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::time::sleep(MIN_DISCOVERY_GAP) => {}
+        }
+        tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => return,
+            _ = periodic => {}
+            _ = shared.discovery.wake.notified() => {}
         }
     }
 }
@@ -289,10 +349,17 @@ pub(crate) async fn discover_once(shared: &Arc<Shared>) -> bool {
             };
         match upstream::discover(&mut stream, shared.settings.connect_timeout).await {
             Ok(brokers) => {
-                let mut mapper = Mapper { shared };
-                for b in brokers {
-                    if let Err(e) = mapper.map_broker(b.node_id, &b.host, b.port) {
-                        tracing::error!(error = %e, "discovered broker cannot be served");
+                let discovered: Vec<Discovered> = brokers
+                    .into_iter()
+                    .map(|b| Discovered {
+                        node_id: b.node_id,
+                        host: b.host,
+                        port: b.port,
+                    })
+                    .collect();
+                for (node_id, listener) in shared.registry.apply(&discovered) {
+                    if let Err(e) = spawn_broker_listener(shared.clone(), node_id, listener) {
+                        tracing::error!(node_id, error = %e, "cannot serve the broker's listener");
                     }
                 }
                 shared.health.upstream_ok();

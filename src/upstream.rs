@@ -8,19 +8,20 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::BytesMut;
 use kafka_protocol::messages::{
-    ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse, RequestHeader,
-    ResponseHeader,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::{Decodable, Encodable, Message, StrBytes};
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::brokers::UpstreamAddr;
-use crate::kafka::frame::{FrameReader, LENGTH_PREFIX};
+use crate::kafka::codec;
+use crate::kafka::frame::{self, FrameReader, INITIAL_READ_CAPACITY, LENGTH_PREFIX};
+use crate::kafka::wire::{self, WalkFn};
 use crate::tls::TlsFailure;
 
 /// A byte stream that may or may not be TLS, on either side of the proxy.
@@ -247,55 +248,62 @@ pub struct DiscoveredBroker {
     pub rack: Option<String>,
 }
 
-/// Sends one request the proxy originates and reads its response, on an open connection.
-/// The proxy only ever originates ApiVersions and Metadata, at versions every supported
-/// Kafka serves.
-pub async fn exchange<Req: Encodable, Resp: Decodable>(
+/// Largest answer the proxy accepts to its own requests (a Metadata answer without topics is
+/// a few KiB even for the largest clusters).
+const MAX_OWN_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Correlation id of the proxy's own requests (one at a time per connection).
+const OWN_CORRELATION_ID: i32 = 1;
+
+/// Sends one request the proxy originates and reads its response, on an open connection. The
+/// answer is decoded through [`codec::decode_response`], so the same bounds checks apply to it
+/// as to every response a client receives: a hostile or broken broker cannot make the proxy
+/// allocate more than the answer's own size.
+pub async fn exchange<Req, Resp>(
     stream: &mut Stream,
-    api_key: i16,
+    key: ApiKey,
     version: i16,
     request: &Req,
+    walk: WalkFn,
     timeout: Duration,
-) -> Result<Resp, DiscoveryError> {
+) -> Result<Resp, DiscoveryError>
+where
+    Req: Message + Encodable,
+    Resp: Message + Decodable,
+{
+    let api_key = key as i16;
     let exchange = async {
-        // Header versions: ApiVersions v3+ and Metadata v9+ are flexible (request header v2,
-        // response header v1), except that ApiVersions responses always use header v0.
-        let flexible = (api_key == 18 && version >= 3) || (api_key == 3 && version >= 9);
-        let header = RequestHeader::default()
-            .with_request_api_key(api_key)
-            .with_request_api_version(version)
-            .with_correlation_id(1)
-            .with_client_id(Some(StrBytes::from_static_str("kafka-tls-proxy")));
-        let mut frame = BytesMut::new();
-        frame.put_i32(0);
-        header
-            .encode(&mut frame, if flexible { 2 } else { 1 })
-            .and_then(|_| request.encode(&mut frame, version))
+        let frame = codec::encode_request(key, version, OWN_CORRELATION_ID, request)
             .map_err(|e| DiscoveryError::Decode(e.to_string()))?;
-        let len = (frame.len() - LENGTH_PREFIX) as i32;
-        frame[..LENGTH_PREFIX].copy_from_slice(&len.to_be_bytes());
         stream.write_all(&frame).await?;
         stream.flush().await?;
 
-        let reader = FrameReader::new(64 * 1024 * 1024);
-        let mut buf = BytesMut::with_capacity(64 * 1024);
-        let frame: Bytes = loop {
+        let reader = FrameReader::new(MAX_OWN_RESPONSE_BYTES);
+        let mut buf = BytesMut::with_capacity(INITIAL_READ_CAPACITY);
+        let frame = loop {
             if let Some(frame) = reader
                 .next_frame(&mut buf)
                 .map_err(|e| DiscoveryError::Decode(e.to_string()))?
             {
-                break frame;
+                break frame.freeze();
             }
             reader.reserve_for_next_read(&mut buf);
             if stream.read_buf(&mut buf).await? == 0 {
                 return Err(DiscoveryError::Io(std::io::ErrorKind::UnexpectedEof.into()));
             }
         };
-        let mut body = frame.slice(LENGTH_PREFIX..);
-        let response_header = if flexible && api_key != 18 { 1 } else { 0 };
-        ResponseHeader::decode(&mut body, response_header)
+        let id = frame::response_correlation_id(&frame)
             .map_err(|e| DiscoveryError::Decode(e.to_string()))?;
-        Resp::decode(&mut body, version).map_err(|e| DiscoveryError::Decode(e.to_string()))
+        if id != OWN_CORRELATION_ID {
+            return Err(DiscoveryError::Decode(format!(
+                "answer carries correlation id {id}, expected {OWN_CORRELATION_ID}"
+            )));
+        }
+        let payload = frame.slice(LENGTH_PREFIX..);
+        let header_version = codec::response_header_version(api_key, version);
+        codec::decode_response::<Resp>(api_key, version, header_version, &payload, walk)
+            .map(|(_, msg)| msg)
+            .map_err(|e| DiscoveryError::Decode(e.to_string()))
     };
     tokio::time::timeout(timeout, exchange)
         .await
@@ -311,7 +319,15 @@ pub async fn api_versions(
     let request = ApiVersionsRequest::default()
         .with_client_software_name(StrBytes::from_static_str("kafka-tls-proxy"))
         .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
-    let response: ApiVersionsResponse = exchange(stream, 18, 3, &request, timeout).await?;
+    let response: ApiVersionsResponse = exchange(
+        stream,
+        ApiKey::ApiVersions,
+        3,
+        &request,
+        wire::api_versions,
+        timeout,
+    )
+    .await?;
     if response.error_code != 0 {
         return Err(DiscoveryError::Decode(format!(
             "ApiVersions error code {}",
@@ -330,8 +346,15 @@ pub async fn discover(
     let request = MetadataRequest::default()
         .with_topics(Some(vec![]))
         .with_allow_auto_topic_creation(false);
-    let response: MetadataResponse =
-        exchange(stream, 3, DISCOVERY_METADATA_VERSION, &request, timeout).await?;
+    let response: MetadataResponse = exchange(
+        stream,
+        ApiKey::Metadata,
+        DISCOVERY_METADATA_VERSION,
+        &request,
+        wire::metadata,
+        timeout,
+    )
+    .await?;
     Ok(response
         .brokers
         .into_iter()

@@ -30,8 +30,31 @@ use tokio::sync::oneshot;
 /// The third argument is the fake broker's own port, for responses that name it.
 type Handler = Arc<dyn Fn(&frame::RequestHeader, &[u8], u16) -> Option<Bytes> + Send + Sync>;
 
-/// Requests the fake broker received: (api key, version, correlation id).
-type Seen = Arc<Mutex<Vec<(i16, i16, i32)>>>;
+/// Requests the fake broker received: (api key, version, correlation id, client id).
+type Seen = Arc<Mutex<Vec<(i16, i16, i32, String)>>>;
+
+/// The client id of a request frame (header v1+: an int16-length string after the fixed part).
+/// Frames of an unknown api key may hold anything there: then "?".
+fn client_id(frame: &[u8]) -> String {
+    let Some(len) = frame.get(12..14) else {
+        return "?".into();
+    };
+    let len = i16::from_be_bytes([len[0], len[1]]).max(0) as usize;
+    match frame.get(14..14 + len) {
+        Some(id) => String::from_utf8_lossy(id).into_owned(),
+        None => "?".into(),
+    }
+}
+
+/// The requests a client (not the proxy's own discovery) made the broker see.
+fn seen_from(seen: &Seen, client: &str) -> Vec<(i16, i16, i32)> {
+    seen.lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.3 == client)
+        .map(|s| (s.0, s.1, s.2))
+        .collect()
+}
 
 async fn fake_broker(handler: Handler) -> (SocketAddr, Seen) {
     fake_broker_with_delay(handler, Duration::ZERO).await
@@ -62,6 +85,7 @@ async fn fake_broker_with_delay(handler: Handler, delay: Duration) -> (SocketAdd
                             header.api_key,
                             header.api_version,
                             header.correlation_id,
+                            client_id(&f),
                         ));
                         if let Some(answer) = handler(&header, &f, addr.port()) {
                             tokio::time::sleep(delay).await;
@@ -136,7 +160,7 @@ fn unknown_request(api_key: i16, correlation_id: i32, payload: &[u8]) -> Vec<u8>
 fn standard_handler() -> Handler {
     Arc::new(move |h, frame, broker_port| match h.api_key {
         // Like a real broker: Produce with acks=0 gets no answer.
-        0 if !frame::expects_response(h, frame) => None,
+        0 if !frame::expects_response(h, frame).unwrap() => None,
         3 => {
             let response =
                 MetadataResponse::default().with_brokers(vec![MetadataResponseBroker::default()
@@ -193,6 +217,8 @@ impl Proxy {
             "off",
             "--discovery-interval",
             "0",
+            "--upstream-host-pattern",
+            "localhost",
             "--drain-timeout",
             "2s",
         ];
@@ -234,7 +260,7 @@ async fn read_frames(stream: &mut TcpStream, n: usize) -> Vec<Bytes> {
     let mut out = Vec::new();
     while out.len() < n {
         while let Some(f) = reader.next_frame(&mut buf).unwrap() {
-            out.push(f);
+            out.push(f.freeze());
         }
         if out.len() >= n {
             break;
@@ -314,9 +340,14 @@ async fn pipelined_requests_with_acks0_unknown_api_and_metadata() {
         b"\x01\x02\x03 opaque bytes of a future API"
     );
     assert_eq!(&responses[2][8..], b"produce-ack");
-    // The broker saw all five requests, in order.
-    let seen: Vec<i32> = seen.lock().unwrap().iter().map(|s| s.2).collect();
-    assert_eq!(seen, vec![1, 2, 3, 4, 5]);
+    // The broker saw the four requests with a client id and the unknown-API one (which has
+    // none) in between, in order, numbered by the proxy (the client's ids
+    // never reach the broker: they cannot steer how a response is paired).
+    assert_eq!(
+        seen_from(&seen, "edge-test"),
+        vec![(0, 9, 0), (3, 12, 1), (0, 9, 3), (3, 1, 4)]
+    );
+    assert_eq!(seen_from(&seen, "?"), vec![(9999, 7, 2)]);
 
     // Broker 1's listener is open and reaches the broker at the address Metadata named.
     let mut direct = TcpStream::connect(("127.0.0.1", proxy.base + 1))
@@ -355,7 +386,7 @@ async fn api_versions_above_what_the_proxy_decodes_is_answered_locally() {
         kafka_tls_proxy::kafka::versions::API_VERSIONS_MAX
     );
     assert!(
-        seen.lock().unwrap().is_empty(),
+        seen_from(&seen, "kcat").is_empty(),
         "the broker never sees a version the proxy could not decode the answer of"
     );
     proxy.stop().await;

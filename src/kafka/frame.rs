@@ -4,8 +4,17 @@
 //! api key (int16), api version (int16) and correlation id (int32); a response starts with the
 //! correlation id. These positions are the same for every API at every version, known or not,
 //! which is what lets frames the proxy does not understand pass through untouched.
+//!
+//! Every byte is read through [`super::wire::Walker`], the one bounds-checked reader.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::BytesMut;
+use kafka_protocol::messages::ApiKey;
+
+use super::codec;
+use super::wire::{Walker, WireResult};
+
+/// Produce API key: the one request that may expect no response.
+const PRODUCE: i16 = ApiKey::Produce as i16;
 
 /// Size of the length prefix in front of every frame.
 pub const LENGTH_PREFIX: usize = 4;
@@ -37,6 +46,14 @@ pub enum FrameError {
         /// Which header was expected.
         what: &'static str,
     },
+    /// A header field the proxy must read is not well-formed.
+    #[error("malformed {what}: {reason}")]
+    Malformed {
+        /// What was being read.
+        what: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
 }
 
 /// The fixed part of a request header, read in place.
@@ -52,8 +69,8 @@ pub struct RequestHeader {
 
 /// Splits complete frames off the front of a read buffer.
 ///
-/// The returned frames are `Bytes` views of the buffer the socket read into: nothing is
-/// copied, whether a frame is forwarded as is or inspected.
+/// The returned frames are views of the buffer the socket read into: nothing is copied,
+/// whether a frame is forwarded as is or inspected.
 #[derive(Debug)]
 pub struct FrameReader {
     max_frame: usize,
@@ -67,10 +84,9 @@ impl FrameReader {
 
     /// Length of the first frame in `buf`, prefix included, if its length prefix is complete.
     fn frame_len(&self, buf: &[u8]) -> Result<Option<usize>, FrameError> {
-        if buf.len() < LENGTH_PREFIX {
+        let Ok(length) = Walker::new(buf).i32() else {
             return Ok(None);
-        }
-        let length = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+        };
         if length < 0 || length as usize > self.max_frame {
             return Err(FrameError::TooLarge {
                 length: length.into(),
@@ -82,9 +98,9 @@ impl FrameReader {
 
     /// Takes the next complete frame (length prefix included) off the front of `buf`, or
     /// returns `None` when more bytes are needed.
-    pub fn next_frame(&self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
+    pub fn next_frame(&self, buf: &mut BytesMut) -> Result<Option<BytesMut>, FrameError> {
         match self.frame_len(buf)? {
-            Some(len) if buf.len() >= len => Ok(Some(buf.split_to(len).freeze())),
+            Some(len) if buf.len() >= len => Ok(Some(buf.split_to(len))),
             _ => Ok(None),
         }
     }
@@ -92,7 +108,8 @@ impl FrameReader {
     /// Takes every complete frame at the front of `buf` off as one chunk, so that a run of
     /// frames read together is forwarded together. Iterate it with [`frames`]. An invalid
     /// frame after valid ones is reported on the next call, once the valid ones are out.
-    pub fn next_chunk(&self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
+    /// The chunk stays mutable so that correlation ids can be replaced in place.
+    pub fn next_chunk(&self, buf: &mut BytesMut) -> Result<Option<BytesMut>, FrameError> {
         let mut end = 0;
         loop {
             match self.frame_len(&buf[end..]) {
@@ -102,7 +119,7 @@ impl FrameReader {
                 Err(_) => break,
             }
         }
-        Ok((end > 0).then(|| buf.split_to(end).freeze()))
+        Ok((end > 0).then(|| buf.split_to(end)))
     }
 
     /// How many bytes to reserve before the next read: enough for the frame being received,
@@ -118,123 +135,99 @@ impl FrameReader {
     }
 }
 
+/// The byte range (length prefix included) of the frame that starts at `offset` in a chunk
+/// from [`FrameReader::next_chunk`], or `None` at the end. A length that does not fit the
+/// chunk (impossible for a chunk `next_chunk` made) also ends it.
+pub fn frame_at(chunk: &[u8], offset: usize) -> Option<std::ops::Range<usize>> {
+    let len = usize::try_from(Walker::new(chunk.get(offset..)?).i32().ok()?).ok()?;
+    let end = offset.checked_add(LENGTH_PREFIX + len)?;
+    (end <= chunk.len()).then_some(offset..end)
+}
+
 /// Iterates over the frames of a chunk from [`FrameReader::next_chunk`], yielding each
 /// frame's byte range within the chunk (length prefix included).
 pub fn frames(chunk: &[u8]) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
     let mut offset = 0;
     std::iter::from_fn(move || {
-        let prefix = chunk.get(offset..offset + LENGTH_PREFIX)?;
-        let len = LENGTH_PREFIX
-            + i32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
-        let range = offset..(offset + len).min(chunk.len());
-        offset += len;
+        let range = frame_at(chunk, offset)?;
+        offset = range.end;
         Some(range)
     })
 }
 
 /// Reads the fixed request header of a frame (length prefix included).
 pub fn request_header(frame: &[u8]) -> Result<RequestHeader, FrameError> {
-    let body = frame.get(LENGTH_PREFIX..).unwrap_or_default();
-    if body.len() < 8 {
-        return Err(FrameError::TooShort {
-            length: body.len(),
-            what: "request",
-        });
-    }
-    Ok(RequestHeader {
-        api_key: i16::from_be_bytes([body[0], body[1]]),
-        api_version: i16::from_be_bytes([body[2], body[3]]),
-        correlation_id: i32::from_be_bytes([body[4], body[5], body[6], body[7]]),
+    let mut w = Walker::new(frame.get(LENGTH_PREFIX..).unwrap_or_default());
+    let fixed = |w: &mut Walker<'_>| -> WireResult<RequestHeader> {
+        Ok(RequestHeader {
+            api_key: w.i16()?,
+            api_version: w.i16()?,
+            correlation_id: w.i32()?,
+        })
+    };
+    fixed(&mut w).map_err(|_| FrameError::TooShort {
+        length: frame.len().saturating_sub(LENGTH_PREFIX),
+        what: "request",
     })
 }
 
 /// Reads the correlation id of a response frame (length prefix included).
 pub fn response_correlation_id(frame: &[u8]) -> Result<i32, FrameError> {
-    let body = frame.get(LENGTH_PREFIX..).unwrap_or_default();
-    if body.len() < 4 {
-        return Err(FrameError::TooShort {
-            length: body.len(),
+    Walker::new(frame.get(LENGTH_PREFIX..).unwrap_or_default())
+        .i32()
+        .map_err(|_| FrameError::TooShort {
+            length: frame.len().saturating_sub(LENGTH_PREFIX),
             what: "response",
-        });
-    }
-    Ok(i32::from_be_bytes([body[0], body[1], body[2], body[3]]))
+        })
 }
 
-/// Produce API key.
-const PRODUCE: i16 = 0;
-/// First Produce version with a flexible (compact, tagged) body and request header v2.
-const PRODUCE_FIRST_FLEXIBLE: i16 = 9;
+/// Offset of the correlation id in a request frame: length prefix, api key, api version.
+const REQUEST_CORRELATION_AT: usize = LENGTH_PREFIX + 4;
+/// Offset of the correlation id in a response frame: right after the length prefix.
+const RESPONSE_CORRELATION_AT: usize = LENGTH_PREFIX;
+
+/// Replaces the correlation id of a request frame whose header [`request_header`] has read.
+///
+/// The proxy numbers the requests it forwards itself, so a response can only ever be paired
+/// with the request it answers, whatever ids the client chose.
+pub fn set_request_correlation_id(frame: &mut [u8], id: i32) {
+    frame[REQUEST_CORRELATION_AT..REQUEST_CORRELATION_AT + 4].copy_from_slice(&id.to_be_bytes());
+}
+
+/// Puts the client's correlation id back into a response frame whose id
+/// [`response_correlation_id`] has read.
+pub fn set_response_correlation_id(frame: &mut [u8], id: i32) {
+    frame[RESPONSE_CORRELATION_AT..RESPONSE_CORRELATION_AT + 4].copy_from_slice(&id.to_be_bytes());
+}
 
 /// Whether a request expects a response. Only Produce with `acks=0` does not: the broker
 /// sends nothing back, and a proxy that waited for an answer would stall or leak.
 ///
-/// A Produce frame too short to hold `acks` is treated as expecting a response; the broker
-/// will reject it and close the connection, which the proxy then sees.
-pub fn expects_response(header: &RequestHeader, frame: &[u8]) -> bool {
+/// A Produce request whose header or `acks` cannot be read is an error: the broker could not
+/// read it either, and guessing would let the proxy's idea of which responses are due drift
+/// from the broker's.
+pub fn expects_response(header: &RequestHeader, frame: &[u8]) -> Result<bool, FrameError> {
     if header.api_key != PRODUCE {
-        return true;
+        return Ok(true);
     }
     produce_acks(
         header.api_version,
         frame.get(LENGTH_PREFIX..).unwrap_or_default(),
-    ) != Some(0)
+    )
+    .map(|acks| acks != 0)
+    .map_err(|reason| FrameError::Malformed {
+        what: "Produce request",
+        reason,
+    })
 }
 
-/// Reads `acks` from a Produce request body (header included): it follows the client id,
-/// the header's tagged fields (v9+) and the transactional id.
-fn produce_acks(version: i16, body: &[u8]) -> Option<i16> {
-    let mut buf = body.get(8..)?;
-    // client_id: nullable string with an int16 length in every request header version.
-    let client_id_len = read_i16(&mut buf)?;
-    if client_id_len > 0 {
-        buf = buf.get(client_id_len as usize..)?;
-    }
-    let flexible = version >= PRODUCE_FIRST_FLEXIBLE;
-    if flexible {
-        skip_tagged_fields(&mut buf)?;
-        // transactional_id: compact nullable string, length + 1 as unsigned varint.
-        let len_plus_one = read_unsigned_varint(&mut buf)?;
-        if len_plus_one > 1 {
-            buf = buf.get((len_plus_one - 1) as usize..)?;
-        }
-    } else {
-        let len = read_i16(&mut buf)?;
-        if len > 0 {
-            buf = buf.get(len as usize..)?;
-        }
-    }
-    read_i16(&mut buf)
-}
-
-fn read_i16(buf: &mut &[u8]) -> Option<i16> {
-    if buf.len() < 2 {
-        return None;
-    }
-    Some(buf.get_i16())
-}
-
-/// Reads an unsigned varint (at most 5 bytes, as Kafka writes int32-sized values).
-pub(crate) fn read_unsigned_varint(buf: &mut &[u8]) -> Option<u32> {
-    let mut value: u32 = 0;
-    for i in 0..5 {
-        let byte = *buf.first()?;
-        buf.advance(1);
-        value |= u32::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
-            return Some(value);
-        }
-    }
-    None
-}
-
-fn skip_tagged_fields(buf: &mut &[u8]) -> Option<()> {
-    let count = read_unsigned_varint(buf)?;
-    for _ in 0..count {
-        read_unsigned_varint(buf)?; // tag
-        let size = read_unsigned_varint(buf)? as usize;
-        *buf = buf.get(size..)?;
-    }
-    Some(())
+/// Reads `acks` from a Produce request body (header included). v0-v2 start with `acks`;
+/// v3+ have a transactional id before it (compact from v9, where the header is v2 too).
+fn produce_acks(version: i16, body: &[u8]) -> WireResult<i16> {
+    let mut w = Walker::new(body);
+    w.skip(8)?; // api key, api version, correlation id
+    w.request_header_rest(codec::request_header_version(PRODUCE, version))?;
+    w.produce_request_acks(version)
 }
 
 #[cfg(test)]
@@ -278,26 +271,94 @@ mod tests {
                     assert_eq!(header.correlation_id, 77);
                     assert_eq!(
                         produce_acks(version, &frame[4..]),
-                        Some(acks),
+                        Ok(acks),
                         "v{version} txn {txn:?}"
                     );
-                    assert_eq!(expects_response(&header, &frame), acks != 0);
+                    assert_eq!(expects_response(&header, &frame), Ok(acks != 0));
+                }
+            }
+        }
+    }
+
+    /// Produce v0-v2 (which kafka-protocol cannot encode): header v1, then acks, timeout_ms,
+    /// topic_data. No transactional id.
+    pub(crate) fn produce_v0_v2_frame(version: i16, acks: i16, timeout_ms: i32) -> BytesMut {
+        let mut body = BytesMut::new();
+        body.put_i16(0);
+        body.put_i16(version);
+        body.put_i32(77);
+        body.put_i16(8);
+        body.put_slice(b"client-1");
+        body.put_i16(acks);
+        body.put_i32(timeout_ms);
+        body.put_i32(0); // no topics
+        let mut frame = BytesMut::new();
+        frame.put_i32(body.len() as i32);
+        frame.extend_from_slice(&body);
+        frame
+    }
+
+    #[test]
+    fn reads_acks_of_produce_v0_to_v2_which_have_no_transactional_id() {
+        // b9174ba skipped a transactional id here and read acks from timeout_ms's upper half:
+        // acks=1 with timeout 1000 looked like acks=0, so the broker's answer was unexpected.
+        for version in 0..=2 {
+            for acks in [-1i16, 0, 1] {
+                for timeout in [0, 1000, 30_000, 65_536, i32::MAX] {
+                    let frame = produce_v0_v2_frame(version, acks, timeout);
+                    let header = request_header(&frame).unwrap();
+                    assert_eq!(
+                        produce_acks(version, &frame[4..]),
+                        Ok(acks),
+                        "v{version} acks {acks} timeout {timeout}"
+                    );
+                    assert_eq!(expects_response(&header, &frame), Ok(acks != 0));
                 }
             }
         }
     }
 
     #[test]
-    fn truncated_produce_expects_a_response() {
-        let frame = produce_frame(9, 0, Some("t"));
-        for cut in 12..frame.len() - 1 {
-            let short = &frame[..cut];
-            let header = request_header(short).unwrap();
-            // Either acks was still readable, or the frame is treated as expecting an answer.
-            let acks = produce_acks(9, &short[4..]);
-            assert!(acks.is_none() || acks == Some(0));
-            assert_eq!(expects_response(&header, short), acks.is_none());
+    fn a_produce_whose_acks_cannot_be_read_is_an_error() {
+        // The broker could not read it either; guessing would desynchronise the pairing.
+        for version in [2, 5, 9] {
+            let frame = if version < 3 {
+                produce_v0_v2_frame(version, 0, 1000)
+            } else {
+                produce_frame(version, 0, Some("t"))
+            };
+            let acks_end = (4..=frame.len())
+                .find(|&cut| produce_acks(version, &frame[4..cut]).is_ok())
+                .expect("acks readable in the whole frame");
+            for cut in 12..acks_end {
+                let short = &frame[..cut];
+                let header = request_header(short).unwrap();
+                assert!(
+                    matches!(
+                        expects_response(&header, short),
+                        Err(FrameError::Malformed { .. })
+                    ),
+                    "v{version} cut at {cut}"
+                );
+            }
         }
+        // A client id length below -1 is malformed, not "null".
+        let mut frame = produce_v0_v2_frame(2, 1, 1000);
+        frame[12..14].copy_from_slice(&(-2i16).to_be_bytes());
+        let header = request_header(&frame).unwrap();
+        assert!(expects_response(&header, &frame).is_err());
+    }
+
+    #[test]
+    fn correlation_ids_are_replaced_in_place() {
+        let mut frame = produce_frame(9, 1, None);
+        set_request_correlation_id(&mut frame, -5);
+        assert_eq!(request_header(&frame).unwrap().correlation_id, -5);
+        assert_eq!(produce_acks(9, &frame[4..]), Ok(1));
+        let mut response = BytesMut::from(&[0u8, 0, 0, 5, 0, 0, 0, 1, 9][..]);
+        set_response_correlation_id(&mut response, 77);
+        assert_eq!(response_correlation_id(&response), Ok(77));
+        assert_eq!(response[8], 9);
     }
 
     #[test]

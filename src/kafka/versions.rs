@@ -8,58 +8,35 @@
 //! protocol library.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, DescribeClusterRequest,
-    DescribeClusterResponse, DescribeQuorumRequest, DescribeQuorumResponse, FetchRequest,
-    FetchResponse, FindCoordinatorRequest, FindCoordinatorResponse, MetadataRequest,
-    MetadataResponse, ProduceRequest, ProduceResponse, ShareAcknowledgeRequest,
-    ShareAcknowledgeResponse, ShareFetchRequest, ShareFetchResponse,
-};
-use kafka_protocol::protocol::{Message, VersionRange};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
+use kafka_protocol::protocol::VersionRange;
 
-use super::rewrite::{decode_response, encode_frame, wire, RewriteError};
+use super::codec::{self, versions_of, CodecError};
+use super::rewrite::{self, RewriteError};
+use super::wire;
 
 const API_VERSIONS: i16 = ApiKey::ApiVersions as i16;
 /// Kafka error code UNSUPPORTED_VERSION.
 const UNSUPPORTED_VERSION: i16 = 35;
 
-/// Versions of a request/response pair that the proxy can both decode and encode.
-const fn both<Req: Message, Resp: Message>() -> VersionRange {
-    let (a, b) = (Req::VERSIONS, Resp::VERSIONS);
-    VersionRange {
-        min: if a.min > b.min { a.min } else { b.min },
-        max: if a.max < b.max { a.max } else { b.max },
-    }
-}
-
-/// The version range the proxy can decode for an API it rewrites (intersection of
-/// `<XRequest as Message>::VERSIONS` and `<XResponse as Message>::VERSIONS` — NOT
-/// `ApiKey::valid_versions`, which includes unstable versions), `None` for APIs it passes through
-/// untouched (any version, any api key, known or not).
+/// The version range the proxy can decode for an API it inspects (ApiVersions itself and every
+/// entry of [`rewrite::INSPECTED`]), `None` for APIs it passes through untouched (any version,
+/// any api key, known or not).
 ///
 /// Used to cap the broker's ApiVersions answer, so clients only negotiate versions the proxy
 /// can rewrite.
 pub fn proxy_range(api_key: i16) -> Option<VersionRange> {
-    let range = match ApiKey::try_from(api_key).ok()? {
-        ApiKey::Produce => both::<ProduceRequest, ProduceResponse>(),
-        ApiKey::Fetch => both::<FetchRequest, FetchResponse>(),
-        ApiKey::Metadata => both::<MetadataRequest, MetadataResponse>(),
-        ApiKey::FindCoordinator => both::<FindCoordinatorRequest, FindCoordinatorResponse>(),
-        ApiKey::ApiVersions => both::<ApiVersionsRequest, ApiVersionsResponse>(),
-        ApiKey::DescribeQuorum => both::<DescribeQuorumRequest, DescribeQuorumResponse>(),
-        ApiKey::DescribeCluster => both::<DescribeClusterRequest, DescribeClusterResponse>(),
-        ApiKey::ShareFetch => both::<ShareFetchRequest, ShareFetchResponse>(),
-        ApiKey::ShareAcknowledge => both::<ShareAcknowledgeRequest, ShareAcknowledgeResponse>(),
-        _ => return None,
-    };
-    Some(range)
+    if api_key == API_VERSIONS {
+        return Some(versions_of::<ApiVersionsRequest, ApiVersionsResponse>());
+    }
+    rewrite::inspected(api_key).map(|i| i.versions)
 }
 
 /// Highest ApiVersions request version the proxy can decode the response of.
 ///
 /// The connection answers a client asking for more with [`unsupported_api_versions_response`]
 /// instead of forwarding, as a broker would.
-pub const API_VERSIONS_MAX: i16 = both::<ApiVersionsRequest, ApiVersionsResponse>().max;
+pub const API_VERSIONS_MAX: i16 = versions_of::<ApiVersionsRequest, ApiVersionsResponse>().max;
 
 /// The broker-style answer to an ApiVersions request at a version above [`API_VERSIONS_MAX`]:
 /// v0-format body, error 35 UNSUPPORTED_VERSION, api_keys = `[{18, 0, API_VERSIONS_MAX}]`;
@@ -80,21 +57,24 @@ pub fn unsupported_api_versions_response(correlation_id: i32) -> Bytes {
     out.freeze()
 }
 
-/// Rewrites an ApiVersions response (called through [`super::rewrite::rewrite_response`]): for
+/// Rewrites an ApiVersions response: for
 /// every api key with a [`proxy_range`], min = broker min (kept on purpose: Kafka 4.x advertises
 /// Produce min 0, KAFKA-18659), max = min(broker max, proxy max); an api key whose intersection
 /// is empty is dropped; all other keys (including unknown ones) are untouched. When decoding at
 /// the requested version fails, the broker answered in v0 format (its UNSUPPORTED_VERSION
 /// fallback): decode and re-encode at v0. `Ok(None)` if nothing changed.
-pub(crate) fn rewrite_api_versions(
-    version: i16,
-    frame: &Bytes,
-) -> Result<Option<Bytes>, RewriteError> {
+pub fn rewrite_api_versions(version: i16, frame: &Bytes) -> Result<Option<Bytes>, RewriteError> {
     let decoded = if (0..=API_VERSIONS_MAX).contains(&version) {
-        decode_response::<ApiVersionsResponse>(API_VERSIONS, version, 0, frame, wire::api_versions)
-            .map(|(len, msg)| (version, len, msg))
+        codec::decode_response::<ApiVersionsResponse>(
+            API_VERSIONS,
+            version,
+            0,
+            frame,
+            wire::api_versions,
+        )
+        .map(|(len, msg)| (version, len, msg))
     } else {
-        Err(RewriteError::UnsupportedVersion {
+        Err(CodecError::UnsupportedVersion {
             api_key: API_VERSIONS,
             version,
         })
@@ -102,7 +82,7 @@ pub(crate) fn rewrite_api_versions(
     let (used, header_len, mut msg) = match decoded {
         Ok(ok) => ok,
         Err(first) if version != 0 => {
-            match decode_response::<ApiVersionsResponse>(
+            match codec::decode_response::<ApiVersionsResponse>(
                 API_VERSIONS,
                 0,
                 0,
@@ -111,16 +91,21 @@ pub(crate) fn rewrite_api_versions(
             ) {
                 Ok((len, msg)) => (0, len, msg),
                 // Report the failure at the version the client asked for.
-                Err(_) => return Err(first),
+                Err(_) => return Err(first.into()),
             }
         }
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.into()),
     };
 
     if !cap(&mut msg) {
         return Ok(None);
     }
-    encode_frame(API_VERSIONS, used, &frame[..header_len], &msg).map(Some)
+    Ok(Some(codec::encode_frame(
+        API_VERSIONS,
+        used,
+        &frame[..header_len],
+        &msg,
+    )?))
 }
 
 /// Caps the advertised versions in place; true if anything changed.
@@ -147,7 +132,7 @@ fn cap(msg: &mut ApiVersionsResponse) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kafka::rewrite::{needs_inspection, rewrite_response};
+    use crate::kafka::{inspect_response as rewrite_response, needs_inspection};
     use bytes::Buf;
     use kafka_protocol::messages::api_versions_response::{
         ApiVersion, FinalizedFeatureKey, SupportedFeatureKey,

@@ -358,7 +358,7 @@ impl Proxy {
         let mut expected = std::collections::VecDeque::new();
         while let Ok(Some(f)) = reader.next_frame(&mut requests) {
             let h = frame::request_header(&f).unwrap();
-            if frame::expects_response(&h, &f) {
+            if frame::expects_response(&h, &f).unwrap() {
                 expected.push_back(h);
             }
         }
