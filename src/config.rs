@@ -19,6 +19,11 @@ pub const DEFAULT_MAX_REQUEST_BYTES: usize = 100 * 1024 * 1024;
 /// Largest response a broker may send, by default. Fetch responses are bounded by the
 /// consumer's `fetch.max.bytes` (50 MiB by default); this leaves room for larger settings.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
+/// Broker listeners the proxy opens at most, by default: far above any MSK cluster, low enough
+/// that a cluster reporting absurd node ids cannot make the proxy open thousands of ports.
+pub const DEFAULT_MAX_BROKERS: usize = 256;
+/// The highest --max-brokers accepted.
+pub const MAX_MAX_BROKERS: usize = 4096;
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -104,6 +109,22 @@ pub struct Options {
     #[arg(long, global = true, env = "KTP_UPSTREAM_CA", value_name = "FILE")]
     pub upstream_ca: Option<PathBuf>,
 
+    /// Host a broker may be advertised at for the proxy to dial it with its client certificate,
+    /// so that cluster metadata cannot send the proxy (and its certificate) elsewhere: an exact
+    /// host (name or IP address) or *.domain (one or more labels in front of .domain; at least
+    /// two labels after "*."), case-insensitive. Repeat or comma-separate. Default: for each
+    /// --upstream host, *.REST for a name FIRST.REST where REST has a dot
+    /// (b-1.mycluster.abc123.c2.kafka.eu-west-1.amazonaws.com → *.mycluster.abc123.c2.kafka.eu-west-1.amazonaws.com,
+    /// b-1.msk.test → *.msk.test), otherwise the exact host (localhost, 127.0.0.1).
+    #[arg(
+        long,
+        global = true,
+        env = "KTP_UPSTREAM_HOST_PATTERN",
+        value_delimiter = ',',
+        value_name = "PATTERN"
+    )]
+    pub upstream_host_pattern: Option<Vec<String>>,
+
     /// PEM certificate chain the proxy presents to the brokers (mutual TLS).
     #[arg(long, global = true, env = "KTP_CLIENT_CERT", value_name = "FILE")]
     pub client_cert: Option<PathBuf>,
@@ -139,6 +160,12 @@ pub struct Options {
     /// Broker N gets proxy port BASE + N. Default 9100 (MSK broker 1 → 9101).
     #[arg(long, global = true, env = "KTP_BROKER_PORT_BASE", value_name = "BASE")]
     pub broker_port_base: Option<u16>,
+
+    /// The most broker listeners the proxy opens (1..=4096). Node ids served by the port
+    /// formula must be 0..N-1; explicit --broker-port entries are always allowed. Default 256.
+    /// --broker-port-base + N - 1 must not exceed 65535.
+    #[arg(long, global = true, env = "KTP_MAX_BROKERS", value_name = "N")]
+    pub max_brokers: Option<usize>,
 
     /// Explicit proxy port for a node id, overriding the formula. Repeatable. Example: 1001=9201
     #[arg(
@@ -279,6 +306,12 @@ pub struct Settings {
     pub advertised_host: String,
     /// Node id → proxy port.
     pub ports: PortPlan,
+    /// The most broker listeners to open; the port formula serves node ids 0..max_brokers-1
+    /// (explicit --broker-port entries are always served).
+    pub max_brokers: usize,
+    /// Hosts a broker may be advertised at for the proxy to dial it: validated, lower-case
+    /// patterns for [`host_matches`] (exact hosts or `*.domain`).
+    pub upstream_host_patterns: Vec<String>,
     /// Upstream bootstrap brokers, tried in turn.
     pub upstream: Vec<UpstreamAddr>,
     /// Upstream TLS; `None` only with --upstream-plaintext.
@@ -339,6 +372,7 @@ impl Options {
         }
         fill!(
             upstream,
+            upstream_host_pattern,
             upstream_ca,
             client_cert,
             client_key,
@@ -346,6 +380,7 @@ impl Options {
             bind_address,
             bootstrap_port,
             broker_port_base,
+            max_brokers,
             broker_port,
             advertised_host,
             listener_cert,
@@ -529,6 +564,42 @@ impl Options {
         ports
             .validate()
             .map_err(|e| bad("--broker-port", e.to_string()))?;
+        let max_brokers = match self.max_brokers {
+            None => DEFAULT_MAX_BROKERS,
+            Some(n) if (1..=MAX_MAX_BROKERS).contains(&n) => n,
+            Some(n) => {
+                return Err(bad(
+                    "--max-brokers",
+                    format!("{n} is outside 1..={MAX_MAX_BROKERS}"),
+                ))
+            }
+        };
+        let last_port = usize::from(ports.base) + max_brokers - 1;
+        if last_port > usize::from(u16::MAX) {
+            return Err(bad(
+                "--max-brokers",
+                format!(
+                    "--broker-port-base {} + --max-brokers {max_brokers} - 1 = {last_port}, above 65535; lower --broker-port-base or --max-brokers",
+                    ports.base
+                ),
+            ));
+        }
+        let upstream_host_patterns = match self.upstream_host_pattern {
+            Some(patterns) => {
+                let patterns: Vec<String> = patterns
+                    .iter()
+                    .map(|p| parse_host_pattern(p).map_err(|e| bad("--upstream-host-pattern", e)))
+                    .collect::<Result<_, _>>()?;
+                if patterns.is_empty() {
+                    return Err(bad(
+                        "--upstream-host-pattern",
+                        "at least one pattern is needed",
+                    ));
+                }
+                dedup(patterns)
+            }
+            None => default_host_patterns(&upstream)?,
+        };
 
         let duration = |setting: &'static str, value: Option<String>, default: Duration| {
             value
@@ -555,6 +626,8 @@ impl Options {
             bootstrap_port,
             advertised_host,
             ports,
+            max_brokers,
+            upstream_host_patterns,
             upstream,
             upstream_tls,
             listener_tls,
@@ -589,6 +662,134 @@ impl Options {
             log: self.log.unwrap_or_else(|| "info".into()),
         })
     }
+}
+
+/// Checks one --upstream-host-pattern and returns it lower-cased: an exact host (a name, or an
+/// IP address, IPv6 with or without brackets) or `*.domain` with at least two labels after
+/// `*.`. Refuses what would let broker metadata point the proxy at arbitrary hosts (`*`,
+/// `*.com`) and anything that is not a host name (ports, paths, a `*` elsewhere).
+pub fn parse_host_pattern(raw: &str) -> Result<String, String> {
+    let trimmed = raw.trim();
+    let unbracketed = trimmed
+        .strip_prefix('[')
+        .and_then(|p| p.strip_suffix(']'))
+        .unwrap_or(trimmed);
+    let pattern = unbracketed.to_ascii_lowercase();
+    if pattern.is_empty() {
+        return Err("empty pattern".into());
+    }
+    if let Some(c) = pattern
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '*')))
+    {
+        return Err(format!(
+            "'{raw}': '{c}' is not allowed (a pattern is a host name, an IP address or *.domain)"
+        ));
+    }
+    if let Ok(ip) = pattern.parse::<IpAddr>() {
+        return Ok(ip.to_string());
+    }
+    let (wildcard, name) = match pattern.strip_prefix("*.") {
+        Some(domain) => (true, domain),
+        None if pattern == "*" => {
+            return Err("'*' alone would let the cluster send the proxy to any host".into())
+        }
+        None => (false, pattern.as_str()),
+    };
+    if name.contains('*') {
+        return Err(format!("'{raw}': '*' is only allowed as a leading '*.'"));
+    }
+    if name.contains(':') {
+        return Err(format!(
+            "'{raw}' is neither a host name nor an IP address (a pattern has no port)"
+        ));
+    }
+    let name = name.strip_suffix('.').unwrap_or(name);
+    let labels: Vec<&str> = name.split('.').collect();
+    if labels.iter().any(|l| l.is_empty()) {
+        return Err(format!("'{raw}' has an empty label"));
+    }
+    if !wildcard {
+        return Ok(name.to_owned());
+    }
+    if labels.len() < 2 {
+        return Err(format!(
+            "'{raw}' is too broad: '*.' must be followed by at least two labels, like *.msk.test"
+        ));
+    }
+    Ok(format!("*.{name}"))
+}
+
+/// The patterns used when --upstream-host-pattern is not given: the domain of each
+/// --upstream host, so that the brokers of the cluster the operator named can be dialled and
+/// nothing else. An IP address or a name with fewer than two dots stands for itself;
+/// `first.rest` where `rest` has a dot becomes `*.rest`.
+fn default_host_patterns(upstream: &[UpstreamAddr]) -> Result<Vec<String>, ConfigError> {
+    let patterns = upstream
+        .iter()
+        .map(|addr| {
+            let host = addr.host.as_str();
+            let derived = match host.split_once('.') {
+                Some((_, rest)) if host.parse::<IpAddr>().is_err() && rest.contains('.') => {
+                    format!("*.{rest}")
+                }
+                _ => host.to_owned(),
+            };
+            parse_host_pattern(&derived).map_err(|e| {
+                bad(
+                    "--upstream-host-pattern",
+                    format!("no default from --upstream host '{host}' ({e}); set --upstream-host-pattern"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(dedup(patterns))
+}
+
+fn dedup(patterns: Vec<String>) -> Vec<String> {
+    let mut unique: Vec<String> = Vec::with_capacity(patterns.len());
+    for pattern in patterns {
+        if !unique.contains(&pattern) {
+            unique.push(pattern);
+        }
+    }
+    unique
+}
+
+/// Whether the proxy may dial `host` (a host a broker is advertised at) under `pattern` (one
+/// of [`Settings::upstream_host_patterns`]). An exact pattern matches the same name,
+/// case-insensitively, or the same IP address in any spelling; `*.domain` matches a name with
+/// one or more non-empty labels in front of `.domain`, never an IP address. A trailing dot
+/// and IPv6 brackets on `host` are ignored.
+pub fn host_matches(pattern: &str, host: &str) -> bool {
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let host_ip = host.parse::<IpAddr>().ok();
+    let Some(domain) = pattern.strip_prefix("*.") else {
+        return match (pattern.parse::<IpAddr>().ok(), host_ip) {
+            (Some(p), Some(h)) => p == h,
+            _ => !host.is_empty() && host.eq_ignore_ascii_case(pattern),
+        };
+    };
+    if host_ip.is_some() || domain.is_empty() {
+        return false;
+    }
+    let (host, domain) = (host.as_bytes(), domain.as_bytes());
+    let Some(split) = host.len().checked_sub(domain.len() + 1) else {
+        return false;
+    };
+    let (prefix, dot_domain) = host.split_at(split);
+    dot_domain[0] == b'.'
+        && dot_domain[1..].eq_ignore_ascii_case(domain)
+        && prefix.split(|b| *b == b'.').all(|label| {
+            !label.is_empty()
+                && label
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+        })
 }
 
 fn check_readable(setting: &'static str, path: &Path) -> Result<(), ConfigError> {
@@ -756,6 +957,150 @@ drain-timeout = "5s"
         let err = parse(&["--config", path]).unwrap_err();
         assert_eq!(err.setting, "--config");
         assert!(err.problem.contains("no-such-option"), "{err}");
+    }
+
+    #[test]
+    fn max_brokers_defaults_and_bounds() {
+        let base = with_certs(&["--upstream", "b:9094"]);
+        assert_eq!(parse(&base).unwrap().max_brokers, DEFAULT_MAX_BROKERS);
+        let with = |extra: &[&'static str]| {
+            let mut args = base.clone();
+            args.extend_from_slice(extra);
+            parse(&args)
+        };
+        assert_eq!(with(&["--max-brokers", "1"]).unwrap().max_brokers, 1);
+        assert_eq!(with(&["--max-brokers", "4096"]).unwrap().max_brokers, 4096);
+        for bad in ["0", "4097"] {
+            let err = with(&["--max-brokers", bad]).unwrap_err();
+            assert_eq!(err.setting, "--max-brokers", "{err}");
+        }
+        // The last formula port must exist: 65280 + 256 - 1 = 65535 fits, one more does not.
+        assert!(with(&["--broker-port-base", "65280"]).is_ok());
+        let err = with(&["--broker-port-base", "65281"]).unwrap_err();
+        assert_eq!(err.setting, "--max-brokers");
+        assert!(err.problem.contains("--broker-port-base 65281"), "{err}");
+        assert!(err.problem.contains("--max-brokers 256"), "{err}");
+        assert!(with(&["--broker-port-base", "65281", "--max-brokers", "255"]).is_ok());
+    }
+
+    #[test]
+    fn host_patterns_default_to_the_upstream_domains() {
+        let patterns = |upstream: &'static str| {
+            parse(&with_certs(&["--upstream", upstream]))
+                .unwrap()
+                .upstream_host_patterns
+        };
+        assert_eq!(
+            patterns("b-1.mycluster.abc123.c2.kafka.eu-west-1.amazonaws.com:9094,b-2.mycluster.abc123.c2.kafka.eu-west-1.amazonaws.com:9094"),
+            ["*.mycluster.abc123.c2.kafka.eu-west-1.amazonaws.com"]
+        );
+        assert_eq!(patterns("B-1.MSK.test:9094"), ["*.msk.test"]);
+        assert_eq!(patterns("localhost:9094"), ["localhost"]);
+        assert_eq!(patterns("kafka.internal:9094"), ["kafka.internal"]);
+        assert_eq!(patterns("127.0.0.1:9094,[::1]:9094"), ["127.0.0.1", "::1"]);
+    }
+
+    #[test]
+    fn host_patterns_are_validated_and_lower_cased() {
+        let given = |value: &'static str| {
+            parse(&with_certs(&[
+                "--upstream",
+                "b-1.msk.test:9094",
+                "--upstream-host-pattern",
+                value,
+            ]))
+        };
+        assert_eq!(
+            given("*.MSK.test,b-9.Other.example,10.0.0.7,[FD7A::1]")
+                .unwrap()
+                .upstream_host_patterns,
+            ["*.msk.test", "b-9.other.example", "10.0.0.7", "fd7a::1"]
+        );
+        for bad in [
+            "",
+            "*",
+            "*.",
+            "*.com",
+            "*.*.msk.test",
+            "b-*.msk.test",
+            "msk.*",
+            "b_1.msk.test",
+            "b-1.msk.test:9094",
+            "host/x",
+            "a..b",
+            "*..test",
+        ] {
+            let err = given(bad).unwrap_err();
+            assert_eq!(err.setting, "--upstream-host-pattern", "{bad:?}: {err}");
+        }
+        assert_eq!(parse_host_pattern(" *.msk.test. "), Ok("*.msk.test".into()));
+    }
+
+    #[test]
+    fn host_matches_exact_hosts_and_subdomains() {
+        let yes = [
+            ("*.msk.test", "b-1.msk.test"),
+            ("*.msk.test", "B-1.MSK.TEST"),
+            ("*.msk.test", "a.b-1.msk.test"),
+            ("*.msk.test", "b-1.msk.test."),
+            (
+                "*.mycluster.abc123.c2.kafka.eu-west-1.amazonaws.com",
+                "b-3.mycluster.abc123.c2.kafka.eu-west-1.amazonaws.com",
+            ),
+            ("localhost", "LocalHost"),
+            ("127.0.0.1", "127.0.0.1"),
+            ("::1", "[::1]"),
+            ("::1", "0:0:0:0:0:0:0:1"),
+        ];
+        for (pattern, host) in yes {
+            assert!(host_matches(pattern, host), "{pattern} should match {host}");
+        }
+        let no = [
+            ("*.msk.test", "msk.test"),
+            ("*.msk.test", ".msk.test"),
+            ("*.msk.test", "a..msk.test"),
+            ("*.msk.test", "b-1.msk.test.evil.example"),
+            ("*.msk.test", "b-1xmsk.test"),
+            ("*.msk.test", "evilmsk.test"),
+            ("*.msk.test", "b/1.msk.test"),
+            ("*.msk.test", "b-1.msk.tést"),
+            ("*.0.0.1", "127.0.0.1"),
+            ("localhost", "localhost.evil.example"),
+            ("b-1.msk.test", "b-2.msk.test"),
+            ("127.0.0.1", "127.0.0.2"),
+            ("localhost", ""),
+        ];
+        for (pattern, host) in no {
+            assert!(
+                !host_matches(pattern, host),
+                "{pattern} must not match {host}"
+            );
+        }
+    }
+
+    #[test]
+    fn file_sets_the_broker_table_options() {
+        let dir = std::env::temp_dir().join(format!("ktp-config-sec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("proxy.toml");
+        std::fs::write(
+            &file,
+            r#"
+upstream = ["b-1.msk.test:9094"]
+client-cert = "certs-dev/admin.pem"
+client-key = "certs-dev/admin.key"
+max-brokers = 16
+upstream-host-pattern = ["*.msk.test", "kafka.example"]
+"#,
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+        let s = parse(&["--config", path]).unwrap();
+        assert_eq!(s.max_brokers, 16);
+        assert_eq!(s.upstream_host_patterns, ["*.msk.test", "kafka.example"]);
+        let s = parse(&["--config", path, "--max-brokers", "8"]).unwrap();
+        assert_eq!(s.max_brokers, 8, "flag wins over file");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
