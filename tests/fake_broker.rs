@@ -128,13 +128,32 @@ fn request_frame<M: Encodable>(
     correlation_id: i32,
     body: &M,
 ) -> Vec<u8> {
+    request_frame_from(
+        "edge-test",
+        api_key,
+        version,
+        header_version,
+        correlation_id,
+        body,
+    )
+}
+
+/// [`request_frame`] with another client id.
+fn request_frame_from<M: Encodable>(
+    client: &'static str,
+    api_key: i16,
+    version: i16,
+    header_version: i16,
+    correlation_id: i32,
+    body: &M,
+) -> Vec<u8> {
     let mut out = BytesMut::new();
     out.put_i32(0);
     RequestHeader::default()
         .with_request_api_key(api_key)
         .with_request_api_version(version)
         .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_static_str("edge-test")))
+        .with_client_id(Some(StrBytes::from_static_str(client)))
         .encode(&mut out, header_version)
         .unwrap();
     body.encode(&mut out, version).unwrap();
@@ -491,4 +510,241 @@ async fn shutdown_drains_in_flight_requests() {
         TcpStream::connect(bootstrap).await.is_err(),
         "no new connections after shutdown"
     );
+}
+
+/// A Metadata answer at the request's version naming `brokers` (node id, host, port).
+fn metadata_answer(h: &frame::RequestHeader, brokers: &[(i32, &'static str, u16)]) -> Bytes {
+    let response = MetadataResponse::default().with_brokers(
+        brokers
+            .iter()
+            .map(|(id, host, port)| {
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(*id))
+                    .with_host(StrBytes::from_static_str(host))
+                    .with_port(i32::from(*port))
+            })
+            .collect(),
+    );
+    response_frame(
+        h.correlation_id,
+        if h.api_version >= 9 { 1 } else { 0 },
+        &encode(&response, h.api_version),
+    )
+}
+
+/// The proxy's own requests name it as the client; clients in these tests do not.
+fn from_proxy(frame: &[u8]) -> bool {
+    client_id(frame) == "kafka-tls-proxy"
+}
+
+/// A TCP listener that counts the connections it receives: it stands for an attacker's host.
+async fn attacker() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((_socket, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    (port, hits)
+}
+
+#[tokio::test]
+async fn a_client_response_cannot_move_a_broker_or_open_a_listener() {
+    // b9174ba wrote the broker table from every rewritten response: a response on one
+    // client's connection naming node 1 elsewhere redirected every later client of node 1's
+    // port (with the proxy's certificate), and an unknown node id opened a listener.
+    let (attacker_port, hits) = attacker().await;
+    let handler: Handler = Arc::new(move |h, f, broker_port| match h.api_key {
+        3 if from_proxy(f) => Some(metadata_answer(h, &[(1, "localhost", broker_port)])),
+        3 if client_id(f) == "moved" => {
+            Some(metadata_answer(h, &[(1, "localhost", attacker_port)]))
+        }
+        3 => Some(metadata_answer(
+            h,
+            &[(1, "localhost", broker_port), (7, "localhost", attacker_port)],
+        )),
+        _ => Some(response_frame(h.correlation_id, 0, b"real broker")),
+    });
+    let (broker, _) = fake_broker(handler).await;
+    let proxy = Proxy::start(broker, &[]).await;
+
+    // "node 1 is at the attacker's port": the client is told node 1's proxy port, and the
+    // table does not change.
+    let mut moved = TcpStream::connect(proxy.bootstrap).await.unwrap();
+    let request = request_frame_from("moved", 3, 1, 1, 5, &MetadataRequest::default());
+    moved.write_all(&request).await.unwrap();
+    let answer = read_frames(&mut moved, 1).await;
+    let mut body = answer[0].slice(4..);
+    ResponseHeader::decode(&mut body, 0).unwrap();
+    let metadata = MetadataResponse::decode(&mut body, 1).unwrap();
+    assert_eq!(metadata.brokers[0].port, i32::from(proxy.base) + 1);
+    assert_eq!(metadata.brokers[0].host.as_str(), "127.0.0.1");
+
+    // A later client of node 1's port still reaches the real broker.
+    let mut later = TcpStream::connect(("127.0.0.1", proxy.base + 1))
+        .await
+        .unwrap();
+    later
+        .write_all(&unknown_request(9999, 8, b""))
+        .await
+        .unwrap();
+    let answer = read_frames(&mut later, 1).await;
+    assert_eq!(&answer[0][8..], b"real broker");
+
+    // A response naming node 7, which the proxy's own Metadata does not confirm: the
+    // connection closes and nothing of the answer is forwarded; no listener opens.
+    let mut unknown = TcpStream::connect(proxy.bootstrap).await.unwrap();
+    unknown
+        .write_all(&request_frame(3, 1, 1, 6, &MetadataRequest::default()))
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    tokio::time::timeout(Duration::from_secs(15), unknown.read_to_end(&mut received))
+        .await
+        .expect("closed after the confirmation failed")
+        .ok();
+    assert!(received.is_empty(), "nothing of the answer is forwarded");
+    assert!(
+        TcpStream::connect(("127.0.0.1", proxy.base + 7))
+            .await
+            .is_err(),
+        "no listener for an unconfirmed node id"
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "nothing dialled the attacker");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_response_naming_a_new_broker_waits_for_the_proxys_own_metadata() {
+    // Node 2 joins the cluster: a client's Metadata names it before the proxy's periodic
+    // discovery has. The proxy holds that response, asks the cluster itself, and only then
+    // answers, with node 2's new listener already open.
+    let joined = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let joined2 = joined.clone();
+    let handler: Handler = Arc::new(move |h, f, broker_port| match h.api_key {
+        3 if from_proxy(f) && joined2.load(Ordering::SeqCst) => Some(metadata_answer(
+            h,
+            &[(1, "localhost", broker_port), (2, "localhost", broker_port)],
+        )),
+        3 if from_proxy(f) => Some(metadata_answer(h, &[(1, "localhost", broker_port)])),
+        3 => {
+            joined2.store(true, Ordering::SeqCst);
+            Some(metadata_answer(
+                h,
+                &[(1, "localhost", broker_port), (2, "localhost", broker_port)],
+            ))
+        }
+        _ => Some(response_frame(h.correlation_id, 0, b"real broker")),
+    });
+    let (broker, seen) = fake_broker(handler).await;
+    let proxy = Proxy::start(broker, &[]).await;
+    let mut client = TcpStream::connect(proxy.bootstrap).await.unwrap();
+    client
+        .write_all(&request_frame(3, 12, 2, 5, &MetadataRequest::default()))
+        .await
+        .unwrap();
+    let answer = read_frames(&mut client, 1).await;
+    let mut body = answer[0].slice(4..);
+    ResponseHeader::decode(&mut body, 1).unwrap();
+    let metadata = MetadataResponse::decode(&mut body, 12).unwrap();
+    let ports: Vec<i32> = metadata.brokers.iter().map(|b| b.port).collect();
+    assert_eq!(
+        ports,
+        vec![i32::from(proxy.base) + 1, i32::from(proxy.base) + 2]
+    );
+    let mut node2 = TcpStream::connect(("127.0.0.1", proxy.base + 2))
+        .await
+        .expect("node 2 listens before its port is told");
+    node2
+        .write_all(&unknown_request(9999, 1, b""))
+        .await
+        .unwrap();
+    assert_eq!(&read_frames(&mut node2, 1).await[0][8..], b"real broker");
+    // The proxy asked the cluster itself after the client's request.
+    let log = seen.lock().unwrap().clone();
+    let client_at = log.iter().position(|s| s.3 == "edge-test").unwrap();
+    assert!(
+        log[client_at..].iter().any(|s| s.3 == "kafka-tls-proxy"),
+        "a confirmation round followed the client's request: {log:?}"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_broker_answering_a_request_that_expects_none_closes_the_connection() {
+    // Produce acks=0 gets no answer. A broker (or a desynchronised pairing) that answers one
+    // anyway must not have that answer read as the next request's: b9174ba paired by the
+    // client's correlation ids, so with both set to 5 a Produce answer shaped like Metadata
+    // passed as the Metadata answer.
+    let handler: Handler = Arc::new(|h, f, _| match h.api_key {
+        3 if from_proxy(f) => Some(metadata_answer(h, &[])),
+        0 => Some(metadata_answer(
+            &frame::RequestHeader {
+                api_version: 1,
+                ..*h
+            },
+            &[(1, "evil.example", 9094)],
+        )),
+        _ => None,
+    });
+    let (broker, _) = fake_broker(handler).await;
+    let proxy = Proxy::start(broker, &[]).await;
+    let mut client = TcpStream::connect(proxy.bootstrap).await.unwrap();
+    let mut batch = request_frame(
+        0,
+        9,
+        2,
+        5,
+        &ProduceRequest::default().with_acks(0).with_timeout_ms(100),
+    );
+    batch.extend(request_frame(3, 1, 1, 5, &MetadataRequest::default()));
+    client.write_all(&batch).await.unwrap();
+    let mut received = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut received))
+        .await
+        .expect("connection closes")
+        .ok();
+    assert!(
+        !received.windows(12).any(|w| w == b"evil.example"),
+        "the stray answer never reaches the client"
+    );
+    assert!(received.is_empty());
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_hostile_answer_to_the_proxys_own_metadata_does_not_stop_the_proxy() {
+    // b9174ba decoded its own discovery answers without the bounds walk: this 18-byte
+    // Metadata v12 answer (brokers count 2^32-2) made kafka-protocol ask for a 412 GB vector
+    // and aborted the whole process.
+    let handler: Handler = Arc::new(|h, f, _| {
+        if h.api_key == 3 && from_proxy(f) {
+            let mut body = BytesMut::new();
+            body.put_i32(0); // throttle_time_ms
+            body.put_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]); // brokers: 2^32-2 entries
+            Some(response_frame(h.correlation_id, 1, &body))
+        } else {
+            Some(response_frame(h.correlation_id, 0, b"still here"))
+        }
+    });
+    let (broker, seen) = fake_broker(handler).await;
+    let proxy = Proxy::start(broker, &[]).await;
+    // Wait until the discovery round has been answered.
+    for _ in 0..100 {
+        if seen.lock().unwrap().iter().any(|s| s.3 == "kafka-tls-proxy") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut client = TcpStream::connect(proxy.bootstrap).await.unwrap();
+    client
+        .write_all(&unknown_request(9999, 3, b""))
+        .await
+        .unwrap();
+    assert_eq!(&read_frames(&mut client, 1).await[0][8..], b"still here");
+    proxy.stop().await;
 }
