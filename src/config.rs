@@ -196,6 +196,13 @@ pub struct Options {
     #[arg(long, global = true, env = "KTP_LISTENER_KEY", value_name = "FILE")]
     pub listener_key: Option<PathBuf>,
 
+    /// Allow a TLS listener without --listener-client-ca on a non-loopback address. Such a
+    /// listener encrypts but authenticates no one: every client that reaches the address acts
+    /// with the proxy's client certificate.
+    #[arg(long, global = true, env = "KTP_ALLOW_UNAUTHENTICATED_TLS_LISTENER")]
+    #[serde(default)]
+    pub allow_unauthenticated_tls_listener: bool,
+
     /// Require clients to present a certificate signed by a CA in this PEM bundle.
     #[arg(
         long,
@@ -398,6 +405,7 @@ impl Options {
         );
         self.upstream_plaintext |= file.upstream_plaintext;
         self.allow_plaintext_listener |= file.allow_plaintext_listener;
+        self.allow_unauthenticated_tls_listener |= file.allow_unauthenticated_tls_listener;
         Ok(self)
     }
 
@@ -508,6 +516,17 @@ impl Options {
                 "--bind-address",
                 format!("{bind_address} is not a loopback address and the listeners are plaintext; pass --allow-plaintext-listener to accept that (e.g. on a tailnet), or set --listener-cert/--listener-key"),
             ));
+        }
+        if let Some(tls) = &listener_tls {
+            if tls.client_ca.is_none()
+                && !bind_address.is_loopback()
+                && !self.allow_unauthenticated_tls_listener
+            {
+                return Err(bad(
+                    "--bind-address",
+                    format!("{bind_address} is not a loopback address and the TLS listener verifies no client certificate, so every client that reaches it acts with the proxy's client certificate; set --listener-client-ca to require client certificates, or pass --allow-unauthenticated-tls-listener to accept that"),
+                ));
+            }
         }
         let advertised_host = match self.advertised_host {
             Some(host) if host.trim().is_empty() => {
@@ -661,6 +680,34 @@ impl Options {
             log_format: self.log_format.unwrap_or_default(),
             log: self.log.unwrap_or_else(|| "info".into()),
         })
+    }
+}
+
+impl Settings {
+    /// The start-up warnings for every way these settings let clients act as the proxy's
+    /// principal without proving who they are, one line each: plaintext to the brokers, a
+    /// plaintext listener off loopback, a TLS listener without client certificates off
+    /// loopback. The config accepts these only when asked to explicitly (or on loopback);
+    /// the log must still say so at every start. Empty when nothing applies.
+    pub fn unauthenticated_warnings(&self) -> Vec<String> {
+        let listen = SocketAddr::new(self.bind_address, self.bootstrap_port);
+        let exposed = !self.bind_address.is_loopback();
+        let mut warnings = Vec::new();
+        if self.upstream_tls.is_none() {
+            warnings.push(format!(
+                "--upstream-plaintext: the proxy talks plaintext to the brokers (no encryption, no client certificate), and every client that reaches {listen} and the broker ports acts as the proxy's principal"
+            ));
+        }
+        match &self.listener_tls {
+            None if exposed => warnings.push(format!(
+                "plaintext listener on non-loopback {listen} and the broker ports (--allow-plaintext-listener): clients are not authenticated and their traffic is not encrypted by the proxy; every client that reaches the address acts as the proxy's principal"
+            )),
+            Some(tls) if exposed && tls.client_ca.is_none() => warnings.push(format!(
+                "TLS listener on non-loopback {listen} and the broker ports verifies no client certificate (--allow-unauthenticated-tls-listener): every client that reaches the address acts as the proxy's principal; set --listener-client-ca to require client certificates"
+            )),
+            _ => {}
+        }
+        warnings
     }
 }
 
@@ -959,6 +1006,92 @@ drain-timeout = "5s"
         assert!(err.problem.contains("no-such-option"), "{err}");
     }
 
+    const TLS_LISTENER: [&str; 4] = [
+        "--listener-cert",
+        "certs-dev/proxy-server.pem",
+        "--listener-key",
+        "certs-dev/proxy-server.key",
+    ];
+
+    #[test]
+    fn refuses_unauthenticated_tls_listener_off_loopback_unless_allowed() {
+        let mut args = with_certs(&["--upstream", "b:9094", "--bind-address", "100.64.0.7"]);
+        args.extend_from_slice(&TLS_LISTENER);
+        let err = parse(&args).unwrap_err();
+        assert_eq!(err.setting, "--bind-address");
+        assert!(
+            err.problem.contains("--allow-unauthenticated-tls-listener"),
+            "{err}"
+        );
+        assert!(err.problem.contains("--listener-client-ca"), "{err}");
+        let mut allowed = args.clone();
+        allowed.push("--allow-unauthenticated-tls-listener");
+        assert!(parse(&allowed).is_ok());
+        let mut verified = args.clone();
+        verified.extend_from_slice(&["--listener-client-ca", "certs-dev/ca.pem"]);
+        assert!(parse(&verified).is_ok(), "client certificates required");
+        let mut local = with_certs(&["--upstream", "b:9094"]);
+        local.extend_from_slice(&TLS_LISTENER);
+        assert!(parse(&local).is_ok(), "loopback needs no flag");
+    }
+
+    #[test]
+    fn warns_about_every_way_clients_act_as_the_proxy() {
+        let warnings = |args: &[&str]| parse(args).unwrap().unauthenticated_warnings();
+        assert_eq!(
+            warnings(&with_certs(&["--upstream", "b:9094"])),
+            Vec::<String>::new(),
+            "mutual TLS upstream, plaintext on loopback"
+        );
+
+        let w = warnings(&["--upstream", "b:9094", "--upstream-plaintext"]);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("--upstream-plaintext"), "{w:?}");
+        assert!(w[0].contains("talks plaintext to the brokers"), "{w:?}");
+        assert!(w[0].contains("127.0.0.1:9092"), "{w:?}");
+        assert!(w[0].contains("acts as the proxy's principal"), "{w:?}");
+
+        let w = warnings(&with_certs(&[
+            "--upstream",
+            "b:9094",
+            "--bind-address",
+            "100.64.0.7",
+            "--allow-plaintext-listener",
+        ]));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("plaintext listener"), "{w:?}");
+        assert!(w[0].contains("100.64.0.7:9092"), "{w:?}");
+        assert!(w[0].contains("acts as the proxy's principal"), "{w:?}");
+
+        let mut tls = with_certs(&[
+            "--upstream",
+            "b:9094",
+            "--bind-address",
+            "0.0.0.0",
+            "--advertised-host",
+            "proxy.example",
+            "--allow-unauthenticated-tls-listener",
+        ]);
+        tls.extend_from_slice(&TLS_LISTENER);
+        let w = warnings(&tls);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("verifies no client certificate"), "{w:?}");
+        assert!(w[0].contains("0.0.0.0:9092"), "{w:?}");
+        assert!(w[0].contains("acts as the proxy's principal"), "{w:?}");
+        tls.extend_from_slice(&["--listener-client-ca", "certs-dev/ca.pem"]);
+        assert_eq!(warnings(&tls), Vec::<String>::new());
+
+        let w = warnings(&[
+            "--upstream",
+            "b:9094",
+            "--upstream-plaintext",
+            "--bind-address",
+            "100.64.0.7",
+            "--allow-plaintext-listener",
+        ]);
+        assert_eq!(w.len(), 2, "both: {w:?}");
+    }
+
     #[test]
     fn max_brokers_defaults_and_bounds() {
         let base = with_certs(&["--upstream", "b:9094"]);
@@ -1079,7 +1212,7 @@ drain-timeout = "5s"
     }
 
     #[test]
-    fn file_sets_the_broker_table_options() {
+    fn file_sets_the_new_security_options() {
         let dir = std::env::temp_dir().join(format!("ktp-config-sec-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("proxy.toml");
@@ -1089,6 +1222,10 @@ drain-timeout = "5s"
 upstream = ["b-1.msk.test:9094"]
 client-cert = "certs-dev/admin.pem"
 client-key = "certs-dev/admin.key"
+bind-address = "100.64.0.7"
+listener-cert = "certs-dev/proxy-server.pem"
+listener-key = "certs-dev/proxy-server.key"
+allow-unauthenticated-tls-listener = true
 max-brokers = 16
 upstream-host-pattern = ["*.msk.test", "kafka.example"]
 "#,
@@ -1098,6 +1235,7 @@ upstream-host-pattern = ["*.msk.test", "kafka.example"]
         let s = parse(&["--config", path]).unwrap();
         assert_eq!(s.max_brokers, 16);
         assert_eq!(s.upstream_host_patterns, ["*.msk.test", "kafka.example"]);
+        assert_eq!(s.unauthenticated_warnings().len(), 1);
         let s = parse(&["--config", path, "--max-brokers", "8"]).unwrap();
         assert_eq!(s.max_brokers, 8, "flag wins over file");
         let _ = std::fs::remove_dir_all(&dir);

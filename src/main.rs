@@ -106,6 +106,10 @@ async fn bind_with_retry(
 }
 
 async fn run(settings: Settings) -> anyhow::Result<()> {
+    // Every start says how clients are (not) authenticated, whatever flag allowed it.
+    for warning in settings.unauthenticated_warnings() {
+        tracing::warn!("{warning}");
+    }
     let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
         .set_buckets(&[
             0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
