@@ -134,7 +134,9 @@ pub struct Options {
     pub client_key: Option<PathBuf>,
 
     /// File holding the passphrase of an encrypted --client-key (trailing newline ignored).
-    /// The passphrase itself can instead be given in KTP_CLIENT_KEY_PASSPHRASE.
+    /// The passphrase itself can instead be given in KTP_CLIENT_KEY_PASSPHRASE: the proxy then
+    /// re-executes itself at start without that variable, handing the passphrase over on a
+    /// pipe, so that it does not stay readable in /proc/PID/environ.
     #[arg(
         long,
         global = true,
@@ -423,9 +425,10 @@ impl Options {
         }
     }
 
-    /// Applies defaults and checks everything. `passphrase_env` is the value of
-    /// KTP_CLIENT_KEY_PASSPHRASE, passed in so tests need not touch the environment.
-    pub fn into_settings(self, passphrase_env: Option<String>) -> Result<Settings, ConfigError> {
+    /// Applies defaults and checks everything. `passphrase_env` is the passphrase given in
+    /// KTP_CLIENT_KEY_PASSPHRASE (which main takes out of the environment first), passed in so
+    /// tests need not touch the environment.
+    pub fn into_settings(self, passphrase_env: Option<Secret>) -> Result<Settings, ConfigError> {
         let admin_address = self.admin_address()?;
         let upstream: Vec<UpstreamAddr> = self
             .upstream
@@ -464,7 +467,7 @@ impl Options {
                     check_readable("--client-key-passphrase-file", file)?;
                     Some(Passphrase::File(file.clone()))
                 }
-                (None, Some(value)) => Some(Passphrase::Value(Secret::new(value))),
+                (None, Some(value)) => Some(Passphrase::Value(value)),
                 (None, None) => None,
             };
             for (setting, path) in [

@@ -1,8 +1,10 @@
 //! The `kafka-tls-proxy` binary: parse configuration, set up logging and metrics, run the
 //! server until SIGTERM or SIGINT, reload certificates on SIGHUP or when their files change.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Read, Write};
 use std::net::SocketAddr;
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::process::CommandExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,8 +12,10 @@ use anyhow::Context;
 use clap::Parser;
 use kafka_tls_proxy::admin::{self, Health};
 use kafka_tls_proxy::config::{Cli, Command, LogFormat, Settings};
-use kafka_tls_proxy::{brokers, check, server, tls::TlsState};
+use kafka_tls_proxy::tls::{Secret, TlsState};
+use kafka_tls_proxy::{brokers, check, server};
 use tokio::signal::unix::{signal, SignalKind};
+use zeroize::Zeroizing;
 
 /// mimalloc instead of glibc malloc: rustls allocates a fresh ~16 KiB buffer per TLS record it
 /// encrypts, and after thousands of connections have come and gone glibc's free lists made
@@ -22,6 +26,14 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// How often certificate files are checked for changes.
 const CERT_WATCH_PERIOD: Duration = Duration::from_secs(5);
+
+/// The environment variable that may carry the client key's passphrase.
+const PASSPHRASE_ENV: &str = "KTP_CLIENT_KEY_PASSPHRASE";
+/// Internal: set on the re-executed proxy, whose standard input then carries the passphrase.
+const PASSPHRASE_ON_STDIN: &str = "KTP_PASSPHRASE_ON_STDIN";
+/// Longest passphrase handed over on the pipe: far below a pipe's buffer, so writing it before
+/// the exec (with no reader running yet) cannot block.
+const MAX_PASSPHRASE_BYTES: usize = 4096;
 
 fn init_logging(settings: &Settings) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&settings.log)
@@ -38,14 +50,100 @@ fn init_logging(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // First, while the process has a single thread: this may re-execute it.
+    let passphrase = take_passphrase()?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?
+        .block_on(async_main(passphrase))
+}
+
+/// The passphrase given in KTP_CLIENT_KEY_PASSPHRASE, without leaving it readable in
+/// /proc/PID/environ for the life of the proxy. That file shows the environment block the
+/// process was started with, whatever `remove_var` does later, so the proxy re-executes itself
+/// without the variable and hands the passphrase over on a pipe as standard input; the
+/// re-executed process (marked by KTP_PASSPHRASE_ON_STDIN) reads it from there. Must run
+/// before any thread exists. Returns only in the re-executed process, or without the
+/// variable.
+fn take_passphrase() -> anyhow::Result<Option<Secret>> {
+    if std::env::var_os(PASSPHRASE_ON_STDIN).is_some() {
+        std::env::remove_var(PASSPHRASE_ON_STDIN);
+        return read_passphrase_from_stdin().map(Some);
+    }
+    let Some(value) = std::env::var_os(PASSPHRASE_ENV) else {
+        return Ok(None);
+    };
+    let value = Zeroizing::new(value.into_vec());
+    Err(reexec_with_passphrase_on_stdin(&value))
+}
+
+/// Replaces this process with a fresh copy of the binary, same arguments, without
+/// KTP_CLIENT_KEY_PASSPHRASE, whose standard input is a pipe holding the passphrase. Returns
+/// only on failure.
+fn reexec_with_passphrase_on_stdin(passphrase: &[u8]) -> anyhow::Error {
+    const WHY: &str = "handing KTP_CLIENT_KEY_PASSPHRASE over to a re-executed proxy, so that it \
+                       does not stay in /proc/PID/environ (or use --client-key-passphrase-file)";
+    if passphrase.len() > MAX_PASSPHRASE_BYTES {
+        return anyhow::anyhow!(
+            "{PASSPHRASE_ENV} is longer than {MAX_PASSPHRASE_BYTES} bytes; use --client-key-passphrase-file"
+        );
+    }
+    let (reader, mut writer) = match std::io::pipe() {
+        Ok(pipe) => pipe,
+        Err(e) => return anyhow::Error::new(e).context(WHY),
+    };
+    if let Err(e) = writer.write_all(passphrase) {
+        return anyhow::Error::new(e).context(WHY);
+    }
+    // The re-executed process reads to the end: close the only write end.
+    drop(writer);
+    let mut args = std::env::args_os();
+    let arg0 = args.next().unwrap_or_else(|| "kafka-tls-proxy".into());
+    // /proc/self/exe rather than argv[0] or the path: the very binary running, even when
+    // started through $PATH or replaced on disk since.
+    let error = std::process::Command::new("/proc/self/exe")
+        .arg0(arg0)
+        .args(args)
+        .env_remove(PASSPHRASE_ENV)
+        .env(PASSPHRASE_ON_STDIN, "1")
+        .stdin(reader)
+        .exec();
+    anyhow::Error::new(error).context(format!("re-executing /proc/self/exe: {WHY}"))
+}
+
+/// Reads the passphrase the parent wrote to standard input, into buffers wiped on drop. The
+/// buffer is allocated once, larger than any passphrase the parent sends, so reading never
+/// reallocates (which would leave an unwiped copy behind).
+fn read_passphrase_from_stdin() -> anyhow::Result<Secret> {
+    let stdin = std::io::stdin();
+    anyhow::ensure!(
+        !stdin.is_terminal(),
+        "{PASSPHRASE_ON_STDIN} is internal to the proxy (its standard input must carry the passphrase); unset it"
+    );
+    let mut bytes = Zeroizing::new(Vec::with_capacity(MAX_PASSPHRASE_BYTES + 1));
+    // StdinLock::read_to_end reads straight into `bytes`, bypassing stdin's own buffer.
+    stdin
+        .lock()
+        .read_to_end(&mut bytes)
+        .context("reading the passphrase from standard input")?;
+    anyhow::ensure!(
+        bytes.len() <= MAX_PASSPHRASE_BYTES,
+        "{PASSPHRASE_ENV} is longer than {MAX_PASSPHRASE_BYTES} bytes"
+    );
+    std::str::from_utf8(&bytes).context("KTP_CLIENT_KEY_PASSPHRASE is not valid UTF-8")?;
+    // Moves the buffer into the Secret (which wipes it on drop) without copying it.
+    let text = String::from_utf8(std::mem::take(&mut *bytes)).expect("checked above");
+    Ok(Secret::new(text))
+}
+
+async fn async_main(passphrase: Option<Secret>) -> anyhow::Result<()> {
     let cli = Cli::parse();
     let options = cli.options.merge_file()?;
     if let Some(Command::Healthcheck) = cli.command {
         return healthcheck(options.admin_address()?).await;
     }
-    let passphrase = std::env::var("KTP_CLIENT_KEY_PASSPHRASE").ok();
     let settings = options.into_settings(passphrase)?;
     match cli.command.unwrap_or(Command::Run) {
         Command::Check => {

@@ -1,6 +1,7 @@
 //! What the proxy binary says and keeps about its own security at start, checked on the built
 //! binary: listeners that authenticate no one need an explicit flag and are logged as WARN at
-//! every start. No Kafka cluster: the upstream is a closed local port, which the proxy
+//! every start, and a passphrase given in the environment does not stay readable in
+//! /proc/PID/environ. No Kafka cluster: the upstream is a closed local port, which the proxy
 //! only dials once a client connects.
 
 use std::io::{BufRead, BufReader};
@@ -238,4 +239,50 @@ fn plaintext_upstream_and_plaintext_listener_off_loopback_are_warned_about() {
     let mut proxy = Running::start(command(&args(&tls, &[]), &[]));
     proxy.wait_for(READY);
     assert!(proxy.warnings().is_empty(), "{:#?}", proxy.seen);
+}
+
+fn passphrase() -> String {
+    std::fs::read_to_string(dev("service-encrypted.pass"))
+        .unwrap()
+        .trim_end()
+        .to_owned()
+}
+
+#[test]
+fn a_passphrase_from_the_environment_does_not_stay_in_proc_environ() {
+    let passphrase = passphrase();
+    let tls = mutual_tls("service-encrypted.key", "service.pem");
+    let mut proxy = Running::start(command(
+        &args(&tls, &[]),
+        &[("KTP_CLIENT_KEY_PASSPHRASE", &passphrase)],
+    ));
+    // The key is loaded (decrypted with the passphrase) before the listener binds.
+    proxy.wait_for(READY);
+    let pid = proxy.child.id();
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let found = |needle: &[u8]| environ.windows(needle.len()).any(|w| w == needle);
+    assert!(
+        !found(passphrase.as_bytes()),
+        "the passphrase is readable in /proc/{pid}/environ"
+    );
+    assert!(
+        !found(b"KTP_CLIENT_KEY_PASSPHRASE"),
+        "{}",
+        String::from_utf8_lossy(&environ)
+    );
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    assert!(!cmdline
+        .windows(passphrase.len())
+        .any(|w| w == passphrase.as_bytes()));
+}
+
+#[test]
+fn a_wrong_passphrase_from_the_environment_still_reaches_the_key() {
+    let tls = mutual_tls("service-encrypted.key", "service.pem");
+    let output = Running::start(command(
+        &args(&tls, &[]),
+        &[("KTP_CLIENT_KEY_PASSPHRASE", "not-the-passphrase")],
+    ))
+    .exit_output();
+    assert!(output.contains("could not be decrypted"), "{output}");
 }
