@@ -234,13 +234,14 @@ impl Proxy {
             &base_s,
             "--admin-address",
             "off",
-            "--discovery-interval",
-            "0",
             "--upstream-host-pattern",
             "localhost",
             "--drain-timeout",
             "2s",
         ];
+        if !extra.contains(&"--discovery-interval") {
+            args.extend_from_slice(&["--discovery-interval", "0"]);
+        }
         args.extend_from_slice(extra);
         let settings = Cli::parse_from(args)
             .options
@@ -564,7 +565,10 @@ async fn a_client_response_cannot_move_a_broker_or_open_a_listener() {
         }
         3 => Some(metadata_answer(
             h,
-            &[(1, "localhost", broker_port), (7, "localhost", attacker_port)],
+            &[
+                (1, "localhost", broker_port),
+                (7, "localhost", attacker_port),
+            ],
         )),
         _ => Some(response_frame(h.correlation_id, 0, b"real broker")),
     });
@@ -613,7 +617,11 @@ async fn a_client_response_cannot_move_a_broker_or_open_a_listener() {
             .is_err(),
         "no listener for an unconfirmed node id"
     );
-    assert_eq!(hits.load(Ordering::SeqCst), 0, "nothing dialled the attacker");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "nothing dialled the attacker"
+    );
     proxy.stop().await;
 }
 
@@ -731,10 +739,17 @@ async fn a_hostile_answer_to_the_proxys_own_metadata_does_not_stop_the_proxy() {
         }
     });
     let (broker, seen) = fake_broker(handler).await;
-    let proxy = Proxy::start(broker, &[]).await;
+    // Periodic discovery on (b9174ba had none with an interval of 0; now a round runs at start
+    // in any case).
+    let proxy = Proxy::start(broker, &["--discovery-interval", "1s"]).await;
     // Wait until the discovery round has been answered.
     for _ in 0..100 {
-        if seen.lock().unwrap().iter().any(|s| s.3 == "kafka-tls-proxy") {
+        if seen
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|s| s.3 == "kafka-tls-proxy")
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
