@@ -190,9 +190,18 @@ pub async fn serve(
     prometheus: Option<PrometheusHandle>,
     health: Arc<Health>,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(ADMIN_MAX_CONNECTIONS));
     loop {
         let Ok((socket, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        // The admin port shares the process's descriptors with the proxy: a few scrapers and
+        // probes need a handful of connections, nobody needs more.
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            metrics::counter!("kafka_proxy_limit_reached_total", "limit" => "admin_connections")
+                .increment(1);
+            drop(socket);
             continue;
         };
         let prometheus = prometheus.clone();
@@ -208,18 +217,35 @@ pub async fn serve(
                     Ok(()) => respond(200, "text/plain", "ready\n"),
                     Err(why) => respond(503, "text/plain", format!("not ready: {why}\n")),
                 },
-                _ => respond(404, "text/plain", "try /metrics, /healthz or /readyz\n"),
+                (&Method::GET, _) => {
+                    respond(404, "text/plain", "try /metrics, /healthz or /readyz\n")
+                }
+                _ => respond(405, "text/plain", "only GET\n"),
             };
             async move { Ok::<_, std::convert::Infallible>(response) }
         });
         tokio::spawn(async move {
             let io = hyper_util::rt::TokioIo::new(socket);
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(io, service)
-                .await;
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(ADMIN_HEADER_TIMEOUT)
+                .max_buf_size(ADMIN_MAX_BUF)
+                .serve_connection(io, service);
+            // Keep-alive connections end too: a scraper reconnects.
+            let _ = tokio::time::timeout(ADMIN_CONNECTION_LIFETIME, connection).await;
+            drop(slot);
         });
     }
 }
+
+/// Admin connections open at once; more are closed at once (counted).
+const ADMIN_MAX_CONNECTIONS: usize = 32;
+/// Time a client of the admin listener has to send its request headers.
+const ADMIN_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest life of one admin connection, keep-alive included.
+const ADMIN_CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+/// Largest request head the admin listener buffers (hyper's minimum is 8 KiB).
+const ADMIN_MAX_BUF: usize = 16 * 1024;
 
 /// Asks a running proxy's admin listener whether it is ready (the `healthcheck` command).
 pub async fn probe(addr: std::net::SocketAddr, path: &str) -> Result<(u16, String), String> {

@@ -22,6 +22,22 @@ pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
 /// Broker listeners the proxy opens at most, by default: far above any MSK cluster, low enough
 /// that a cluster reporting absurd node ids cannot make the proxy open thousands of ports.
 pub const DEFAULT_MAX_BROKERS: usize = 256;
+/// Frames up to this size are not charged to --max-buffered-bytes: every connection may hold
+/// one such frame per direction (README "Sizing and limits").
+pub const SMALL_FRAME_BYTES: usize = 64 * 1024;
+/// Default --max-buffered-bytes: half of a 256 MiB task.
+pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 128 * 1024 * 1024;
+/// Smallest --max-buffered-bytes.
+const MIN_BUFFERED_BYTES: usize = 1024 * 1024;
+/// Largest --max-buffered-bytes (the budget is counted in u32 permits).
+const MAX_BUFFERED_BYTES: usize = u32::MAX as usize;
+/// Default --max-connections.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// `Some` unless zero.
+fn nonzero(d: Duration) -> Option<Duration> {
+    (!d.is_zero()).then_some(d)
+}
 /// The highest --max-brokers accepted.
 pub const MAX_MAX_BROKERS: usize = 4096;
 
@@ -254,7 +270,8 @@ pub struct Options {
 
     /// How often the proxy asks the cluster for its brokers over mutual TLS, so that brokers
     /// added later get listeners before any client asks, and /readyz knows the cluster is
-    /// reachable. Default 10s; 0 turns it off (then only client traffic feeds /readyz).
+    /// reachable. Default 10s; 0 turns the periodic rounds off (the proxy still asks at start,
+    /// and when a response names a broker it does not know: at most once a second).
     #[arg(
         long,
         global = true,
@@ -262,6 +279,55 @@ pub struct Options {
         value_name = "DURATION"
     )]
     pub discovery_interval: Option<String>,
+
+    /// Memory all connections together may hold in frames larger than 64 KiB (requests and
+    /// responses being received, forwarded or rewritten). When it is used up, connections stop
+    /// reading (TCP backpressure) until frames leave; nothing is dropped. A frame larger than
+    /// the whole budget waits until it has the budget to itself. Default 134217728 (128 MiB,
+    /// for a 256 MiB Nomad task); README "Sizing and limits".
+    #[arg(
+        long,
+        global = true,
+        env = "KTP_MAX_BUFFERED_BYTES",
+        value_name = "BYTES"
+    )]
+    pub max_buffered_bytes: Option<usize>,
+
+    /// Most client connections open at once, over all listeners; beyond it a new connection is
+    /// accepted and closed at once (logged, counted). Default 10000.
+    #[arg(long, global = true, env = "KTP_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+
+    /// A client must send its first complete request within this time after connecting (TLS
+    /// handshake included), or the connection closes. No upstream connection is opened before
+    /// that first request. Default 10s.
+    #[arg(
+        long,
+        global = true,
+        env = "KTP_FIRST_FRAME_TIMEOUT",
+        value_name = "DURATION"
+    )]
+    pub first_frame_timeout: Option<String>,
+
+    /// Once a client has sent the first byte of a request, the rest must arrive within this
+    /// time (time spent waiting for --max-buffered-bytes does not count). Default 30s.
+    #[arg(
+        long,
+        global = true,
+        env = "KTP_FRAME_TIMEOUT",
+        value_name = "DURATION"
+    )]
+    pub frame_timeout: Option<String>,
+
+    /// A client connection that sends nothing for this long is closed, like Kafka's
+    /// connections.max.idle.ms. Default 10m.
+    #[arg(
+        long,
+        global = true,
+        env = "KTP_CLIENT_IDLE_TIMEOUT",
+        value_name = "DURATION"
+    )]
+    pub client_idle_timeout: Option<String>,
 
     /// When --bind-address is not (yet) an address of this host, keep retrying this long before
     /// giving up: on a Tailscale host, tailscaled can report ready before its address exists.
@@ -335,8 +401,18 @@ pub struct Settings {
     pub connect_timeout: Duration,
     /// Drain time on shutdown.
     pub drain_timeout: Duration,
-    /// Broker discovery period; zero disables.
+    /// Broker discovery period; zero disables the periodic rounds.
     pub discovery_interval: Duration,
+    /// Memory budget for frames larger than [`SMALL_FRAME_BYTES`], over all connections.
+    pub max_buffered_bytes: usize,
+    /// Most client connections at once.
+    pub max_connections: usize,
+    /// Time for a new client's first complete request.
+    pub first_frame_timeout: Duration,
+    /// Time for the rest of a request once its first byte arrived.
+    pub frame_timeout: Duration,
+    /// Time a client connection may send nothing.
+    pub client_idle_timeout: Duration,
     /// How long to retry binding an address that is not assigned yet.
     pub bind_retry_timeout: Duration,
     /// Admin HTTP listener.
@@ -400,6 +476,11 @@ impl Options {
             connect_timeout,
             drain_timeout,
             discovery_interval,
+            max_buffered_bytes,
+            max_connections,
+            first_frame_timeout,
+            frame_timeout,
+            client_idle_timeout,
             bind_retry_timeout,
             admin_address,
             log_format,
@@ -674,6 +755,45 @@ impl Options {
                 self.discovery_interval,
                 Duration::from_secs(10),
             )?,
+            max_buffered_bytes: match self.max_buffered_bytes {
+                Some(n) if n < MIN_BUFFERED_BYTES => {
+                    return Err(bad(
+                        "--max-buffered-bytes",
+                        format!("must be at least {MIN_BUFFERED_BYTES} (1 MiB)"),
+                    ))
+                }
+                Some(n) if n > MAX_BUFFERED_BYTES => {
+                    return Err(bad(
+                        "--max-buffered-bytes",
+                        format!("must be at most {MAX_BUFFERED_BYTES}"),
+                    ))
+                }
+                Some(n) => n,
+                None => DEFAULT_MAX_BUFFERED_BYTES,
+            },
+            max_connections: match self.max_connections {
+                Some(0) => return Err(bad("--max-connections", "must be greater than 0")),
+                Some(n) => n,
+                None => DEFAULT_MAX_CONNECTIONS,
+            },
+            first_frame_timeout: nonzero(duration(
+                "--first-frame-timeout",
+                self.first_frame_timeout,
+                Duration::from_secs(10),
+            )?)
+            .ok_or_else(|| bad("--first-frame-timeout", "must be greater than 0"))?,
+            frame_timeout: nonzero(duration(
+                "--frame-timeout",
+                self.frame_timeout,
+                Duration::from_secs(30),
+            )?)
+            .ok_or_else(|| bad("--frame-timeout", "must be greater than 0"))?,
+            client_idle_timeout: nonzero(duration(
+                "--client-idle-timeout",
+                self.client_idle_timeout,
+                Duration::from_secs(600),
+            )?)
+            .ok_or_else(|| bad("--client-idle-timeout", "must be greater than 0"))?,
             bind_retry_timeout: duration(
                 "--bind-retry-timeout",
                 self.bind_retry_timeout,

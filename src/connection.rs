@@ -10,18 +10,29 @@
 //!   request: the ids a client chooses never decide how a response is read), puts the client's
 //!   id back, and rewrites only those that carry broker addresses.
 //!
+//! Nothing here grows without a bound: no upstream connection exists before the client's first
+//! complete request (within --first-frame-timeout); a request must arrive within
+//! --frame-timeout of its first byte and a client that sends nothing for --client-idle-timeout
+//! is closed; frames above [`SMALL_FRAME_BYTES`] are charged to the process-wide
+//! --max-buffered-bytes budget before their bodies are read (a pump waiting for budget stops
+//! reading, which is TCP backpressure, never a failure); at most [`MAX_IN_FLIGHT`] requests
+//! per direction of the expectation queue are awaiting answers before the client is no longer
+//! read.
+//!
 //! On shutdown the request pump stops reading, the response pump delivers what is still in
 //! flight (bounded by the drain timeout), and the connection closes.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
 
 use crate::brokers::Lookup;
+use crate::config::SMALL_FRAME_BYTES;
 use crate::kafka::frame::{self, FrameError, FrameReader, INITIAL_READ_CAPACITY};
 use crate::kafka::rewrite::{self, RewriteError};
 use crate::kafka::{self, versions};
@@ -74,6 +85,18 @@ pub enum ConnectionError {
         /// What failed.
         source: RewriteError,
     },
+    /// The client took longer than a limit allows (--first-frame-timeout, --frame-timeout,
+    /// --client-idle-timeout).
+    #[error("client sent no complete request within {flag} ({after:?})")]
+    ClientTimeout {
+        /// The flag that sets the limit.
+        flag: &'static str,
+        /// The limit.
+        after: Duration,
+    },
+    /// No upstream connection could be opened (already logged by the connector).
+    #[error("no upstream connection")]
+    NoUpstream,
     /// Reading from or writing to the client failed.
     #[error("client I/O: {0}")]
     ClientIo(std::io::Error),
@@ -127,21 +150,189 @@ impl AddressMapper for Mapper<'_> {
     }
 }
 
-/// Relays between a client and a broker until either side closes, an error occurs, or
-/// shutdown has drained the in-flight requests.
-pub async fn relay(
+/// Waits for budget for the frame at the front of `buf` when it is larger than
+/// [`SMALL_FRAME_BYTES`] and its body has not all arrived, so that the pump reads on only with
+/// memory set aside for it. A frame larger than the whole budget takes all of it. Returns
+/// `None` when `stop` completes first.
+async fn charge_for_frame(
+    shared: &Shared,
+    reader: &FrameReader,
+    buf: &BytesMut,
+    charge: &mut Option<OwnedSemaphorePermit>,
+    stop: impl Future<Output = ()>,
+) -> Result<Option<()>, FrameError> {
+    if charge.is_some() {
+        return Ok(Some(()));
+    }
+    let Some(len) = reader.incomplete_frame_len(buf)? else {
+        return Ok(Some(()));
+    };
+    if len <= SMALL_FRAME_BYTES {
+        return Ok(Some(()));
+    }
+    let wanted = len.min(shared.settings.max_buffered_bytes) as u32;
+    let permit = match shared.budget.clone().try_acquire_many_owned(wanted) {
+        Ok(permit) => permit,
+        Err(_) => {
+            shared.limit_reached(
+                "buffered_bytes",
+                "--max-buffered-bytes",
+                format_args!("waiting for {wanted} bytes of frame buffer budget"),
+            );
+            tokio::select! {
+                biased;
+                _ = stop => return Ok(None),
+                permit = shared.budget.clone().acquire_many_owned(wanted) => {
+                    permit.expect("the budget semaphore is never closed")
+                }
+            }
+        }
+    };
+    *charge = Some(permit);
+    Ok(Some(()))
+}
+
+/// The client side of a connection: reads complete requests under the connection limits.
+struct Requests<R> {
+    client: ReadHalf<R>,
+    reader: FrameReader,
+    buf: BytesMut,
+    /// Budget held for the large frame at the front of `buf`, if any.
+    charge: Option<OwnedSemaphorePermit>,
+    /// When the first byte of the request at the front of `buf` arrived.
+    frame_started: Option<Instant>,
+    /// When the client last sent anything.
+    last_read: Instant,
+    /// Deadline and flag for the first request; `None` once it arrived.
+    first: Option<(Instant, Duration)>,
+}
+
+impl<R: AsyncRead + AsyncWrite> Requests<R> {
+    fn new(shared: &Shared, client: ReadHalf<R>, accepted: Instant) -> Self {
+        let first_timeout = shared.settings.first_frame_timeout;
+        Self {
+            client,
+            reader: FrameReader::new(shared.settings.max_request_bytes),
+            buf: BytesMut::with_capacity(INITIAL_READ_CAPACITY),
+            charge: None,
+            frame_started: None,
+            last_read: accepted,
+            first: Some((accepted + first_timeout, first_timeout)),
+        }
+    }
+
+    /// The next run of complete requests, or `None` when the client closed or shutdown began.
+    /// The budget held for a large request is released when the next chunk is asked for, that
+    /// is after the caller has written this one upstream.
+    async fn next_chunk(
+        &mut self,
+        shared: &Shared,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<Option<BytesMut>, ConnectionError> {
+        self.charge = None;
+        loop {
+            match self.reader.next_chunk(&mut self.buf) {
+                Ok(Some(chunk)) => {
+                    self.first = None;
+                    self.frame_started = (!self.buf.is_empty()).then(Instant::now);
+                    return Ok(Some(chunk));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    crate::admin::frame_rejected("request_too_large");
+                    return Err(ConnectionError::ClientFrame(e));
+                }
+            }
+            let stop = shutdown.clone();
+            let charged = charge_for_frame(
+                shared,
+                &self.reader,
+                &self.buf,
+                &mut self.charge,
+                async move {
+                    let mut stop = stop;
+                    let _ = stop.wait_for(|stop| *stop).await;
+                },
+            )
+            .await
+            .map_err(ConnectionError::ClientFrame)?;
+            if charged.is_none() {
+                return Ok(None);
+            }
+            if self.charge.is_some() && self.frame_started.is_some() {
+                // Time spent waiting for budget is the proxy's, not the client's.
+                self.frame_started = Some(Instant::now());
+            }
+            let (deadline, flag, after) = match (self.first, self.frame_started) {
+                (Some((at, after)), _) => (at, "--first-frame-timeout", after),
+                (None, Some(started)) => {
+                    let after = shared.settings.frame_timeout;
+                    (started + after, "--frame-timeout", after)
+                }
+                (None, None) => {
+                    let after = shared.settings.client_idle_timeout;
+                    (self.last_read + after, "--client-idle-timeout", after)
+                }
+            };
+            self.reader.reserve_for_next_read(&mut self.buf);
+            let read = tokio::select! {
+                biased;
+                _ = shutdown.wait_for(|stop| *stop) => return Ok(None),
+                read = tokio::time::timeout_at(deadline.into(), self.client.read_buf(&mut self.buf)) => read,
+            };
+            let read = match read {
+                Ok(read) => read.map_err(ConnectionError::ClientIo)?,
+                Err(_) => {
+                    let limit = match flag {
+                        "--first-frame-timeout" => "first_frame_timeout",
+                        "--frame-timeout" => "frame_timeout",
+                        _ => "client_idle_timeout",
+                    };
+                    shared.limit_reached(
+                        limit,
+                        flag,
+                        format_args!("closing a client connection after {after:?}"),
+                    );
+                    return Err(ConnectionError::ClientTimeout { flag, after });
+                }
+            };
+            if read == 0 {
+                return Ok(None);
+            }
+            shared.bytes_from_clients.increment(read as u64);
+            self.last_read = Instant::now();
+            self.frame_started.get_or_insert(self.last_read);
+        }
+    }
+}
+
+/// Serves one client connection: waits for its first complete request, only then opens the
+/// upstream connection with `connect` (so an idle connection or a port scan costs the cluster
+/// nothing), and relays until either side closes, an error occurs, or shutdown has drained
+/// the in-flight requests.
+pub async fn relay<C>(
     shared: Arc<Shared>,
     client: Stream,
-    upstream: Stream,
+    accepted: Instant,
+    connect: C,
     mut shutdown: watch::Receiver<bool>,
-) -> Result<(), ConnectionError> {
+) -> Result<(), ConnectionError>
+where
+    C: Future<Output = Option<Stream>>,
+{
     let (client_read, client_write) = tokio::io::split(client);
+    let mut requests = Requests::new(&shared, client_read, accepted);
+    let Some(first) = requests.next_chunk(&shared, &mut shutdown).await? else {
+        return Ok(());
+    };
+    let upstream = connect.await.ok_or(ConnectionError::NoUpstream)?;
     let (upstream_read, upstream_write) = tokio::io::split(upstream);
     let (expect_tx, expect_rx) = mpsc::channel(MAX_IN_FLIGHT);
 
     let requests = request_pump(
         &shared,
-        client_read,
+        requests,
+        first,
         upstream_write,
         expect_tx,
         &mut shutdown,
@@ -166,7 +357,8 @@ pub async fn relay(
 
 async fn request_pump<R, W>(
     shared: &Arc<Shared>,
-    mut client: ReadHalf<R>,
+    mut requests: Requests<R>,
+    first: BytesMut,
     mut upstream: WriteHalf<W>,
     expect: mpsc::Sender<Expected>,
     shutdown: &mut watch::Receiver<bool>,
@@ -175,29 +367,10 @@ where
     R: AsyncRead + AsyncWrite,
     W: AsyncRead + AsyncWrite,
 {
-    let reader = FrameReader::new(shared.settings.max_request_bytes);
-    let mut buf = BytesMut::with_capacity(INITIAL_READ_CAPACITY);
     // The proxy numbers requests itself; the client's ids only come back in its responses.
     let mut next_id: i32 = 0;
+    let mut chunk = first;
     loop {
-        reader.reserve_for_next_read(&mut buf);
-        let read = tokio::select! {
-            biased;
-            _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
-            read = client.read_buf(&mut buf) => read.map_err(ConnectionError::ClientIo)?,
-        };
-        if read == 0 {
-            return Ok(());
-        }
-        shared.bytes_from_clients.increment(read as u64);
-        let mut chunk = match reader.next_chunk(&mut buf) {
-            Ok(Some(chunk)) => chunk,
-            Ok(None) => continue,
-            Err(e) => {
-                crate::admin::frame_rejected("request_too_large");
-                return Err(ConnectionError::ClientFrame(e));
-            }
-        };
         // Everything complete goes upstream in one write, exactly as read except for the
         // correlation ids, and except requests the proxy answers itself.
         let mut run_start = 0;
@@ -256,6 +429,10 @@ where
             .await
             .map_err(ConnectionError::BrokerIo)?;
         upstream.flush().await.map_err(ConnectionError::BrokerIo)?;
+        chunk = match requests.next_chunk(shared, shutdown).await? {
+            Some(chunk) => chunk,
+            None => return Ok(()),
+        };
     }
 }
 
@@ -373,8 +550,11 @@ where
 {
     let reader = FrameReader::new(shared.settings.max_response_bytes);
     let mut buf = BytesMut::with_capacity(INITIAL_READ_CAPACITY);
+    // Requests awaiting answers, taken from the channel only while fewer than MAX_IN_FLIGHT
+    // wait here: beyond that the channel fills and the request pump stops reading the client.
     let mut pending: VecDeque<Expected> = VecDeque::new();
     let mut requests_done = false;
+    let mut charge: Option<OwnedSemaphorePermit> = None;
     loop {
         if deliver_local(&mut client, &mut pending).await? {
             client.flush().await.map_err(ConnectionError::ClientIo)?;
@@ -383,9 +563,18 @@ where
             let _ = client.shutdown().await;
             return Ok(());
         }
+        // Budget for a large response before reading its body; meanwhile the expectation
+        // channel is still served, so local answers keep flowing.
+        let charged = charge_for_frame(shared, &reader, &buf, &mut charge, std::future::pending())
+            .await
+            .map_err(|e| {
+                crate::admin::frame_rejected("response_too_large");
+                ConnectionError::BrokerFrame(e)
+            })?;
+        debug_assert!(charged.is_some());
         reader.reserve_for_next_read(&mut buf);
         let read = tokio::select! {
-            expected = expect.recv(), if !requests_done => {
+            expected = expect.recv(), if !requests_done && pending.len() < MAX_IN_FLIGHT => {
                 match expected {
                     Some(e) => pending.push_back(e),
                     None => requests_done = true,
@@ -396,7 +585,7 @@ where
         };
         if read == 0 {
             // The broker closed. Whatever was still expected will not come.
-            return if pending.is_empty() {
+            return if pending.is_empty() && expect.try_recv().is_err() {
                 Ok(())
             } else {
                 Err(ConnectionError::BrokerIo(
@@ -421,10 +610,25 @@ where
             offset = range.end;
             let proxy_id = frame::response_correlation_id(&chunk[range.clone()])
                 .map_err(ConnectionError::BrokerFrame)?;
-            // Expectations are queued before their requests are written, so any not yet
-            // received are already in the channel.
-            while let Ok(e) = expect.try_recv() {
-                pending.push_back(e);
+            // The oldest outstanding request must be at the front: take it from the channel
+            // if needed (expectations are queued before their requests are written), and
+            // deliver local answers due before it.
+            loop {
+                match pending.front() {
+                    Some(Expected::Response { .. }) => break,
+                    Some(Expected::Local(_)) => {
+                        client
+                            .write_all(&chunk[run_start..range.start])
+                            .await
+                            .map_err(ConnectionError::ClientIo)?;
+                        run_start = range.start;
+                        deliver_local(&mut client, &mut pending).await?;
+                    }
+                    None => match expect.try_recv() {
+                        Ok(e) => pending.push_back(e),
+                        Err(_) => break,
+                    },
+                }
             }
             let (client_id, api_key, api_version) = pair(shared, &mut pending, proxy_id)?;
             frame::set_response_correlation_id(&mut chunk[range.clone()], client_id);
@@ -474,5 +678,7 @@ where
             .await
             .map_err(ConnectionError::ClientIo)?;
         client.flush().await.map_err(ConnectionError::ClientIo)?;
+        // Everything the budget was held for has left.
+        charge = None;
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use metrics::Counter;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use tracing::Instrument;
 
 use crate::admin::{ApiMetrics, Health};
@@ -49,12 +49,34 @@ pub struct Shared {
     pub bytes_from_clients: Counter,
     /// Bytes read from brokers.
     pub bytes_from_brokers: Counter,
+    /// Memory for frames larger than [`crate::config::SMALL_FRAME_BYTES`], in bytes
+    /// (--max-buffered-bytes); the connection pumps hold permits while such frames are in memory.
+    pub budget: Arc<Semaphore>,
+    /// Client connections open now, over all listeners (--max-connections).
+    open_connections: AtomicUsize,
     failures: FailureLog,
     next_bootstrap: AtomicUsize,
     next_connection_id: AtomicU64,
     shutdown: watch::Receiver<bool>,
     /// Every connection holds a clone; when all are gone, draining is over.
     alive: mpsc::Sender<()>,
+}
+
+impl Shared {
+    /// A limit was reached: counted as `kafka_proxy_limit_reached_total{limit}` and logged at
+    /// most once per 30 s per limit (with how many were suppressed), naming the flag that
+    /// raises it.
+    pub fn limit_reached(
+        &self,
+        limit: &'static str,
+        flag: &'static str,
+        what: std::fmt::Arguments<'_>,
+    ) {
+        metrics::counter!("kafka_proxy_limit_reached_total", "limit" => limit).increment(1);
+        if let Some(suppressed) = self.failures.should_log("limit", limit) {
+            tracing::warn!(limit, suppressed, "{what}; limit set by {flag}");
+        }
+    }
 }
 
 /// Why the server could not start.
@@ -86,6 +108,7 @@ pub async fn run(
         settings.advertised_host.clone(),
     );
     let drain_timeout = settings.drain_timeout;
+    let budget = Arc::new(Semaphore::new(settings.max_buffered_bytes));
     let shared = Arc::new(Shared {
         settings,
         registry,
@@ -95,6 +118,8 @@ pub async fn run(
         discovery: Discovery::new(),
         bytes_from_clients: metrics::counter!("kafka_proxy_bytes_total", "direction" => "from_clients"),
         bytes_from_brokers: metrics::counter!("kafka_proxy_bytes_total", "direction" => "from_brokers"),
+        budget,
+        open_connections: AtomicUsize::new(0),
         failures: FailureLog::new(Duration::from_secs(30)),
         next_bootstrap: AtomicUsize::new(0),
         next_connection_id: AtomicU64::new(0),
@@ -160,6 +185,18 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, target: Target)
             }
         };
         total.increment(1);
+        let max = shared.settings.max_connections;
+        if shared.open_connections.fetch_add(1, Ordering::AcqRel) >= max {
+            shared.open_connections.fetch_sub(1, Ordering::AcqRel);
+            shared.limit_reached(
+                "connections",
+                "--max-connections",
+                format_args!("{max} client connections open: closing a new one at once"),
+            );
+            drop(socket);
+            continue;
+        }
+        let accepted = std::time::Instant::now();
         let id = shared.next_connection_id.fetch_add(1, Ordering::Relaxed);
         let span = tracing::info_span!("conn", id, %peer, listener = %name);
         let shared = shared.clone();
@@ -168,8 +205,9 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, target: Target)
             async move {
                 open.increment(1.0);
                 let alive = shared.alive.clone();
-                serve(&shared, socket, peer, target).await;
+                serve(&shared, socket, peer, target, accepted).await;
                 open.decrement(1.0);
+                shared.open_connections.fetch_sub(1, Ordering::AcqRel);
                 drop(alive);
             }
             .instrument(span),
@@ -177,13 +215,21 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, target: Target)
     }
 }
 
-async fn serve(shared: &Arc<Shared>, socket: TcpStream, peer: SocketAddr, target: Target) {
+async fn serve(
+    shared: &Arc<Shared>,
+    socket: TcpStream,
+    peer: SocketAddr,
+    target: Target,
+    accepted: std::time::Instant,
+) {
     let _ = socket.set_nodelay(true);
     let client = match shared.tls.listener() {
         None => Stream::Plain(socket),
         Some(config) => {
+            // The handshake counts against the time for the first request.
             let handshake = tokio_rustls::TlsAcceptor::from(config).accept(socket);
-            match tokio::time::timeout(shared.settings.connect_timeout, handshake).await {
+            let deadline = accepted + shared.settings.first_frame_timeout;
+            match tokio::time::timeout_at(deadline.into(), handshake).await {
                 Ok(Ok(tls)) => Stream::Server(Box::new(tls)),
                 Ok(Err(e)) => {
                     tracing::info!(error = %e, "client TLS handshake failed");
@@ -196,14 +242,21 @@ async fn serve(shared: &Arc<Shared>, socket: TcpStream, peer: SocketAddr, target
             }
         }
     };
-    let upstream = match connect_upstream(shared, target).await {
-        Some(upstream) => upstream,
-        None => return, // already logged; closing tells the client to retry
-    };
-    tracing::debug!(%peer, "relaying");
-    match connection::relay(shared.clone(), client, upstream, shared.shutdown.clone()).await {
+    tracing::debug!(%peer, "accepted");
+    let connect = connect_upstream(shared, target);
+    match connection::relay(
+        shared.clone(),
+        client,
+        accepted,
+        connect,
+        shared.shutdown.clone(),
+    )
+    .await
+    {
         Ok(()) => tracing::debug!("closed"),
         Err(ConnectionError::ClientIo(e)) => tracing::debug!(error = %e, "client went away"),
+        Err(ConnectionError::NoUpstream) => {} // logged by connect_upstream
+        Err(e @ ConnectionError::ClientTimeout { .. }) => tracing::debug!(error = %e, "closed"),
         Err(ConnectionError::BrokerIo(e)) if TlsFailure::classify(&e) != TlsFailure::Other => {
             // With TLS 1.3 a broker that rejects the proxy's certificate says so after the
             // handshake, on the first read.

@@ -96,6 +96,13 @@ impl FrameReader {
         Ok(Some(LENGTH_PREFIX + length as usize))
     }
 
+    /// Length (prefix included) of the frame at the front of `buf` when its length prefix has
+    /// arrived but the rest has not: what the connection charges to the memory budget before
+    /// reading on. Errors like [`FrameReader::next_chunk`] on an invalid length.
+    pub fn incomplete_frame_len(&self, buf: &[u8]) -> Result<Option<usize>, FrameError> {
+        Ok(self.frame_len(buf)?.filter(|len| *len > buf.len()))
+    }
+
     /// Takes the next complete frame (length prefix included) off the front of `buf`, or
     /// returns `None` when more bytes are needed.
     pub fn next_frame(&self, buf: &mut BytesMut) -> Result<Option<BytesMut>, FrameError> {
@@ -169,6 +176,32 @@ pub fn request_header(frame: &[u8]) -> Result<RequestHeader, FrameError> {
         length: frame.len().saturating_sub(LENGTH_PREFIX),
         what: "request",
     })
+}
+
+/// Length of the whole request header of a frame (length prefix included): api key, version,
+/// correlation id, client id and, in header v2, tagged fields; counted from the end of the
+/// length prefix, so the body starts at `LENGTH_PREFIX + request_header_len(frame)?`. The
+/// header version comes from [`codec::request_header_version`] (v1 for api keys the protocol
+/// library does not know).
+pub fn request_header_len(frame: &[u8]) -> Result<usize, FrameError> {
+    let header = request_header(frame)?;
+    let body = frame.get(LENGTH_PREFIX..).unwrap_or_default();
+    let mut w = Walker::new(body);
+    w.skip(8)
+        .and_then(|()| {
+            w.request_header_rest(codec::request_header_version(
+                header.api_key,
+                header.api_version,
+            ))
+        })
+        .and_then(|()| w.take(0))
+        // The walker hands out subslices of `body`: the empty one it returns now starts where
+        // the header ends.
+        .map(|rest| rest.as_ptr() as usize - body.as_ptr() as usize)
+        .map_err(|reason| FrameError::Malformed {
+            what: "request header",
+            reason,
+        })
 }
 
 /// Reads the correlation id of a response frame (length prefix included).
