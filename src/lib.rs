@@ -12,11 +12,17 @@
 //! - [`config`]: flags, environment and TOML file → validated [`config::Settings`].
 //! - [`server`]: the bootstrap listener, broker listeners, accept loops, broker discovery,
 //!   shutdown and drain. [`server::run`] takes its listener and a shutdown future.
-//! - [`connection`]: one client ↔ one broker: the request pump peeks each header and forwards
-//!   bytes; the response pump matches correlation ids and rewrites only where needed.
-//! - [`kafka`]: framing ([`kafka::frame`]), address rewriting ([`kafka::rewrite`]), and the
-//!   ApiVersions negotiation ([`kafka::versions`]).
-//! - [`brokers`]: node id ↔ upstream address ↔ proxy port, and the port formula.
+//! - [`connection`]: one client ↔ one broker, under the connection limits: the upstream
+//!   connection opens after the first complete request; the request pump peeks each header,
+//!   numbers the request with the proxy's own correlation id and forwards bytes; the response
+//!   pump pairs each answer with its request, restores the client's id and rewrites only where
+//!   needed.
+//! - [`kafka`]: the one bounds-checked reader of network bytes ([`kafka::wire`]), framing and
+//!   header peeks ([`kafka::frame`]), bounded decoding and encoding ([`kafka::codec`]), the table
+//!   of address-carrying APIs and their rewrite ([`kafka::rewrite`]), and the ApiVersions
+//!   negotiation ([`kafka::versions`]).
+//! - [`brokers`]: node id ↔ upstream address ↔ proxy port, the port formula, and the policy
+//!   for what the cluster's own Metadata may add (client responses only read the table).
 //! - [`upstream`]: connecting to brokers with mutual TLS; the proxy's own Metadata request.
 //! - [`tls`]: certificates and keys, rustls configurations, reload, failure classification.
 //! - [`admin`]: metrics, health and readiness, the admin HTTP listener.
