@@ -322,7 +322,7 @@ const MIN_DISCOVERY_GAP: Duration = Duration::from_secs(1);
 
 /// The proxy's own Metadata rounds: periodic (--discovery-interval), and on request when a
 /// response on a client connection names a broker the table does not know or at another
-/// address. Rounds are rate-limited to one per [`MIN_DISCOVERY_GAP`].
+/// address. Rounds are rate-limited to one per `MIN_DISCOVERY_GAP`.
 #[derive(Debug)]
 pub struct Discovery {
     wake: Notify,
