@@ -130,7 +130,7 @@ impl FrameReader {
     }
 
     /// How many bytes to reserve before the next read: enough for the frame being received,
-    /// but never more than [`MAX_RESERVE_AHEAD`] beyond what is already buffered.
+    /// but never more than `MAX_RESERVE_AHEAD` beyond what is already buffered.
     pub fn reserve_for_next_read(&self, buf: &mut BytesMut) {
         let wanted = match self.frame_len(buf) {
             Ok(Some(len)) if len > buf.len() => (len - buf.len()).min(MAX_RESERVE_AHEAD),
