@@ -351,6 +351,9 @@ fn bootstrap_skips_an_unreachable_upstream_and_tls_failures_close_clients_prompt
         let mut s = std::net::TcpStream::connect(("127.0.0.1", untrusting.port)).unwrap();
         s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
             .unwrap();
+        // The upstream connection opens with the first request: ApiVersions v0, id 1, client "t".
+        std::io::Write::write_all(&mut s, &[0, 0, 0, 11, 0, 18, 0, 0, 0, 0, 0, 1, 0, 1, b't'])
+            .unwrap();
         let mut buf = [0u8; 1];
         let n = std::io::Read::read(&mut s, &mut buf).unwrap_or(0);
         assert_eq!(n, 0, "closed without a byte");
