@@ -458,3 +458,132 @@ fn pipe(mut from: TcpStream, mut to: TcpStream, record: Arc<Mutex<Recorded>>, re
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
+
+/// A recording TCP relay with any listen and target address: listens on `listen_host` at each
+/// port and forwards to `target_host` at the same port, keeping every byte like the relay in
+/// front of [`Proxy`]. For proxies behind a load balancer: clients → relay (the address the
+/// proxies advertise) → balancer → proxies, so everything the fleet sent clients is recorded.
+/// The listening threads live as long as the test binary.
+pub struct Relay {
+    /// The address clients dial.
+    pub listen_host: String,
+    /// Every connection the relay carried.
+    pub recorded: Arc<Mutex<Vec<Arc<Mutex<Recorded>>>>>,
+}
+
+impl Relay {
+    /// Listens on `listen_host` at every port of `ports`, forwarding to `target_host`.
+    pub fn start(listen_host: &str, target_host: &str, ports: &[u16]) -> Relay {
+        let relay = Relay {
+            listen_host: listen_host.to_owned(),
+            recorded: Arc::default(),
+        };
+        for &port in ports {
+            let listener = TcpListener::bind((listen_host, port))
+                .unwrap_or_else(|e| panic!("relay cannot listen on {listen_host}:{port}: {e}"));
+            let recorded = relay.recorded.clone();
+            let target = target_host.to_owned();
+            thread::spawn(move || {
+                for client in listener.incoming() {
+                    let Ok(client) = client else { return };
+                    let Ok(upstream) = TcpStream::connect((target.as_str(), port)) else {
+                        continue;
+                    };
+                    let _ = client.set_nodelay(true);
+                    let _ = upstream.set_nodelay(true);
+                    let record = Arc::new(Mutex::new(Recorded {
+                        port,
+                        ..Recorded::default()
+                    }));
+                    recorded.lock().unwrap().push(record.clone());
+                    pipe(
+                        client.try_clone().unwrap(),
+                        upstream.try_clone().unwrap(),
+                        record.clone(),
+                        true,
+                    );
+                    pipe(upstream, client, record, false);
+                }
+            });
+        }
+        relay
+    }
+
+    /// Checks every byte sent to clients through the relay: none of `forbidden` (upstream host
+    /// names and addresses) appears anywhere, and every broker address in every
+    /// address-carrying response is `listen_host` at one of `proxy_ports` (controllers may also
+    /// be port 0). Returns (connections, bytes to clients, address-carrying responses checked).
+    pub fn assert_no_upstream_leak(
+        &self,
+        forbidden: &[String],
+        proxy_ports: &[u16],
+    ) -> (usize, usize, usize) {
+        let recorded = self.recorded.lock().unwrap();
+        let (mut bytes, mut checked) = (0, 0);
+        for conn in recorded.iter() {
+            let conn = conn.lock().unwrap();
+            bytes += conn.responses.len();
+            for needle in forbidden {
+                assert!(
+                    find(&conn.responses, needle.as_bytes()).is_none(),
+                    "upstream name {needle} reached a client on port {}",
+                    conn.port
+                );
+            }
+            checked += addresses_in(&conn, |kind, host, port, api| {
+                assert_eq!(
+                    host, self.listen_host,
+                    "{kind} address {host}:{port} in {api} on port {}",
+                    conn.port
+                );
+                assert!(
+                    (kind == "controller" && port == 0)
+                        || proxy_ports.iter().any(|p| i32::from(*p) == port),
+                    "{kind} port {port} is not a proxy port ({api})"
+                );
+            });
+        }
+        (recorded.len(), bytes, checked)
+    }
+}
+
+/// Calls `check(kind, host, port, "api K vV")` for every broker/controller address in the
+/// address-carrying responses of one recorded connection; returns how many such responses
+/// named at least one address. Responses are paired with requests the way the proxy does.
+fn addresses_in(conn: &Recorded, mut check: impl FnMut(&str, &str, i32, &str)) -> usize {
+    let mut requests = BytesMut::from(&conn.requests[..]);
+    let mut responses = BytesMut::from(&conn.responses[..]);
+    let reader = frame::FrameReader::new(usize::MAX >> 2);
+    let mut expected = std::collections::VecDeque::new();
+    while let Ok(Some(f)) = reader.next_frame(&mut requests) {
+        let h = frame::request_header(&f).unwrap();
+        if frame::expects_response(&h, &f).unwrap() {
+            expected.push_back(h);
+        }
+    }
+    let mut checked = 0;
+    while let Ok(Some(f)) = reader.next_frame(&mut responses) {
+        let Some(h) = expected.pop_front() else { break };
+        let id = frame::response_correlation_id(&f).unwrap();
+        assert_eq!(id, h.correlation_id, "responses in request order");
+        if !rewrite::needs_inspection(h.api_key, h.api_version) {
+            continue;
+        }
+        let mut seen = Collect::default();
+        // A local UNSUPPORTED_VERSION answer to ApiVersions decodes at v0; that is fine.
+        let _ = rewrite::rewrite_response(
+            h.api_key,
+            h.api_version,
+            &Bytes::copy_from_slice(&f[4..]),
+            &mut seen,
+        );
+        let api = format!("api {} v{}", h.api_key, h.api_version);
+        for (kind, host, port) in &seen.0 {
+            check(kind, host, *port, &api);
+        }
+        if !seen.0.is_empty() {
+            checked += 1;
+        }
+    }
+    checked
+}
