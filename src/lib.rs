@@ -21,6 +21,10 @@
 //!   header peeks ([`kafka::frame`]), bounded decoding and encoding ([`kafka::codec`]), the table
 //!   of address-carrying APIs and their rewrite ([`kafka::rewrite`]), and the ApiVersions
 //!   negotiation ([`kafka::versions`]).
+//! - [`policy`]: what each identity may ask of the cluster (`full`, `read-only`, `no-admin`):
+//!   the one table over every API key, denials answered with each API's own authorization
+//!   error, and the audit of cluster-changing requests (what they change, what the broker
+//!   answered).
 //! - [`brokers`]: node id ↔ upstream address ↔ proxy port, the port formula, and the policy
 //!   for what the cluster's own Metadata may add (client responses only read the table).
 //! - [`upstream`]: connecting to brokers with mutual TLS; the proxy's own Metadata request.
@@ -34,6 +38,7 @@ pub mod check;
 pub mod config;
 pub mod connection;
 pub mod kafka;
+pub mod policy;
 pub mod server;
 pub mod tls;
 pub mod upstream;

@@ -8,14 +8,18 @@
 //!   after a [`wire`] walk has bounded them; also the proxy's own requests.
 //! - [`rewrite`]: the one table of APIs whose responses carry broker addresses, and their
 //!   rewrite.
+//! - [`requests`]: walkers over the requests the identity policy denies or audits and over
+//!   the responses it audits, on top of [`wire`] (names, partitions, ids and error codes only;
+//!   secrets and configuration values are stepped over).
 //! - [`versions`]: the ApiVersions exchange, capped to the versions [`rewrite`] can decode.
 //!
 //! Everything else passes through as the original bytes, at any version, including API keys
 //! the protocol library does not know. Imports only go down this list (versions → rewrite →
-//! codec → wire; frame → codec, wire).
+//! codec → wire; frame → codec, wire; requests → codec, wire).
 
 pub mod codec;
 pub mod frame;
+pub mod requests;
 pub mod rewrite;
 pub mod versions;
 pub mod wire;
