@@ -489,11 +489,17 @@ mod tests {
         assert!(UpstreamAddr::parse(":9094").is_err());
     }
 
-    /// A registry on 127.0.0.1 whose derived ports start right below a free port.
+    /// A registry on 127.0.0.1 whose first derived ports are free.
     fn registry(max_brokers: usize, patterns: &[&str]) -> (Registry, u16) {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = probe.local_addr().unwrap().port() - 1;
-        drop(probe);
+        // Each call its own region, so tests running in parallel do not pick the same ports.
+        static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+        let region = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let base = (0..100)
+            .map(|i| 20000 + (std::process::id() % 100) as u16 * 200 + region * 1000 % 9000 + i * 7)
+            .find(|base| {
+                (*base..*base + 5).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
+            })
+            .expect("five free ports in a row");
         let registry = Registry::new(
             PortPlan {
                 base,

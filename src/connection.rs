@@ -29,9 +29,10 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
+use tokio::sync::{mpsc, watch};
 
 use crate::brokers::Lookup;
+use crate::budget::Held;
 use crate::config::SMALL_FRAME_BYTES;
 use crate::kafka::frame::{self, FrameError, FrameReader, INITIAL_READ_CAPACITY};
 use crate::kafka::rewrite::{self, RewriteError};
@@ -150,56 +151,90 @@ impl AddressMapper for Mapper<'_> {
     }
 }
 
-/// Waits for budget for the frame at the front of `buf` when it is larger than
-/// [`SMALL_FRAME_BYTES`] and its body has not all arrived, so that the pump reads on only with
-/// memory set aside for it. A frame larger than the whole budget takes all of it. Returns
-/// `None` when `stop` completes first.
-async fn charge_for_frame(
-    shared: &Shared,
-    reader: &FrameReader,
-    buf: &BytesMut,
-    charge: &mut Option<OwnedSemaphorePermit>,
-    stop: impl Future<Output = ()>,
-) -> Result<Option<()>, FrameError> {
-    if charge.is_some() {
-        return Ok(Some(()));
-    }
-    let Some(len) = reader.incomplete_frame_len(buf)? else {
-        return Ok(Some(()));
-    };
-    if len <= SMALL_FRAME_BYTES {
-        return Ok(Some(()));
-    }
-    let wanted = len.min(shared.settings.max_buffered_bytes) as u32;
-    let permit = match shared.budget.clone().try_acquire_many_owned(wanted) {
-        Ok(permit) => permit,
-        Err(_) => {
-            shared.limit_reached(
-                "buffered_bytes",
-                "--max-buffered-bytes",
-                format_args!("waiting for {wanted} bytes of frame buffer budget"),
-            );
-            tokio::select! {
-                biased;
-                _ = stop => return Ok(None),
-                permit = shared.budget.clone().acquire_many_owned(wanted) => {
-                    permit.expect("the budget semaphore is never closed")
-                }
-            }
+/// One direction's read side: the frame reader, the read buffer, and the budget held for the
+/// large frame at the front of the buffer.
+///
+/// Memory rules: a frame up to [`SMALL_FRAME_BYTES`] is read into a small buffer that grows
+/// only as bytes arrive; a larger frame is read only once budget for its whole length is held,
+/// into a buffer allocated once at exactly that size; once the chunk holding it has been
+/// written on, that buffer is given back and reading continues in a small one. So what a
+/// connection holds outside the budget stays small, whatever frames came before.
+struct Inbound {
+    reader: FrameReader,
+    buf: BytesMut,
+    charge: Option<Held>,
+}
+
+impl Inbound {
+    fn new(max_frame: usize) -> Self {
+        Self {
+            reader: FrameReader::new(max_frame),
+            buf: BytesMut::with_capacity(INITIAL_READ_CAPACITY),
+            charge: None,
         }
-    };
-    *charge = Some(permit);
-    Ok(Some(()))
+    }
+
+    /// Gets ready for the next read: waits for budget when the frame being received is large
+    /// (see [`crate::budget`]: a frame larger than the whole budget takes all of it), sizes the buffer for it,
+    /// and reserves room. Returns `Ok(Err(s))` when `stop` completes first with `s`.
+    async fn prepare<S>(
+        &mut self,
+        shared: &Shared,
+        stop: impl Future<Output = S>,
+    ) -> Result<Result<(), S>, FrameError> {
+        let incomplete = self.reader.incomplete_frame_len(&self.buf)?;
+        if let Some(len) = incomplete.filter(|len| *len > SMALL_FRAME_BYTES) {
+            if self.charge.is_none() {
+                let held = match shared.budget.try_take(len) {
+                    Some(held) => held,
+                    None => {
+                        shared.limit_reached(
+                            "buffered_bytes",
+                            "--max-buffered-bytes",
+                            format_args!("waiting for {len} bytes of frame buffer budget"),
+                        );
+                        tokio::select! {
+                            biased;
+                            s = stop => return Ok(Err(s)),
+                            held = shared.budget.take(len) => held,
+                        }
+                    }
+                };
+                self.charge = Some(held);
+            }
+            if self.buf.capacity() < len {
+                // One allocation of the frame's size, instead of doubling as bytes arrive.
+                let mut sized = BytesMut::with_capacity(len);
+                sized.extend_from_slice(&self.buf);
+                self.buf = sized;
+            }
+        } else {
+            self.reader.reserve_for_next_read(&mut self.buf);
+        }
+        Ok(Ok(()))
+    }
+
+    /// Every complete frame at the front of the buffer, as one chunk.
+    fn take_chunk(&mut self) -> Result<Option<BytesMut>, FrameError> {
+        self.reader.next_chunk(&mut self.buf)
+    }
+
+    /// The last chunk taken has been written on: release its budget, and give back a buffer
+    /// that grew for a large frame.
+    fn release(&mut self) {
+        if self.charge.take().is_some() || self.buf.capacity() > 2 * SMALL_FRAME_BYTES {
+            let mut small = BytesMut::with_capacity(INITIAL_READ_CAPACITY.max(self.buf.len()));
+            small.extend_from_slice(&self.buf);
+            self.buf = small;
+        }
+    }
 }
 
 /// The client side of a connection: reads complete requests under the connection limits.
 struct Requests<R> {
     client: ReadHalf<R>,
-    reader: FrameReader,
-    buf: BytesMut,
-    /// Budget held for the large frame at the front of `buf`, if any.
-    charge: Option<OwnedSemaphorePermit>,
-    /// When the first byte of the request at the front of `buf` arrived.
+    inbound: Inbound,
+    /// When the first byte of the request at the front of the buffer arrived.
     frame_started: Option<Instant>,
     /// When the client last sent anything.
     last_read: Instant,
@@ -212,12 +247,27 @@ impl<R: AsyncRead + AsyncWrite> Requests<R> {
         let first_timeout = shared.settings.first_frame_timeout;
         Self {
             client,
-            reader: FrameReader::new(shared.settings.max_request_bytes),
-            buf: BytesMut::with_capacity(INITIAL_READ_CAPACITY),
-            charge: None,
+            inbound: Inbound::new(shared.settings.max_request_bytes),
             frame_started: None,
             last_read: accepted,
             first: Some((accepted + first_timeout, first_timeout)),
+        }
+    }
+
+    /// The time limit of the next read: the first request's, the started request's (waiting
+    /// for budget included: a stalled request must not hold its place in the queue longer),
+    /// or the idle one.
+    fn deadline(&self, shared: &Shared) -> (Instant, &'static str, Duration) {
+        match (self.first, self.frame_started) {
+            (Some((at, after)), _) => (at, "--first-frame-timeout", after),
+            (None, Some(started)) => {
+                let after = shared.settings.frame_timeout;
+                (started + after, "--frame-timeout", after)
+            }
+            (None, None) => {
+                let after = shared.settings.client_idle_timeout;
+                (self.last_read + after, "--client-idle-timeout", after)
+            }
         }
     }
 
@@ -229,12 +279,12 @@ impl<R: AsyncRead + AsyncWrite> Requests<R> {
         shared: &Shared,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<Option<BytesMut>, ConnectionError> {
-        self.charge = None;
+        self.inbound.release();
         loop {
-            match self.reader.next_chunk(&mut self.buf) {
+            match self.inbound.take_chunk() {
                 Ok(Some(chunk)) => {
                     self.first = None;
-                    self.frame_started = (!self.buf.is_empty()).then(Instant::now);
+                    self.frame_started = (!self.inbound.buf.is_empty()).then(Instant::now);
                     return Ok(Some(chunk));
                 }
                 Ok(None) => {}
@@ -243,58 +293,44 @@ impl<R: AsyncRead + AsyncWrite> Requests<R> {
                     return Err(ConnectionError::ClientFrame(e));
                 }
             }
-            let stop = shutdown.clone();
-            let charged = charge_for_frame(
-                shared,
-                &self.reader,
-                &self.buf,
-                &mut self.charge,
-                async move {
-                    let mut stop = stop;
-                    let _ = stop.wait_for(|stop| *stop).await;
-                },
-            )
-            .await
-            .map_err(ConnectionError::ClientFrame)?;
-            if charged.is_none() {
-                return Ok(None);
-            }
-            if self.charge.is_some() && self.frame_started.is_some() {
-                // Time spent waiting for budget is the proxy's, not the client's.
-                self.frame_started = Some(Instant::now());
-            }
-            let (deadline, flag, after) = match (self.first, self.frame_started) {
-                (Some((at, after)), _) => (at, "--first-frame-timeout", after),
-                (None, Some(started)) => {
-                    let after = shared.settings.frame_timeout;
-                    (started + after, "--frame-timeout", after)
-                }
-                (None, None) => {
-                    let after = shared.settings.client_idle_timeout;
-                    (self.last_read + after, "--client-idle-timeout", after)
-                }
+            let (deadline, flag, after) = self.deadline(shared);
+            let timed_out = |shared: &Shared| {
+                let limit = match flag {
+                    "--first-frame-timeout" => "first_frame_timeout",
+                    "--frame-timeout" => "frame_timeout",
+                    _ => "client_idle_timeout",
+                };
+                shared.limit_reached(
+                    limit,
+                    flag,
+                    format_args!("closing a client connection after {after:?}"),
+                );
+                ConnectionError::ClientTimeout { flag, after }
             };
-            self.reader.reserve_for_next_read(&mut self.buf);
+            let mut stop = shutdown.clone();
+            let stopped = self
+                .inbound
+                .prepare(shared, async move {
+                    tokio::select! {
+                        _ = stop.wait_for(|stop| *stop) => false,
+                        _ = tokio::time::sleep_until(deadline.into()) => true,
+                    }
+                })
+                .await
+                .map_err(ConnectionError::ClientFrame)?;
+            match stopped {
+                Ok(()) => {}
+                Err(false) => return Ok(None),
+                Err(true) => return Err(timed_out(shared)),
+            }
             let read = tokio::select! {
                 biased;
                 _ = shutdown.wait_for(|stop| *stop) => return Ok(None),
-                read = tokio::time::timeout_at(deadline.into(), self.client.read_buf(&mut self.buf)) => read,
+                read = tokio::time::timeout_at(deadline.into(), self.client.read_buf(&mut self.inbound.buf)) => read,
             };
             let read = match read {
                 Ok(read) => read.map_err(ConnectionError::ClientIo)?,
-                Err(_) => {
-                    let limit = match flag {
-                        "--first-frame-timeout" => "first_frame_timeout",
-                        "--frame-timeout" => "frame_timeout",
-                        _ => "client_idle_timeout",
-                    };
-                    shared.limit_reached(
-                        limit,
-                        flag,
-                        format_args!("closing a client connection after {after:?}"),
-                    );
-                    return Err(ConnectionError::ClientTimeout { flag, after });
-                }
+                Err(_) => return Err(timed_out(shared)),
             };
             if read == 0 {
                 return Ok(None);
@@ -304,6 +340,40 @@ impl<R: AsyncRead + AsyncWrite> Requests<R> {
             self.frame_started.get_or_insert(self.last_read);
         }
     }
+}
+
+/// Writes `bytes` to a client, closing the connection when the client accepts nothing for
+/// --frame-timeout: a consumer that stops reading must not hold its response's budget (and
+/// with it every other client's large frames) for long. A slow but moving client is fine.
+async fn write_to_client<W: AsyncRead + AsyncWrite>(
+    shared: &Shared,
+    client: &mut WriteHalf<W>,
+    mut bytes: &[u8],
+) -> Result<(), ConnectionError> {
+    let after = shared.settings.frame_timeout;
+    while !bytes.is_empty() {
+        match tokio::time::timeout(after, client.write(bytes)).await {
+            Ok(Ok(0)) => {
+                return Err(ConnectionError::ClientIo(
+                    std::io::ErrorKind::WriteZero.into(),
+                ))
+            }
+            Ok(Ok(n)) => bytes = &bytes[n..],
+            Ok(Err(e)) => return Err(ConnectionError::ClientIo(e)),
+            Err(_) => {
+                shared.limit_reached(
+                    "client_write_timeout",
+                    "--frame-timeout",
+                    format_args!("closing a client that read nothing for {after:?}"),
+                );
+                return Err(ConnectionError::ClientTimeout {
+                    flag: "--frame-timeout",
+                    after,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Serves one client connection: waits for its first complete request, only then opens the
@@ -429,6 +499,8 @@ where
             .await
             .map_err(ConnectionError::BrokerIo)?;
         upstream.flush().await.map_err(ConnectionError::BrokerIo)?;
+        // Its memory goes now, before the next read waits, perhaps for minutes.
+        drop(chunk);
         chunk = match requests.next_chunk(shared, shutdown).await? {
             Some(chunk) => chunk,
             None => return Ok(()),
@@ -449,16 +521,14 @@ async fn send_expectation(
 
 /// Writes the proxy's own answers that are due at the head of the queue.
 async fn deliver_local<W: AsyncRead + AsyncWrite>(
+    shared: &Shared,
     client: &mut WriteHalf<W>,
     pending: &mut VecDeque<Expected>,
 ) -> Result<bool, ConnectionError> {
     let mut wrote = false;
     while let Some(Expected::Local(_)) = pending.front() {
         if let Some(Expected::Local(answer)) = pending.pop_front() {
-            client
-                .write_all(&answer)
-                .await
-                .map_err(ConnectionError::ClientIo)?;
+            write_to_client(shared, client, &answer).await?;
             wrote = true;
         }
     }
@@ -548,31 +618,25 @@ where
     R: AsyncRead + AsyncWrite,
     W: AsyncRead + AsyncWrite,
 {
-    let reader = FrameReader::new(shared.settings.max_response_bytes);
-    let mut buf = BytesMut::with_capacity(INITIAL_READ_CAPACITY);
+    let mut inbound = Inbound::new(shared.settings.max_response_bytes);
     // Requests awaiting answers, taken from the channel only while fewer than MAX_IN_FLIGHT
     // wait here: beyond that the channel fills and the request pump stops reading the client.
     let mut pending: VecDeque<Expected> = VecDeque::new();
     let mut requests_done = false;
-    let mut charge: Option<OwnedSemaphorePermit> = None;
     loop {
-        if deliver_local(&mut client, &mut pending).await? {
+        if deliver_local(shared, &mut client, &mut pending).await? {
             client.flush().await.map_err(ConnectionError::ClientIo)?;
         }
         if requests_done && pending.is_empty() {
             let _ = client.shutdown().await;
             return Ok(());
         }
-        // Budget for a large response before reading its body; meanwhile the expectation
-        // channel is still served, so local answers keep flowing.
-        let charged = charge_for_frame(shared, &reader, &buf, &mut charge, std::future::pending())
-            .await
-            .map_err(|e| {
-                crate::admin::frame_rejected("response_too_large");
-                ConnectionError::BrokerFrame(e)
-            })?;
-        debug_assert!(charged.is_some());
-        reader.reserve_for_next_read(&mut buf);
+        // Budget for a large response before reading its body (the broker waits meanwhile:
+        // TCP backpressure).
+        if let Err(e) = inbound.prepare(shared, std::future::pending::<()>()).await {
+            crate::admin::frame_rejected("response_too_large");
+            return Err(ConnectionError::BrokerFrame(e));
+        }
         let read = tokio::select! {
             expected = expect.recv(), if !requests_done && pending.len() < MAX_IN_FLIGHT => {
                 match expected {
@@ -581,7 +645,7 @@ where
                 }
                 continue;
             }
-            read = upstream.read_buf(&mut buf) => read.map_err(ConnectionError::BrokerIo)?,
+            read = upstream.read_buf(&mut inbound.buf) => read.map_err(ConnectionError::BrokerIo)?,
         };
         if read == 0 {
             // The broker closed. Whatever was still expected will not come.
@@ -594,7 +658,7 @@ where
             };
         }
         shared.bytes_from_brokers.increment(read as u64);
-        let mut chunk = match reader.next_chunk(&mut buf) {
+        let mut chunk = match inbound.take_chunk() {
             Ok(Some(chunk)) => chunk,
             Ok(None) => continue,
             Err(e) => {
@@ -617,12 +681,10 @@ where
                 match pending.front() {
                     Some(Expected::Response { .. }) => break,
                     Some(Expected::Local(_)) => {
-                        client
-                            .write_all(&chunk[run_start..range.start])
-                            .await
-                            .map_err(ConnectionError::ClientIo)?;
+                        write_to_client(shared, &mut client, &chunk[run_start..range.start])
+                            .await?;
                         run_start = range.start;
-                        deliver_local(&mut client, &mut pending).await?;
+                        deliver_local(shared, &mut client, &mut pending).await?;
                     }
                     None => match expect.try_recv() {
                         Ok(e) => pending.push_back(e),
@@ -646,10 +708,7 @@ where
             }
             // Write what precedes this frame, then this frame (rewritten or not), then any
             // local answers due after it; the rest of the chunk starts afresh.
-            client
-                .write_all(&chunk[run_start..range.start])
-                .await
-                .map_err(ConnectionError::ClientIo)?;
+            write_to_client(shared, &mut client, &chunk[run_start..range.start]).await?;
             let frame = chunk.split_to(range.end).split_off(range.start).freeze();
             let replaced = if inspect_it {
                 inspect(
@@ -665,20 +724,15 @@ where
             if replaced.is_some() {
                 shared.api_metrics.rewritten(api_key);
             }
-            client
-                .write_all(replaced.as_ref().unwrap_or(&frame))
-                .await
-                .map_err(ConnectionError::ClientIo)?;
-            deliver_local(&mut client, &mut pending).await?;
+            write_to_client(shared, &mut client, replaced.as_ref().unwrap_or(&frame)).await?;
+            deliver_local(shared, &mut client, &mut pending).await?;
             run_start = 0;
             offset = 0;
         }
-        client
-            .write_all(&chunk[run_start..])
-            .await
-            .map_err(ConnectionError::ClientIo)?;
+        write_to_client(shared, &mut client, &chunk[run_start..]).await?;
         client.flush().await.map_err(ConnectionError::ClientIo)?;
         // Everything the budget was held for has left.
-        charge = None;
+        drop(chunk);
+        inbound.release();
     }
 }

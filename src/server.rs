@@ -11,11 +11,12 @@ use std::time::Duration;
 
 use metrics::Counter;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, Notify, Semaphore};
+use tokio::sync::{mpsc, watch, Notify};
 use tracing::Instrument;
 
 use crate::admin::{ApiMetrics, Health};
 use crate::brokers::{Discovered, Registry, TablePolicy, UpstreamAddr};
+use crate::budget::Budget;
 use crate::config::Settings;
 use crate::connection::{self, ConnectionError};
 use crate::tls::{TlsFailure, TlsState};
@@ -51,7 +52,7 @@ pub struct Shared {
     pub bytes_from_brokers: Counter,
     /// Memory for frames larger than [`crate::config::SMALL_FRAME_BYTES`], in bytes
     /// (--max-buffered-bytes); the connection pumps hold permits while such frames are in memory.
-    pub budget: Arc<Semaphore>,
+    pub budget: Arc<Budget>,
     /// Client connections open now, over all listeners (--max-connections).
     open_connections: AtomicUsize,
     failures: FailureLog,
@@ -108,7 +109,7 @@ pub async fn run(
         settings.advertised_host.clone(),
     );
     let drain_timeout = settings.drain_timeout;
-    let budget = Arc::new(Semaphore::new(settings.max_buffered_bytes));
+    let budget = Budget::new(settings.max_buffered_bytes);
     let shared = Arc::new(Shared {
         settings,
         registry,
