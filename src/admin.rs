@@ -22,6 +22,7 @@ const MAX_NAMED_API_KEY: usize = 100;
 /// like), and after the first use the per-frame cost is one atomic load.
 #[derive(Debug)]
 pub struct ApiMetrics {
+    identity: String,
     slots: Vec<OnceLock<ApiHandles>>,
 }
 
@@ -31,6 +32,7 @@ struct ApiHandles {
     responses: Counter,
     latency: Histogram,
     rewritten: Counter,
+    denied: Counter,
 }
 
 /// The name of an API key for labels: "Metadata", "Produce", ..., or the number for keys the
@@ -43,9 +45,10 @@ pub fn api_name(api_key: i16) -> String {
 }
 
 impl ApiMetrics {
-    /// Empty slots; handles are made when an API key is first seen.
-    pub fn new() -> Self {
+    /// Empty slots for one identity's traffic; handles are made when an API key is first seen.
+    pub fn new(identity: &str) -> Self {
         Self {
+            identity: identity.to_owned(),
             slots: (0..=MAX_NAMED_API_KEY + 1)
                 .map(|_| OnceLock::new())
                 .collect(),
@@ -63,13 +66,20 @@ impl ApiMetrics {
             } else {
                 api_name(api_key)
             };
+            let id = self.identity.clone();
             ApiHandles {
-                requests: metrics::counter!("kafka_proxy_requests_total", "api" => api.clone()),
-                responses: metrics::counter!("kafka_proxy_responses_total", "api" => api.clone()),
-                latency: metrics::histogram!("kafka_proxy_request_duration_seconds", "api" => api.clone()),
-                rewritten: metrics::counter!("kafka_proxy_rewritten_responses_total", "api" => api),
+                requests: metrics::counter!("kafka_proxy_requests_total", "api" => api.clone(), "identity" => id.clone()),
+                responses: metrics::counter!("kafka_proxy_responses_total", "api" => api.clone(), "identity" => id.clone()),
+                latency: metrics::histogram!("kafka_proxy_request_duration_seconds", "api" => api.clone(), "identity" => id.clone()),
+                rewritten: metrics::counter!("kafka_proxy_rewritten_responses_total", "api" => api.clone(), "identity" => id.clone()),
+                denied: metrics::counter!("kafka_proxy_policy_denials_total", "api" => api, "identity" => id),
             }
         })
+    }
+
+    /// A request was denied by the identity's policy.
+    pub fn denied(&self, api_key: i16) {
+        self.handles(api_key).denied.increment(1);
     }
 
     /// A request was forwarded.
@@ -87,12 +97,6 @@ impl ApiMetrics {
     /// A response was rewritten.
     pub fn rewritten(&self, api_key: i16) {
         self.handles(api_key).rewritten.increment(1);
-    }
-}
-
-impl Default for ApiMetrics {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

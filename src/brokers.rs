@@ -140,7 +140,8 @@ impl PortPlan {
 #[derive(Debug)]
 struct Broker {
     upstream: UpstreamAddr,
-    port: u16,
+    /// Its proxy port in each listener set.
+    ports: Vec<u16>,
 }
 
 /// What the broker table says about a broker a response on a client connection names.
@@ -231,7 +232,8 @@ const MAX_REMEMBERED_REFUSALS: usize = 1024;
 /// what the proxy's own Metadata requests return; client connections only read it.
 #[derive(Debug)]
 pub struct Registry {
-    plan: PortPlan,
+    /// One port plan per listener set (the default set first).
+    plans: Vec<PortPlan>,
     policy: TablePolicy,
     bind: IpAddr,
     advertised_host: StrBytes,
@@ -240,10 +242,16 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// An empty table whose listeners bind `bind` and whose addresses advertise `advertised_host`.
-    pub fn new(plan: PortPlan, policy: TablePolicy, bind: IpAddr, advertised_host: String) -> Self {
+    /// An empty table whose listeners (one per node id and plan) bind `bind` and whose
+    /// addresses advertise `advertised_host`.
+    pub fn new(
+        plans: Vec<PortPlan>,
+        policy: TablePolicy,
+        bind: IpAddr,
+        advertised_host: String,
+    ) -> Self {
         Self {
-            plan,
+            plans,
             policy,
             bind,
             advertised_host: StrBytes::from_string(advertised_host),
@@ -262,12 +270,12 @@ impl Registry {
         self.lock().get(&node_id).map(|b| b.upstream.clone())
     }
 
-    /// Every known broker: node id, upstream address, proxy port.
+    /// Every known broker: node id, upstream address, proxy port in the default listener set.
     pub fn snapshot(&self) -> Vec<(i32, UpstreamAddr, u16)> {
         let mut all: Vec<_> = self
             .lock()
             .iter()
-            .map(|(id, b)| (*id, b.upstream.clone(), b.port))
+            .map(|(id, b)| (*id, b.upstream.clone(), b.ports[0]))
             .collect();
         all.sort_by_key(|(id, _, _)| *id);
         all
@@ -277,14 +285,14 @@ impl Registry {
         self.brokers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// What a response on a client connection may tell its client about `node_id`, which it
-    /// names at `host:port`. Never changes the table.
-    pub fn lookup(&self, node_id: i32, host: &str, port: i32) -> Lookup {
+    /// What a response on a client connection of listener set `set` may tell its client about
+    /// `node_id`, which it names at `host:port`. Never changes the table.
+    pub fn lookup(&self, set: usize, node_id: i32, host: &str, port: i32) -> Lookup {
         let brokers = self.lock();
         let Some(known) = brokers.get(&node_id) else {
             return Lookup::Unknown;
         };
-        let advertised = self.advertise(known.port);
+        let advertised = self.advertise(known.ports[set]);
         if known.upstream.host.eq_ignore_ascii_case(host) && i32::from(known.upstream.port) == port
         {
             Lookup::Known(advertised)
@@ -297,20 +305,26 @@ impl Registry {
     /// their listener bound here, synchronously, so that the port accepts connections before
     /// any client can learn it; a known node id whose host changed moves (its proxy port
     /// stays). Brokers outside the [`TablePolicy`] are refused, logged once per node id and
-    /// reason, and counted. Returns the new listeners, which the caller must start serving.
-    pub fn apply(&self, discovered: &[Discovered]) -> Vec<(i32, std::net::TcpListener)> {
+    /// reason, and counted. Returns the new listeners (listener set, node id, listener), which
+    /// the caller must start serving.
+    pub fn apply(&self, discovered: &[Discovered]) -> Vec<(usize, i32, std::net::TcpListener)> {
         let mut new = Vec::new();
         for d in discovered {
             match self.apply_one(d) {
-                Ok(Some(listener)) => new.push((d.node_id, listener)),
-                Ok(None) => {}
+                Ok(listeners) => new.extend(
+                    listeners
+                        .into_iter()
+                        .enumerate()
+                        .map(|(set, l)| (set, d.node_id, l)),
+                ),
                 Err(refusal) => self.refuse(d, &refusal),
             }
         }
         new
     }
 
-    fn apply_one(&self, d: &Discovered) -> Result<Option<std::net::TcpListener>, Refusal> {
+    /// The node's listeners, one per plan, when it is new; none when it was known.
+    fn apply_one(&self, d: &Discovered) -> Result<Vec<std::net::TcpListener>, Refusal> {
         let node_id = d.node_id;
         if node_id < 0 {
             return Err(Refusal::NegativeNodeId);
@@ -334,50 +348,52 @@ impl Registry {
         let mut brokers = self.lock();
         if let Some(known) = brokers.get_mut(&node_id) {
             if known.upstream != upstream {
-                tracing::info!(node_id, from = %known.upstream, to = %upstream, "broker moved; its proxy port stays {}", known.port);
+                tracing::info!(node_id, from = %known.upstream, to = %upstream, "broker moved; its proxy ports stay {:?}", known.ports);
                 known.upstream = upstream;
             }
-            return Ok(None);
+            return Ok(Vec::new());
         }
         if brokers.len() >= self.policy.max_brokers {
             return Err(Refusal::TooManyBrokers(self.policy.max_brokers));
         }
-        let overridden = self.plan.overrides.contains_key(&node_id);
-        if !overridden && node_id as usize >= self.policy.max_brokers {
-            return Err(Refusal::NodeIdTooLarge(self.policy.max_brokers));
-        }
-        let proxy_port = self.plan.port_for(node_id)?;
-        if self.plan.reserved.contains(&proxy_port) {
-            return Err(PortError::Collision {
-                node_id,
-                port: proxy_port,
-                taken_by: "is the bootstrap or admin port".into(),
+        let mut ports = Vec::with_capacity(self.plans.len());
+        for plan in &self.plans {
+            let overridden = plan.overrides.contains_key(&node_id);
+            if !overridden && node_id as usize >= self.policy.max_brokers {
+                return Err(Refusal::NodeIdTooLarge(self.policy.max_brokers));
             }
-            .into());
-        }
-        if let Some((other, _)) = brokers.iter().find(|(_, b)| b.port == proxy_port) {
-            return Err(PortError::Collision {
-                node_id,
-                port: proxy_port,
-                taken_by: format!("node id {other} already listens on"),
+            let proxy_port = plan.port_for(node_id)?;
+            if plan.reserved.contains(&proxy_port) || ports.contains(&proxy_port) {
+                return Err(PortError::Collision {
+                    node_id,
+                    port: proxy_port,
+                    taken_by: "is a bootstrap, admin or other identity's port".into(),
+                }
+                .into());
             }
-            .into());
+            if let Some((other, _)) = brokers.iter().find(|(_, b)| b.ports.contains(&proxy_port)) {
+                return Err(PortError::Collision {
+                    node_id,
+                    port: proxy_port,
+                    taken_by: format!("node id {other} already listens on"),
+                }
+                .into());
+            }
+            ports.push(proxy_port);
         }
-        let addr = SocketAddr::new(self.bind, proxy_port);
-        let listener = bind_listener(addr).map_err(|e| Refusal::Bind {
-            addr,
-            reason: e.to_string(),
-        })?;
-        tracing::info!(node_id, upstream = %upstream, port = proxy_port, "new broker; listening");
-        brokers.insert(
-            node_id,
-            Broker {
-                upstream,
-                port: proxy_port,
-            },
-        );
+        let mut listeners = Vec::with_capacity(ports.len());
+        for port in &ports {
+            let addr = SocketAddr::new(self.bind, *port);
+            // All or nothing: on a failure the listeners bound so far close again.
+            listeners.push(bind_listener(addr).map_err(|e| Refusal::Bind {
+                addr,
+                reason: e.to_string(),
+            })?);
+        }
+        tracing::info!(node_id, upstream = %upstream, ports = ?ports, "new broker; listening");
+        brokers.insert(node_id, Broker { upstream, ports });
         metrics::gauge!("kafka_proxy_broker_listeners").set(brokers.len() as f64);
-        Ok(Some(listener))
+        Ok(listeners)
     }
 
     fn refuse(&self, d: &Discovered, refusal: &Refusal) {
@@ -501,11 +517,11 @@ mod tests {
             })
             .expect("five free ports in a row");
         let registry = Registry::new(
-            PortPlan {
+            vec![PortPlan {
                 base,
                 overrides: BTreeMap::new(),
                 reserved: vec![],
-            },
+            }],
             TablePolicy {
                 max_brokers,
                 host_patterns: patterns.iter().map(|p| p.to_string()).collect(),
@@ -527,22 +543,22 @@ mod tests {
     #[tokio::test]
     async fn discovery_binds_once_and_keeps_the_port_when_a_broker_moves() {
         let (registry, base) = registry(8, &["*.msk.test"]);
-        assert_eq!(registry.lookup(1, "b-1.msk.test", 9094), Lookup::Unknown);
+        assert_eq!(registry.lookup(0, 1, "b-1.msk.test", 9094), Lookup::Unknown);
         let new = registry.apply(&[d(1, "b-1.msk.test", 9094)]);
         assert_eq!(new.len(), 1);
-        assert_eq!(new[0].0, 1);
-        assert_eq!(new[0].1.local_addr().unwrap().port(), base + 1);
+        assert_eq!((new[0].0, new[0].1), (0, 1));
+        assert_eq!(new[0].2.local_addr().unwrap().port(), base + 1);
         let advertised = Advertised {
             host: StrBytes::from_static_str("proxy.local"),
             port: i32::from(base) + 1,
         };
         assert_eq!(
-            registry.lookup(1, "B-1.msk.test", 9094),
+            registry.lookup(0, 1, "B-1.msk.test", 9094),
             Lookup::Known(advertised.clone())
         );
         // A response naming another address for node 1 changes nothing in the table.
         assert_eq!(
-            registry.lookup(1, "evil.example", 9094),
+            registry.lookup(0, 1, "evil.example", 9094),
             Lookup::Differs(advertised)
         );
         assert_eq!(registry.upstream(1).unwrap().host, "b-1.msk.test");
@@ -573,7 +589,7 @@ mod tests {
         let (small, _) = self::registry(2, &["*.msk.test"]);
         let three: Vec<_> = (0..3).map(|i| d(i, "b.msk.test", 9094)).collect();
         assert_eq!(small.apply(&three).len(), 2);
-        assert_eq!(small.lookup(2, "b.msk.test", 9094), Lookup::Unknown);
+        assert_eq!(small.lookup(0, 2, "b.msk.test", 9094), Lookup::Unknown);
     }
 
     #[tokio::test]
@@ -581,11 +597,11 @@ mod tests {
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = taken.local_addr().unwrap().port();
         let registry = Registry::new(
-            PortPlan {
+            vec![PortPlan {
                 base: port - 5,
                 overrides: BTreeMap::new(),
                 reserved: vec![],
-            },
+            }],
             TablePolicy {
                 max_brokers: 16,
                 host_patterns: vec!["*.msk.test".into()],
@@ -595,6 +611,6 @@ mod tests {
         );
         assert!(registry.apply(&[d(5, "b-5.msk.test", 9094)]).is_empty());
         assert!(registry.snapshot().is_empty());
-        assert_eq!(registry.lookup(5, "b-5.msk.test", 9094), Lookup::Unknown);
+        assert_eq!(registry.lookup(0, 5, "b-5.msk.test", 9094), Lookup::Unknown);
     }
 }

@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 
 use crate::brokers::{PortPlan, UpstreamAddr};
+use crate::policy::Policy;
 use crate::tls::{ListenerTlsFiles, Passphrase, Secret, UpstreamTlsFiles};
 
 /// Largest request a client may send, by default: Kafka's own `socket.request.max.bytes`.
@@ -351,6 +352,51 @@ pub struct Options {
     /// Log filter, in tracing's EnvFilter syntax. Default "info". Example: info,kafka_tls_proxy=debug
     #[arg(long, global = true, env = "KTP_LOG", value_name = "FILTER")]
     pub log: Option<String>,
+
+    /// What clients of the default identity (the one these flags configure) may do at the
+    /// cluster: full (default), read-only or no-admin. Defence in depth on top of the
+    /// cluster's ACLs, never a replacement. README "Identities".
+    #[arg(long, global = true, env = "KTP_POLICY", value_name = "POLICY")]
+    pub policy: Option<String>,
+
+    /// More identities, each with its own upstream certificate, policy and listeners, or chosen
+    /// by the client's certificate: `[[identity]]` tables in the TOML file only.
+    #[arg(skip)]
+    #[serde(default)]
+    pub identity: Vec<IdentityOptions>,
+}
+
+/// One `[[identity]]` table of the configuration file: another Kafka principal the proxy acts
+/// as, for the clients of its own ports or of certificates that match it.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct IdentityOptions {
+    /// Name in logs, metrics and the audit log.
+    pub name: String,
+    /// Its bootstrap port (with `broker-port-base`): clients of these ports act as this
+    /// identity. Leave both out to choose the identity by client certificate instead.
+    pub bootstrap_port: Option<u16>,
+    /// Its broker N listens on BASE + N.
+    pub broker_port_base: Option<u16>,
+    /// Explicit broker ports, NODE=PORT.
+    #[serde(default)]
+    pub broker_port: Vec<String>,
+    /// Client certificate chain presented to the brokers.
+    pub client_cert: Option<PathBuf>,
+    /// Its key.
+    pub client_key: Option<PathBuf>,
+    /// Passphrase file of an encrypted key.
+    pub client_key_passphrase_file: Option<PathBuf>,
+    /// full, read-only or no-admin.
+    pub policy: Option<String>,
+    /// On the default TLS listeners with client-certificate verification: clients whose
+    /// certificate's subject common name matches one of these (exact, or with `*` wildcards)
+    /// act as this identity.
+    #[serde(default)]
+    pub client_subject_cn: Vec<String>,
+    /// Likewise for a DNS or IP subject alternative name of the client's certificate.
+    #[serde(default)]
+    pub client_san: Vec<String>,
 }
 
 /// A configuration error: which setting, and what is wrong with it.
@@ -368,6 +414,150 @@ fn bad(setting: &'static str, problem: impl Into<String>) -> ConfigError {
         setting,
         problem: problem.into(),
     }
+}
+
+/// Which clients of the default listeners act as an identity: by their verified certificate's
+/// subject common name or a subject alternative name, each pattern exact or with `*` wildcards.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CertMatch {
+    /// Patterns for the subject's common name.
+    pub subject_cn: Vec<String>,
+    /// Patterns for DNS or IP subject alternative names.
+    pub san: Vec<String>,
+}
+
+impl CertMatch {
+    /// True when no pattern is set (the identity has listeners of its own instead).
+    pub fn is_empty(&self) -> bool {
+        self.subject_cn.is_empty() && self.san.is_empty()
+    }
+
+    /// Whether a certificate with this common name and these alternative names matches.
+    pub fn matches(&self, common_name: Option<&str>, sans: &[String]) -> bool {
+        common_name.is_some_and(|cn| self.subject_cn.iter().any(|p| glob_matches(p, cn)))
+            || sans
+                .iter()
+                .any(|name| self.san.iter().any(|p| glob_matches(p, name)))
+    }
+}
+
+/// `*` matches any run of characters (none included); everything else matches itself,
+/// ASCII case-insensitively. Why not regular expressions: an operator writes these in a config
+/// file, and `svc-*` or `*.data.example.com` is all a certificate rule needs.
+pub fn glob_matches(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    // Iterative wildcard match with one backtrack point (linear in practice, no recursion).
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && p[pi] != b'*' && p[pi].eq_ignore_ascii_case(&t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == b'*')
+}
+
+/// An identity from a `[[identity]]` table, validated.
+#[derive(Debug, Clone)]
+pub struct IdentitySettings {
+    /// Name in logs, metrics and the audit log.
+    pub name: String,
+    /// Its own bootstrap port and broker port plan; `None` when it is chosen by client
+    /// certificate on the default listeners.
+    pub listeners: Option<(u16, PortPlan)>,
+    /// Its upstream credentials (CA shared with the default identity).
+    pub upstream_tls: UpstreamTlsFiles,
+    /// What its clients may do.
+    pub policy: Policy,
+    /// Which verified client certificates on the default listeners act as it.
+    pub client_match: CertMatch,
+}
+
+/// Parses a policy name.
+fn parse_policy(setting: &'static str, value: Option<&str>) -> Result<Policy, ConfigError> {
+    value
+        .map(|v| v.trim().parse().map_err(|e: String| bad(setting, e)))
+        .unwrap_or(Ok(Policy::Full))
+}
+
+/// Parses NODE=PORT overrides.
+fn parse_broker_ports(
+    setting: &'static str,
+    entries: &[String],
+) -> Result<BTreeMap<i32, u16>, ConfigError> {
+    let mut overrides = BTreeMap::new();
+    for entry in entries {
+        let (node, port) = entry
+            .split_once('=')
+            .ok_or_else(|| bad(setting, format!("'{entry}' is not NODE=PORT")))?;
+        let node: i32 = node
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| bad(setting, format!("'{node}' is not a node id")))?;
+        let port: u16 = port
+            .trim()
+            .parse()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| bad(setting, format!("'{port}' is not a port 1..=65535")))?;
+        overrides.insert(node, port);
+    }
+    Ok(overrides)
+}
+
+/// The ports a set of listeners may use: a bootstrap port, a formula range, overrides.
+struct PortClaim {
+    owner: String,
+    bootstrap: u16,
+    range: std::ops::RangeInclusive<u32>,
+    overrides: Vec<u16>,
+}
+
+impl PortClaim {
+    fn ports(&self) -> impl Iterator<Item = (u32, &'static str)> + '_ {
+        std::iter::once((u32::from(self.bootstrap), "bootstrap port"))
+            .chain(self.range.clone().map(|p| (p, "broker port range")))
+            .chain(
+                self.overrides
+                    .iter()
+                    .map(|p| (u32::from(*p), "--broker-port")),
+            )
+    }
+}
+
+/// Errors when two identities' listeners could use the same port.
+fn check_port_claims(claims: &[PortClaim]) -> Result<(), ConfigError> {
+    let mut owners: std::collections::HashMap<u32, (&str, &'static str)> =
+        std::collections::HashMap::new();
+    for claim in claims {
+        for (port, what) in claim.ports() {
+            if let Some((other, other_what)) = owners.get(&port) {
+                if *other != claim.owner.as_str() {
+                    return Err(bad(
+                        "identity",
+                        format!(
+                            "port {port} is {other_what} of identity '{other}' and {what} of identity '{}'",
+                            claim.owner
+                        ),
+                    ));
+                }
+            }
+            owners.entry(port).or_insert((claim.owner.as_str(), what));
+        }
+    }
+    Ok(())
 }
 
 /// Validated settings the server runs with.
@@ -421,6 +611,174 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Log filter.
     pub log: String,
+    /// Policy of the default identity (the flags').
+    pub policy: Policy,
+    /// The identities of the configuration file's `[[identity]]` tables, in file order.
+    pub identities: Vec<IdentitySettings>,
+}
+
+/// What the `[[identity]]` tables are checked against.
+struct IdentityContext<'a> {
+    default_bootstrap: u16,
+    default_plan: &'a PortPlan,
+    max_brokers: usize,
+    upstream_ca: Option<PathBuf>,
+    upstream_plaintext: bool,
+    listener_verifies_clients: bool,
+}
+
+/// Validates the `[[identity]]` tables: unique names, credentials present and readable,
+/// either listeners of their own or certificate rules (which need client-certificate
+/// verification on the default listeners), and no port two identities could both use.
+fn identities(
+    tables: Vec<IdentityOptions>,
+    ctx: &IdentityContext<'_>,
+) -> Result<Vec<IdentitySettings>, ConfigError> {
+    if tables.is_empty() {
+        return Ok(Vec::new());
+    }
+    if ctx.upstream_plaintext {
+        return Err(bad(
+            "identity",
+            "identities need mutual TLS to the brokers (not --upstream-plaintext)",
+        ));
+    }
+    let span = |base: u16| u32::from(base)..=u32::from(base) + ctx.max_brokers as u32 - 1;
+    let mut claims = vec![PortClaim {
+        owner: "default".into(),
+        bootstrap: ctx.default_bootstrap,
+        range: span(ctx.default_plan.base),
+        overrides: ctx.default_plan.overrides.values().copied().collect(),
+    }];
+    let mut names = vec!["default".to_owned()];
+    let mut out = Vec::new();
+    for t in tables {
+        let name = t.name.trim().to_owned();
+        let fail = |problem: String| bad("identity", format!("identity '{name}': {problem}"));
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        {
+            return Err(bad(
+                "identity",
+                format!("'{}' is not a name (letters, digits, - _ .)", t.name),
+            ));
+        }
+        if names.contains(&name) {
+            return Err(fail("the name is used twice".into()));
+        }
+        names.push(name.clone());
+        let cert = t
+            .client_cert
+            .ok_or_else(|| fail("client-cert is required".into()))?;
+        let key = t
+            .client_key
+            .ok_or_else(|| fail("client-key is required".into()))?;
+        for path in [
+            Some(&cert),
+            Some(&key),
+            t.client_key_passphrase_file.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            check_readable("identity", path).map_err(|e| fail(e.problem))?;
+        }
+        let policy = parse_policy("identity", t.policy.as_deref()).map_err(|e| fail(e.problem))?;
+        let client_match = CertMatch {
+            subject_cn: t
+                .client_subject_cn
+                .iter()
+                .map(|p| p.trim().to_owned())
+                .collect(),
+            san: t.client_san.iter().map(|p| p.trim().to_owned()).collect(),
+        };
+        if client_match
+            .subject_cn
+            .iter()
+            .chain(&client_match.san)
+            .any(|p| p.is_empty())
+        {
+            return Err(fail("an empty client-subject-cn/client-san pattern".into()));
+        }
+        let listeners = match (t.bootstrap_port, t.broker_port_base) {
+            (Some(bootstrap), Some(base)) if client_match.is_empty() => {
+                if bootstrap == 0 || base == 0 {
+                    return Err(fail("ports must be 1..=65535".into()));
+                }
+                if u32::from(base) + ctx.max_brokers as u32 - 1 > u32::from(u16::MAX) {
+                    return Err(fail(format!(
+                        "broker-port-base {base} + --max-brokers {} - 1 is above 65535",
+                        ctx.max_brokers
+                    )));
+                }
+                let overrides =
+                    parse_broker_ports("identity", &t.broker_port).map_err(|e| fail(e.problem))?;
+                let plan = PortPlan {
+                    base,
+                    overrides,
+                    reserved: ctx.default_plan.reserved.clone(),
+                };
+                plan.validate().map_err(|e| fail(e.to_string()))?;
+                claims.push(PortClaim {
+                    owner: name.clone(),
+                    bootstrap,
+                    range: span(base),
+                    overrides: plan.overrides.values().copied().collect(),
+                });
+                Some((bootstrap, plan))
+            }
+            (None, None) if !client_match.is_empty() => {
+                if !ctx.listener_verifies_clients {
+                    return Err(fail(
+                        "client-subject-cn/client-san need --listener-client-ca (verified client certificates)".into(),
+                    ));
+                }
+                None
+            }
+            (None, None) => {
+                return Err(fail(
+                    "give it bootstrap-port and broker-port-base, or client-subject-cn/client-san"
+                        .into(),
+                ))
+            }
+            _ if !client_match.is_empty() => {
+                return Err(fail(
+                    "either its own ports or certificate rules, not both".into(),
+                ))
+            }
+            _ => {
+                return Err(fail(
+                    "bootstrap-port and broker-port-base go together".into(),
+                ))
+            }
+        };
+        out.push(IdentitySettings {
+            name,
+            listeners,
+            upstream_tls: UpstreamTlsFiles {
+                ca: ctx.upstream_ca.clone(),
+                cert,
+                key,
+                key_passphrase: t.client_key_passphrase_file.map(Passphrase::File),
+            },
+            policy,
+            client_match,
+        });
+    }
+    check_port_claims(&claims)?;
+    // The admin port and the default bootstrap port are reserved in every plan already; an
+    // identity's bootstrap port must not be one of them either.
+    for (bootstrap, _) in out.iter().filter_map(|i| i.listeners.as_ref()) {
+        if ctx.default_plan.reserved.contains(bootstrap) {
+            return Err(bad(
+                "identity",
+                format!("bootstrap port {bootstrap} is the default bootstrap or admin port"),
+            ));
+        }
+    }
+    Ok(out)
 }
 
 /// Parses "250ms", "10s", "2m" or a bare number of seconds.
@@ -484,8 +842,12 @@ impl Options {
             bind_retry_timeout,
             admin_address,
             log_format,
-            log
+            log,
+            policy
         );
+        if self.identity.is_empty() {
+            self.identity = file.identity;
+        }
         self.upstream_plaintext |= file.upstream_plaintext;
         self.allow_plaintext_listener |= file.allow_plaintext_listener;
         self.allow_unauthenticated_tls_listener |= file.allow_unauthenticated_tls_listener;
@@ -642,23 +1004,7 @@ impl Options {
                 reserved.push(admin.port());
             }
         }
-        let mut overrides = BTreeMap::new();
-        for entry in self.broker_port.unwrap_or_default() {
-            let (node, port) = entry
-                .split_once('=')
-                .ok_or_else(|| bad("--broker-port", format!("'{entry}' is not NODE=PORT")))?;
-            let node: i32 = node
-                .trim()
-                .parse()
-                .map_err(|_| bad("--broker-port", format!("'{node}' is not a node id")))?;
-            let port: u16 = port
-                .trim()
-                .parse()
-                .ok()
-                .filter(|p| *p != 0)
-                .ok_or_else(|| bad("--broker-port", format!("'{port}' is not a port 1..=65535")))?;
-            overrides.insert(node, port);
-        }
+        let overrides = parse_broker_ports("--broker-port", &self.broker_port.unwrap_or_default())?;
         let ports = PortPlan {
             base: self.broker_port_base.unwrap_or(9100),
             overrides,
@@ -687,6 +1033,20 @@ impl Options {
                 ),
             ));
         }
+        let policy = parse_policy("--policy", self.policy.as_deref())?;
+        let identities = identities(
+            self.identity,
+            &IdentityContext {
+                default_bootstrap: bootstrap_port,
+                default_plan: &ports,
+                max_brokers,
+                upstream_ca: upstream_tls.as_ref().and_then(|t| t.ca.clone()),
+                upstream_plaintext: upstream_tls.is_none(),
+                listener_verifies_clients: listener_tls
+                    .as_ref()
+                    .is_some_and(|l| l.client_ca.is_some()),
+            },
+        )?;
         let upstream_host_patterns = match self.upstream_host_pattern {
             Some(patterns) => {
                 let patterns: Vec<String> = patterns
@@ -729,6 +1089,8 @@ impl Options {
             bootstrap_port,
             advertised_host,
             ports,
+            policy,
+            identities,
             max_brokers,
             upstream_host_patterns,
             upstream,
@@ -1371,5 +1733,129 @@ upstream-host-pattern = ["*.msk.test", "kafka.example"]
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert!(parse_duration("10h").is_err());
         assert!(parse_duration("x").is_err());
+    }
+
+    /// Writes a TOML file under the target dir and parses the flags with --config pointing at it.
+    fn parse_with_file(name: &str, toml: &str, args: &[&str]) -> Result<Settings, ConfigError> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/config-tests");
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join(format!("{name}.toml"));
+        std::fs::write(&file, toml).unwrap();
+        let file = file.to_str().unwrap().to_owned();
+        let mut all: Vec<&str> = vec!["--config", &file];
+        all.extend_from_slice(args);
+        parse(&all)
+    }
+
+    const IDENTITIES: &str = r#"
+[[identity]]
+name = "service"
+bootstrap-port = 19192
+broker-port-base = 19200
+client-cert = "certs-dev/service.pem"
+client-key = "certs-dev/service.key"
+policy = "no-admin"
+
+[[identity]]
+name = "ro"
+client-subject-cn = ["readonly", "svc-*"]
+client-san = ["*.data.example.com"]
+client-cert = "certs-dev/readonly.pem"
+client-key = "certs-dev/readonly.key"
+policy = "read-only"
+"#;
+
+    #[test]
+    fn identities_come_from_the_file_and_the_flags_stay_the_default() {
+        let tls = [
+            "--listener-cert",
+            "certs-dev/proxy-server.pem",
+            "--listener-key",
+            "certs-dev/proxy-server.key",
+            "--listener-client-ca",
+            "certs-dev/ca.pem",
+        ];
+        let mut args = with_certs(&["--upstream", "b-1.msk.test:9094", "--policy", "read-only"]);
+        args.extend_from_slice(&tls);
+        let s = parse_with_file("identities", IDENTITIES, &args).unwrap();
+        assert_eq!(s.policy, Policy::ReadOnly);
+        assert_eq!(s.identities.len(), 2);
+        let service = &s.identities[0];
+        assert_eq!(service.name, "service");
+        assert_eq!(service.policy, Policy::NoAdmin);
+        let (bootstrap, plan) = service.listeners.as_ref().unwrap();
+        assert_eq!((*bootstrap, plan.port_for(1)), (19192, Ok(19201)));
+        assert!(service.client_match.is_empty());
+        let ro = &s.identities[1];
+        assert!(ro.listeners.is_none());
+        assert!(ro.client_match.matches(Some("readonly"), &[]));
+        assert!(ro.client_match.matches(Some("SVC-orders"), &[]));
+        assert!(ro
+            .client_match
+            .matches(None, &["ch.data.example.com".into()]));
+        assert!(!ro
+            .client_match
+            .matches(Some("admin"), &["data.example.com".into()]));
+        // Certificate rules need verified client certificates.
+        let err = parse_with_file(
+            "identities-no-ca",
+            IDENTITIES,
+            &with_certs(&["--upstream", "b-1.msk.test:9094"]),
+        )
+        .unwrap_err();
+        assert!(err.problem.contains("--listener-client-ca"), "{err}");
+    }
+
+    #[test]
+    fn identity_port_collisions_name_both() {
+        let colliding = r#"
+[[identity]]
+name = "a"
+bootstrap-port = 19192
+broker-port-base = 9150
+client-cert = "certs-dev/service.pem"
+client-key = "certs-dev/service.key"
+"#;
+        let err = parse_with_file(
+            "collide",
+            colliding,
+            &with_certs(&["--upstream", "b-1.msk.test:9094"]),
+        )
+        .unwrap_err();
+        assert!(
+            err.problem.contains("identity 'default'") && err.problem.contains("identity 'a'"),
+            "{err}"
+        );
+        for (name, bad_table, needle) in [
+            ("noname", "[[identity]]\nname = \"\"\nclient-cert = \"x\"", "not a name"),
+            (
+                "both",
+                "[[identity]]\nname = \"b\"\nbootstrap-port = 19300\nbroker-port-base = 19400\nclient-subject-cn = [\"x\"]\nclient-cert = \"certs-dev/service.pem\"\nclient-key = \"certs-dev/service.key\"",
+                "not both",
+            ),
+            (
+                "policy",
+                "[[identity]]\nname = \"c\"\nbootstrap-port = 19300\nbroker-port-base = 19400\npolicy = \"root\"\nclient-cert = \"certs-dev/service.pem\"\nclient-key = \"certs-dev/service.key\"",
+                "unknown policy",
+            ),
+        ] {
+            let err = parse_with_file(
+                name,
+                bad_table,
+                &with_certs(&["--upstream", "b-1.msk.test:9094"]),
+            )
+            .unwrap_err();
+            assert!(err.problem.contains(needle), "{name}: {err}");
+        }
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob_matches("svc-*", "svc-orders"));
+        assert!(glob_matches("*", ""));
+        assert!(glob_matches("a*b*c", "aXXbYYc"));
+        assert!(!glob_matches("a*b*c", "aXXbYY"));
+        assert!(glob_matches("CN", "cn"));
+        assert!(!glob_matches("svc", "svc-x"));
     }
 }

@@ -34,10 +34,12 @@ use tokio::sync::{mpsc, watch};
 use crate::brokers::Lookup;
 use crate::budget::Held;
 use crate::config::SMALL_FRAME_BYTES;
+use crate::identity::Identity;
 use crate::kafka::frame::{self, FrameError, FrameReader, INITIAL_READ_CAPACITY};
 use crate::kafka::rewrite::{self, RewriteError};
 use crate::kafka::{self, versions};
 use crate::kafka::{AddressMapper, Advertised, MapError};
+use crate::policy::{self, Decision, Policy};
 use crate::server::Shared;
 use crate::upstream::Stream;
 
@@ -95,6 +97,15 @@ pub enum ConnectionError {
         /// The limit.
         after: Duration,
     },
+    /// The identity's policy does not allow this request, and no answer can carry the denial
+    /// (an API the proxy cannot answer for, or Produce with acks=0).
+    #[error("api key {api_key} is not allowed for this identity ({reason})")]
+    Denied {
+        /// The api key.
+        api_key: i16,
+        /// Why the connection closes instead of answering.
+        reason: &'static str,
+    },
     /// No upstream connection could be opened (already logged by the connector).
     #[error("no upstream connection")]
     NoUpstream,
@@ -104,6 +115,25 @@ pub enum ConnectionError {
     /// Reading from or writing to the broker failed.
     #[error("broker I/O: {0}")]
     BrokerIo(std::io::Error),
+}
+
+/// Who is on the client side of a connection.
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// Index into the identities: whom the client acts as.
+    pub identity: usize,
+    /// Index into the listener sets: which proxy ports its answers name.
+    pub set: usize,
+    /// Its address.
+    pub peer: std::net::SocketAddr,
+    /// Its certificate's subject, or the listener it came in on (for the audit log).
+    pub principal: String,
+}
+
+/// A cluster-changing request awaiting its audit line: the resources it names.
+#[derive(Debug)]
+struct Audit {
+    resources: Vec<String>,
 }
 
 /// What the response pump expects next.
@@ -118,6 +148,8 @@ enum Expected {
         api_key: i16,
         api_version: i16,
         sent: Instant,
+        /// Set for requests that change the cluster: logged once the answer is in.
+        audit: Option<Box<Audit>>,
     },
     /// A response the proxy makes itself, delivered in order with the others.
     Local(Bytes),
@@ -127,13 +159,15 @@ enum Expected {
 /// connection never changes what other clients are relayed to.
 pub(crate) struct Mapper<'a> {
     pub(crate) shared: &'a Arc<Shared>,
+    /// The client's listener set: its answers name that set's ports.
+    set: usize,
     /// Set when the response names a known node at another upstream address than the table.
     differs: bool,
 }
 
 impl AddressMapper for Mapper<'_> {
     fn map_broker(&mut self, node_id: i32, host: &str, port: i32) -> Result<Advertised, MapError> {
-        match self.shared.registry.lookup(node_id, host, port) {
+        match self.shared.registry.lookup(self.set, node_id, host, port) {
             Lookup::Known(advertised) => Ok(advertised),
             Lookup::Differs(advertised) => {
                 self.differs = true;
@@ -383,6 +417,7 @@ async fn write_to_client<W: AsyncRead + AsyncWrite>(
 pub async fn relay<C>(
     shared: Arc<Shared>,
     client: Stream,
+    who: Client,
     accepted: Instant,
     connect: C,
     mut shutdown: watch::Receiver<bool>,
@@ -401,13 +436,14 @@ where
 
     let requests = request_pump(
         &shared,
+        &who,
         requests,
         first,
         upstream_write,
         expect_tx,
         &mut shutdown,
     );
-    let responses = response_pump(&shared, upstream_read, client_write, expect_rx);
+    let responses = response_pump(&shared, &who, upstream_read, client_write, expect_rx);
     tokio::pin!(requests, responses);
     tokio::select! {
         result = &mut requests => {
@@ -427,6 +463,7 @@ where
 
 async fn request_pump<R, W>(
     shared: &Arc<Shared>,
+    who: &Client,
     mut requests: Requests<R>,
     first: BytesMut,
     mut upstream: WriteHalf<W>,
@@ -439,6 +476,8 @@ where
 {
     // The proxy numbers requests itself; the client's ids only come back in its responses.
     let mut next_id: i32 = 0;
+    let identity = &shared.identities.all[who.identity];
+    let metrics = &identity.api_metrics;
     let mut chunk = first;
     loop {
         // Everything complete goes upstream in one write, exactly as read except for the
@@ -452,7 +491,37 @@ where
                 crate::admin::frame_rejected("request_malformed");
                 ConnectionError::ClientFrame(e)
             })?;
-            shared.api_metrics.request(header.api_key);
+            metrics.request(header.api_key);
+            let local = match identity.policy {
+                Policy::Full => None,
+                policy => match policy::decide(policy, &header, frame) {
+                    Decision::Allow => None,
+                    Decision::Deny {
+                        response,
+                        error_code,
+                    } => Some((response, error_code)),
+                    Decision::Close { reason } => {
+                        metrics.denied(header.api_key);
+                        audit_denial(who, identity, &header, frame, None, reason);
+                        return Err(ConnectionError::Denied {
+                            api_key: header.api_key,
+                            reason,
+                        });
+                    }
+                },
+            };
+            if let Some((response, error_code)) = local {
+                // Denied: answered here like the broker would, never forwarded.
+                metrics.denied(header.api_key);
+                audit_denial(who, identity, &header, frame, Some(error_code), "policy");
+                upstream
+                    .write_all(&chunk[run_start..range.start])
+                    .await
+                    .map_err(ConnectionError::BrokerIo)?;
+                run_start = range.end;
+                send_expectation(&expect, Expected::Local(response)).await?;
+                continue;
+            }
             if header.api_key == API_VERSIONS_KEY && header.api_version > versions::API_VERSIONS_MAX
             {
                 // Answer like a broker that does not know this version; the client retries
@@ -477,6 +546,12 @@ where
                 crate::admin::frame_rejected("request_malformed");
                 ConnectionError::ClientFrame(e)
             })?;
+            let audit = policy::audited(header.api_key).then(|| {
+                Box::new(Audit {
+                    resources: policy::audit_resources(&header, frame)
+                        .unwrap_or_else(|e| vec![format!("(unreadable: {e})")]),
+                })
+            });
             let proxy_id = next_id;
             next_id = next_id.wrapping_add(1);
             frame::set_request_correlation_id(&mut chunk[range], proxy_id);
@@ -489,6 +564,7 @@ where
                         api_key: header.api_key,
                         api_version: header.api_version,
                         sent: Instant::now(),
+                        audit,
                     },
                 )
                 .await?;
@@ -535,25 +611,43 @@ async fn deliver_local<W: AsyncRead + AsyncWrite>(
     Ok(wrote)
 }
 
+/// A response paired with its request.
+struct Paired {
+    client_id: i32,
+    api_key: i16,
+    api_version: i16,
+    audit: Option<Box<Audit>>,
+}
+
 /// Pairs a response with the oldest outstanding request: the response must carry the id the
-/// proxy gave that request. Returns the request's client id, api key and version.
+/// proxy gave that request.
 fn pair(
-    shared: &Shared,
+    metrics: &crate::admin::ApiMetrics,
     pending: &mut VecDeque<Expected>,
     proxy_id: i32,
-) -> Result<(i32, i16, i16), ConnectionError> {
+) -> Result<Paired, ConnectionError> {
     match pending.front() {
         Some(Expected::Response {
-            client_id,
-            proxy_id: expected,
-            api_key,
-            api_version,
-            sent,
+            proxy_id: expected, ..
         }) if *expected == proxy_id => {
-            shared.api_metrics.response(*api_key, sent.elapsed());
-            let paired = (*client_id, *api_key, *api_version);
-            pending.pop_front();
-            Ok(paired)
+            let Some(Expected::Response {
+                client_id,
+                api_key,
+                api_version,
+                sent,
+                audit,
+                ..
+            }) = pending.pop_front()
+            else {
+                unreachable!("the front was a response")
+            };
+            metrics.response(api_key, sent.elapsed());
+            Ok(Paired {
+                client_id,
+                api_key,
+                api_version,
+                audit,
+            })
         }
         other => {
             crate::admin::frame_rejected("response_unpaired");
@@ -574,6 +668,7 @@ fn pair(
 /// closes rather than forward an address the proxy does not serve.
 async fn inspect(
     shared: &Arc<Shared>,
+    set: usize,
     api_key: i16,
     api_version: i16,
     payload: &Bytes,
@@ -585,6 +680,7 @@ async fn inspect(
     };
     let mut mapper = Mapper {
         shared,
+        set,
         differs: false,
     };
     let result = match kafka::inspect_response(api_key, api_version, payload, &mut mapper) {
@@ -610,6 +706,7 @@ async fn inspect(
 
 async fn response_pump<R, W>(
     shared: &Arc<Shared>,
+    who: &Client,
     mut upstream: ReadHalf<R>,
     mut client: WriteHalf<W>,
     mut expect: mpsc::Receiver<Expected>,
@@ -623,6 +720,7 @@ where
     // wait here: beyond that the channel fills and the request pump stops reading the client.
     let mut pending: VecDeque<Expected> = VecDeque::new();
     let mut requests_done = false;
+    let identity = &shared.identities.all[who.identity];
     loop {
         if deliver_local(shared, &mut client, &mut pending).await? {
             client.flush().await.map_err(ConnectionError::ClientIo)?;
@@ -692,9 +790,24 @@ where
                     },
                 }
             }
-            let (client_id, api_key, api_version) = pair(shared, &mut pending, proxy_id)?;
+            let Paired {
+                client_id,
+                api_key,
+                api_version,
+                audit,
+            } = pair(&identity.api_metrics, &mut pending, proxy_id)?;
             frame::set_response_correlation_id(&mut chunk[range.clone()], client_id);
             let payload_range = range.start + frame::LENGTH_PREFIX..range.end;
+            if let Some(audit) = audit {
+                audit_change(
+                    who,
+                    identity,
+                    api_key,
+                    api_version,
+                    *audit,
+                    &chunk[payload_range.clone()],
+                );
+            }
             let inspect_it = kafka::needs_inspection(api_key, api_version)
                 && rewrite::may_carry_addresses(api_key, api_version, &chunk[payload_range])
                     .map_err(|source| ConnectionError::Rewrite {
@@ -713,6 +826,7 @@ where
             let replaced = if inspect_it {
                 inspect(
                     shared,
+                    who.set,
                     api_key,
                     api_version,
                     &frame.slice(frame::LENGTH_PREFIX..),
@@ -722,7 +836,7 @@ where
                 None
             };
             if replaced.is_some() {
-                shared.api_metrics.rewritten(api_key);
+                identity.api_metrics.rewritten(api_key);
             }
             write_to_client(shared, &mut client, replaced.as_ref().unwrap_or(&frame)).await?;
             deliver_local(shared, &mut client, &mut pending).await?;
@@ -735,4 +849,56 @@ where
         drop(chunk);
         inbound.release();
     }
+}
+
+/// Logs the audit line of a policy denial (the request never reaches the cluster).
+fn audit_denial(
+    who: &Client,
+    identity: &Identity,
+    header: &frame::RequestHeader,
+    frame: &[u8],
+    error_code: Option<i16>,
+    reason: &'static str,
+) {
+    let resources = policy::audit_resources(header, frame).unwrap_or_default();
+    tracing::warn!(
+        target: "audit",
+        event = "denied",
+        identity = %identity.name,
+        principal = %who.principal,
+        client = %who.peer,
+        api = %crate::admin::api_name(header.api_key),
+        version = header.api_version,
+        resources = ?resources,
+        error_code = error_code.unwrap_or(-1),
+        reason,
+        "request denied by the identity's policy"
+    );
+}
+
+/// Logs the audit line of a cluster-changing request once the broker has answered it.
+fn audit_change(
+    who: &Client,
+    identity: &Identity,
+    api_key: i16,
+    api_version: i16,
+    audit: Audit,
+    payload: &[u8],
+) {
+    let outcome = policy::audit_outcome(api_key, api_version, payload)
+        .unwrap_or_else(|e| vec![(format!("(unreadable answer: {e})"), -1)]);
+    let error_codes: Vec<i16> = outcome.iter().map(|(_, code)| *code).collect();
+    tracing::info!(
+        target: "audit",
+        event = "change",
+        identity = %identity.name,
+        principal = %who.principal,
+        client = %who.peer,
+        api = %crate::admin::api_name(api_key),
+        version = api_version,
+        resources = ?audit.resources,
+        error_codes = ?error_codes,
+        outcome = ?outcome,
+        "cluster change"
+    );
 }

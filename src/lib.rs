@@ -12,6 +12,8 @@
 //! - [`config`]: flags, environment and TOML file → validated [`config::Settings`].
 //! - [`server`]: the bootstrap listener, broker listeners, accept loops, broker discovery,
 //!   shutdown and drain. [`server::run`] takes its listener and a shutdown future.
+//! - [`identity`]: whom a client acts as at the cluster (its listener set or its verified
+//!   certificate picks the identity: upstream certificate, policy, metrics).
 //! - [`connection`]: one client ↔ one broker, under the connection limits: the upstream
 //!   connection opens after the first complete request; the request pump peeks each header,
 //!   numbers the request with the proxy's own correlation id and forwards bytes; the response
@@ -40,6 +42,7 @@ pub mod budget;
 pub mod check;
 pub mod config;
 pub mod connection;
+pub mod identity;
 pub mod kafka;
 pub mod policy;
 pub mod server;

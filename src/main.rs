@@ -24,9 +24,6 @@ use zeroize::Zeroizing;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// How often certificate files are checked for changes.
-const CERT_WATCH_PERIOD: Duration = Duration::from_secs(5);
-
 /// The environment variable that may carry the client key's passphrase.
 const PASSPHRASE_ENV: &str = "KTP_CLIENT_KEY_PASSPHRASE";
 /// Internal: set on the re-executed proxy, whose standard input then carries the passphrase.
@@ -255,7 +252,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
             reload_tls.reload_and_log("SIGHUP");
         }
     });
-    tokio::spawn(tls.clone().watch(CERT_WATCH_PERIOD));
+    tokio::spawn(tls.clone().watch(kafka_tls_proxy::tls::CERT_WATCH_PERIOD));
     let mut terminate = signal(SignalKind::terminate())?;
     let shutdown = async move {
         tokio::select! {

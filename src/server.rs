@@ -14,17 +14,28 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Notify};
 use tracing::Instrument;
 
-use crate::admin::{ApiMetrics, Health};
+use crate::admin::Health;
 use crate::brokers::{Discovered, Registry, TablePolicy, UpstreamAddr};
 use crate::budget::Budget;
 use crate::config::Settings;
 use crate::connection::{self, ConnectionError};
+use crate::identity::{self, Identities};
 use crate::tls::{TlsFailure, TlsState};
 use crate::upstream::{self, FailureLog, Stream, UpstreamError};
 
-/// Which listener a client came in on, and so which broker it must reach.
+/// Which listener a client came in on: its listener set (and so, usually, its identity) and
+/// which broker it must reach.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
+pub struct Target {
+    /// Index into [`Identities::sets`].
+    pub set: usize,
+    /// The broker behind the listener.
+    pub kind: TargetKind,
+}
+
+/// Bootstrap or one broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetKind {
     /// The bootstrap listener: any reachable upstream broker will do.
     Bootstrap,
     /// The listener of one broker.
@@ -38,10 +49,9 @@ pub struct Shared {
     pub settings: Settings,
     /// Node id ↔ upstream ↔ proxy port.
     pub registry: Registry,
-    /// Current TLS configurations.
-    pub tls: Arc<TlsState>,
-    /// Per-API metric handles.
-    pub api_metrics: ApiMetrics,
+    /// Every identity (its TLS material, policy, metrics) and listener set; the default
+    /// identity's TLS also holds the listeners' TLS.
+    pub identities: Identities,
     /// Readiness, fed by every upstream connection attempt.
     pub health: Arc<Health>,
     /// The proxy's own Metadata rounds, the only writer of [`Shared::registry`].
@@ -61,6 +71,15 @@ pub struct Shared {
     shutdown: watch::Receiver<bool>,
     /// Every connection holds a clone; when all are gone, draining is over.
     alive: mpsc::Sender<()>,
+}
+
+impl Target {
+    /// The listener set's name for logs: its identity's.
+    fn set_name(&self, shared: &Shared) -> String {
+        shared.identities.all[shared.identities.sets[self.set].identity]
+            .name
+            .clone()
+    }
 }
 
 impl Shared {
@@ -86,6 +105,9 @@ pub enum StartError {
     /// A listener could not be set up.
     #[error("listener: {0}")]
     Listen(std::io::Error),
+    /// An identity's certificates or key could not be loaded.
+    #[error("identity: {0}")]
+    Identity(#[from] crate::tls::TlsLoadError),
 }
 
 /// Runs the proxy until `shutdown` completes, then drains: stops accepting, lets in-flight
@@ -99,8 +121,18 @@ pub async fn run(
 ) -> Result<(), StartError> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
+    let identities = Identities::load(&settings, tls)?;
+    // The other listener sets' bootstrap ports; the default one was bound by the caller.
+    let mut bootstraps = vec![bootstrap];
+    for set in &identities.sets[1..] {
+        let addr = SocketAddr::new(settings.bind_address, set.bootstrap_port);
+        let listener = crate::brokers::bind_listener(addr)
+            .and_then(TcpListener::from_std)
+            .map_err(StartError::Listen)?;
+        bootstraps.push(listener);
+    }
     let registry = Registry::new(
-        settings.ports.clone(),
+        identities.sets.iter().map(|s| s.plan.clone()).collect(),
         TablePolicy {
             max_brokers: settings.max_brokers,
             host_patterns: settings.upstream_host_patterns.clone(),
@@ -113,8 +145,7 @@ pub async fn run(
     let shared = Arc::new(Shared {
         settings,
         registry,
-        tls,
-        api_metrics: ApiMetrics::new(),
+        identities,
         health,
         discovery: Discovery::new(),
         bytes_from_clients: metrics::counter!("kafka_proxy_bytes_total", "direction" => "from_clients"),
@@ -128,12 +159,45 @@ pub async fn run(
         alive: alive_tx,
     });
 
-    tracing::info!(
-        address = %bootstrap.local_addr().map_err(StartError::Listen)?,
-        upstream = ?shared.settings.upstream.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "bootstrap listener ready"
-    );
-    tokio::spawn(accept_loop(shared.clone(), bootstrap, Target::Bootstrap));
+    for (set, bootstrap) in bootstraps.into_iter().enumerate() {
+        let identity = &shared.identities.all[shared.identities.sets[set].identity];
+        tracing::info!(
+            address = %bootstrap.local_addr().map_err(StartError::Listen)?,
+            identity = %identity.name,
+            policy = ?identity.policy,
+            upstream = ?shared.settings.upstream.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "bootstrap listener ready"
+        );
+        let target = Target {
+            set,
+            kind: TargetKind::Bootstrap,
+        };
+        tokio::spawn(accept_loop(shared.clone(), bootstrap, target));
+    }
+    // The default identity's material is watched and reloaded by the caller (main).
+    for identity in &shared.identities.all[1..] {
+        identity.tls.record_expiry();
+        tokio::spawn(identity.tls.clone().watch(crate::tls::CERT_WATCH_PERIOD));
+    }
+    if shared.identities.all.len() > 1 {
+        if let Ok(mut hangup) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
+            let reload = shared.clone();
+            let mut stop = shared.shutdown.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.wait_for(|stop| *stop) => return,
+                        signal = hangup.recv() => if signal.is_none() { return },
+                    }
+                    for identity in &reload.identities.all[1..] {
+                        identity.tls.reload_and_log("SIGHUP");
+                    }
+                }
+            });
+        }
+    }
     tokio::spawn(discovery_loop(shared.clone()));
 
     shutdown.await;
@@ -151,25 +215,32 @@ pub async fn run(
     Ok(())
 }
 
-/// Starts accepting on a freshly bound broker listener.
+/// Starts accepting on a freshly bound broker listener of listener set `set`.
 pub(crate) fn spawn_broker_listener(
     shared: Arc<Shared>,
+    set: usize,
     node_id: i32,
     listener: std::net::TcpListener,
 ) -> std::io::Result<()> {
     let listener = TcpListener::from_std(listener)?;
-    tokio::spawn(accept_loop(shared, listener, Target::Broker(node_id)));
+    let target = Target {
+        set,
+        kind: TargetKind::Broker(node_id),
+    };
+    tokio::spawn(accept_loop(shared, listener, target));
     Ok(())
 }
 
 async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, target: Target) {
-    let name = match target {
-        Target::Bootstrap => "bootstrap".to_owned(),
-        Target::Broker(id) => format!("broker-{id}"),
+    let name = match target.kind {
+        TargetKind::Bootstrap => "bootstrap".to_owned(),
+        TargetKind::Broker(id) => format!("broker-{id}"),
     };
-    let open = metrics::gauge!("kafka_proxy_client_connections_open", "listener" => name.clone());
-    let total =
-        metrics::counter!("kafka_proxy_client_connections_total", "listener" => name.clone());
+    let owner = shared.identities.all[shared.identities.sets[target.set].identity]
+        .name
+        .clone();
+    let open = metrics::gauge!("kafka_proxy_client_connections_open", "listener" => name.clone(), "identity" => owner.clone());
+    let total = metrics::counter!("kafka_proxy_client_connections_total", "listener" => name.clone(), "identity" => owner.clone());
     let mut shutdown = shared.shutdown.clone();
     loop {
         let accepted = tokio::select! {
@@ -199,7 +270,7 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, target: Target)
         }
         let accepted = std::time::Instant::now();
         let id = shared.next_connection_id.fetch_add(1, Ordering::Relaxed);
-        let span = tracing::info_span!("conn", id, %peer, listener = %name);
+        let span = tracing::info_span!("conn", id, %peer, listener = %name, identity = %owner);
         let shared = shared.clone();
         let open = open.clone();
         tokio::spawn(
@@ -224,7 +295,8 @@ async fn serve(
     accepted: std::time::Instant,
 ) {
     let _ = socket.set_nodelay(true);
-    let client = match shared.tls.listener() {
+    let listener_tls = shared.identities.all[identity::DEFAULT].tls.listener();
+    let client = match listener_tls {
         None => Stream::Plain(socket),
         Some(config) => {
             // The handshake counts against the time for the first request.
@@ -243,11 +315,35 @@ async fn serve(
             }
         }
     };
+    let certificate = match &client {
+        Stream::Server(tls) => tls.get_ref().1.peer_certificates().and_then(|c| c.first()),
+        _ => None,
+    };
+    let chosen = match shared.identities.choose(target.set, certificate) {
+        Ok(chosen) => chosen,
+        Err(e) => {
+            metrics::counter!("kafka_proxy_identity_refusals_total").increment(1);
+            tracing::warn!(error = %e, "client refused");
+            return;
+        }
+    };
+    // Who the client is, for the audit log: its certificate's subject, else the listener.
+    let principal = certificate
+        .and_then(crate::tls::certificate_info)
+        .map(|c| c.subject)
+        .unwrap_or_else(|| format!("listener {}", target.set_name(shared)));
+    let client_info = connection::Client {
+        identity: chosen,
+        set: target.set,
+        peer,
+        principal,
+    };
     tracing::debug!(%peer, "accepted");
-    let connect = connect_upstream(shared, target);
+    let connect = connect_upstream(shared, target, chosen);
     match connection::relay(
         shared.clone(),
         client,
+        client_info,
         accepted,
         connect,
         shared.shutdown.clone(),
@@ -273,16 +369,17 @@ async fn serve(
 
 /// Connects to the broker a listener stands for; for the bootstrap listener, to any upstream
 /// bootstrap broker, starting with the next in turn and moving on when one fails.
-async fn connect_upstream(shared: &Arc<Shared>, target: Target) -> Option<Stream> {
-    let candidates: Vec<UpstreamAddr> = match target {
-        Target::Broker(node_id) => match shared.registry.upstream(node_id) {
+async fn connect_upstream(shared: &Arc<Shared>, target: Target, identity: usize) -> Option<Stream> {
+    let tls = shared.identities.all[identity].tls.upstream();
+    let candidates: Vec<UpstreamAddr> = match target.kind {
+        TargetKind::Broker(node_id) => match shared.registry.upstream(node_id) {
             Some(addr) => vec![addr],
             None => {
                 tracing::warn!(node_id, "no upstream address known for this broker");
                 return None;
             }
         },
-        Target::Bootstrap => {
+        TargetKind::Bootstrap => {
             let all = &shared.settings.upstream;
             let first = shared.next_bootstrap.fetch_add(1, Ordering::Relaxed) % all.len();
             all.iter()
@@ -294,8 +391,7 @@ async fn connect_upstream(shared: &Arc<Shared>, target: Target) -> Option<Stream
         }
     };
     for addr in &candidates {
-        match upstream::connect(addr, shared.tls.upstream(), shared.settings.connect_timeout).await
-        {
+        match upstream::connect(addr, tls.clone(), shared.settings.connect_timeout).await {
             Ok(stream) => {
                 metrics::counter!("kafka_proxy_upstream_connections_total").increment(1);
                 shared.health.upstream_ok();
@@ -391,16 +487,14 @@ async fn discovery_loop(shared: Arc<Shared>) {
 /// One discovery round: the first bootstrap broker that answers teaches the broker table.
 pub(crate) async fn discover_once(shared: &Arc<Shared>) -> bool {
     for addr in &shared.settings.upstream {
-        let mut stream =
-            match upstream::connect(addr, shared.tls.upstream(), shared.settings.connect_timeout)
-                .await
-            {
-                Ok(s) => s,
-                Err(e) => {
-                    report_upstream_failure(shared, addr, &e);
-                    continue;
-                }
-            };
+        let tls = shared.identities.all[identity::DEFAULT].tls.upstream();
+        let mut stream = match upstream::connect(addr, tls, shared.settings.connect_timeout).await {
+            Ok(s) => s,
+            Err(e) => {
+                report_upstream_failure(shared, addr, &e);
+                continue;
+            }
+        };
         match upstream::discover(&mut stream, shared.settings.connect_timeout).await {
             Ok(brokers) => {
                 let discovered: Vec<Discovered> = brokers
@@ -411,8 +505,8 @@ pub(crate) async fn discover_once(shared: &Arc<Shared>) -> bool {
                         port: b.port,
                     })
                     .collect();
-                for (node_id, listener) in shared.registry.apply(&discovered) {
-                    if let Err(e) = spawn_broker_listener(shared.clone(), node_id, listener) {
+                for (set, node_id, listener) in shared.registry.apply(&discovered) {
+                    if let Err(e) = spawn_broker_listener(shared.clone(), set, node_id, listener) {
                         tracing::error!(node_id, error = %e, "cannot serve the broker's listener");
                     }
                 }

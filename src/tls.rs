@@ -343,10 +343,15 @@ pub fn listener_config(files: &ListenerTlsFiles) -> Result<ServerConfig, TlsLoad
     Ok(builder.with_cert_resolver(Arc::new(SingleCertAndKey::from(certified))))
 }
 
+/// How often certificate files are checked for changes.
+pub const CERT_WATCH_PERIOD: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The live TLS configurations. New connections take the current ones; [`TlsState::reload`]
 /// swaps in new material without touching established connections.
 #[derive(Debug)]
 pub struct TlsState {
+    /// The identity this material belongs to, for metrics and logs.
+    identity: String,
     upstream_files: Option<UpstreamTlsFiles>,
     listener_files: Option<ListenerTlsFiles>,
     upstream: RwLock<Option<Arc<ClientConfig>>>,
@@ -370,11 +375,18 @@ impl TlsState {
             .transpose()?
             .map(Arc::new);
         Ok(Self {
+            identity: "default".into(),
             upstream_files,
             listener_files,
             upstream: RwLock::new(upstream),
             listener: RwLock::new(listener),
         })
+    }
+
+    /// The same material, labelled as another identity's in metrics and logs.
+    pub fn named(mut self, identity: &str) -> Self {
+        self.identity = identity.to_owned();
+        self
     }
 
     /// The configuration for the next upstream connection; `None` when upstream is plaintext.
@@ -530,6 +542,15 @@ pub struct CertificateInfo {
     pub names: Vec<String>,
 }
 
+/// The subject's common name of a DER certificate (the first, if several): what identities are
+/// chosen by, and what Kafka's default principal builder makes the principal of.
+pub fn common_name(der: &CertificateDer<'_>) -> Option<String> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (_, cert) = X509Certificate::from_der(der.as_ref()).ok()?;
+    let cn = cert.subject().iter_common_name().next()?;
+    cn.as_str().ok().map(str::to_owned)
+}
+
 /// Reads subject, issuer, validity and names from a DER certificate.
 pub fn certificate_info(der: &CertificateDer<'_>) -> Option<CertificateInfo> {
     use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
@@ -574,8 +595,12 @@ impl TlsState {
                 .ok()
                 .and_then(|chain| chain.first().and_then(certificate_info))
             {
-                metrics::gauge!("kafka_proxy_certificate_expiry_timestamp_seconds", "certificate" => which)
-                    .set(info.not_after as f64);
+                metrics::gauge!(
+                    "kafka_proxy_certificate_expiry_timestamp_seconds",
+                    "certificate" => which,
+                    "identity" => self.identity.clone()
+                )
+                .set(info.not_after as f64);
             }
         };
         if let Some(u) = &self.upstream_files {
@@ -614,11 +639,11 @@ impl TlsState {
         match self.reload() {
             Ok(()) => {
                 self.record_expiry();
-                tracing::info!("{why}: certificates and keys reloaded; new connections use them");
+                tracing::info!(identity = %self.identity, "{why}: certificates and keys reloaded; new connections use them");
             }
             Err(e) => {
-                metrics::counter!("kafka_proxy_tls_reload_failures_total").increment(1);
-                tracing::error!(error = %e, "{why}: reload failed; keeping the certificates in use");
+                metrics::counter!("kafka_proxy_tls_reload_failures_total", "identity" => self.identity.clone()).increment(1);
+                tracing::error!(identity = %self.identity, error = %e, "{why}: reload failed; keeping the certificates in use");
             }
         }
     }
