@@ -8,11 +8,15 @@
 //!   larger frame waits: a consumer that holds a 50 MiB answer and a second one waiting for
 //!   50 MiB more must not stop every other client's 100 KiB requests. (tokio's semaphore hands
 //!   freed permits to its oldest waiter piece by piece, which is exactly that stall.)
-//! - **No starvation.** Once the oldest waiter has waited [`BARGE_GRACE`], nobody overtakes it
-//!   any more: frames that arrive later queue behind it, and it gets the budget as soon as
-//!   enough is free. Every holder releases within a bounded time (a frame being read within
-//!   --frame-timeout, a frame being written as long as the client keeps reading), so a frame up
-//!   to the whole budget always fits eventually; a larger one takes the whole budget.
+//! - **No starvation.** Once the oldest waiter has waited [`BARGE_GRACE`], only frames of the
+//!   small lane overtake it (at most [`LANE_MAX`] each, and at most an eighth of the budget
+//!   held by such overtakers together): everything else queues behind it, and it gets the
+//!   budget as soon as enough is free. Every holder releases within a bounded time (a frame
+//!   being read within --frame-timeout, a frame being written as long as the client keeps
+//!   reading), so a frame up to seven eighths of the budget always fits eventually; a larger
+//!   one (a frame above the whole budget takes all of it) can also wait for the small lane to
+//!   drain. The lane is what keeps ordinary clients moving while, say, a consumer that stopped
+//!   reading holds a 50 MiB answer until its write times out and another 50 MiB answer waits.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -20,8 +24,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-/// How long the oldest waiter lets frames that fit overtake it.
+/// How long the oldest waiter lets any frame that fits overtake it.
 pub const BARGE_GRACE: Duration = Duration::from_millis(500);
+/// Largest frame of the small lane, which may overtake waiters at any time.
+pub const LANE_MAX: usize = 1024 * 1024;
 
 /// The budget, in bytes.
 #[derive(Debug)]
@@ -34,6 +40,8 @@ pub struct Budget {
 #[derive(Debug)]
 struct State {
     free: usize,
+    /// Held by frames that overtook a waiter past its grace (the small lane).
+    lane: usize,
     /// Waiters in arrival order: (ticket, bytes wanted, since).
     queue: VecDeque<(u64, usize, Instant)>,
     next_ticket: u64,
@@ -44,11 +52,18 @@ struct State {
 pub struct Held {
     budget: Arc<Budget>,
     bytes: usize,
+    /// Taken through the small lane.
+    lane: bool,
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        self.budget.lock().free += self.bytes;
+        let mut state = self.budget.lock();
+        state.free += self.bytes;
+        if self.lane {
+            state.lane -= self.bytes;
+        }
+        drop(state);
         self.budget.changed.notify_waiters();
     }
 }
@@ -76,6 +91,7 @@ impl Budget {
             total,
             state: Mutex::new(State {
                 free: total,
+                lane: 0,
                 queue: VecDeque::new(),
                 next_ticket: 0,
             }),
@@ -93,20 +109,39 @@ impl Budget {
     }
 
     /// Takes `bytes` (at most the whole budget) if that is possible without waiting and
-    /// without overtaking a waiter past its grace.
+    /// without overtaking a waiter past its grace, except through the small lane.
     pub fn try_take(self: &Arc<Self>, bytes: usize) -> Option<Held> {
         let bytes = bytes.min(self.total);
         let mut state = self.lock();
-        let head_patient = state
-            .queue
-            .front()
-            .is_none_or(|(_, _, since)| since.elapsed() < BARGE_GRACE);
-        (head_patient && state.free >= bytes).then(|| {
-            state.free -= bytes;
-            Held {
-                budget: self.clone(),
-                bytes,
-            }
+        self.admit(&mut state, bytes, None)
+    }
+
+    /// Takes `bytes` from `state` if `ticket` (or a newcomer, `None`) may have them now.
+    fn admit(
+        self: &Arc<Self>,
+        state: &mut State,
+        bytes: usize,
+        ticket: Option<u64>,
+    ) -> Option<Held> {
+        if state.free < bytes {
+            return None;
+        }
+        let head = state.queue.front();
+        let first = head.is_none() || head.map(|(id, _, _)| Some(*id)) == Some(ticket);
+        let head_patient = head.is_some_and(|(_, _, since)| since.elapsed() < BARGE_GRACE);
+        let lane =
+            !first && !head_patient && bytes <= LANE_MAX && state.lane + bytes <= self.total / 8;
+        if !(first || head_patient || lane) {
+            return None;
+        }
+        state.free -= bytes;
+        if lane {
+            state.lane += bytes;
+        }
+        Some(Held {
+            budget: self.clone(),
+            bytes,
+            lane,
         })
     }
 
@@ -130,22 +165,12 @@ impl Budget {
             notified.as_mut().enable();
             {
                 let mut state = self.lock();
-                let position = state.queue.iter().position(|(id, _, _)| *id == ticket.id);
-                let head_patient = state
-                    .queue
-                    .front()
-                    .is_some_and(|(_, _, since)| since.elapsed() < BARGE_GRACE);
-                let my_turn = position == Some(0) || head_patient;
-                if my_turn && state.free >= bytes {
-                    state.free -= bytes;
+                if let Some(held) = self.admit(&mut state, bytes, Some(ticket.id)) {
                     state.queue.retain(|(id, _, _)| *id != ticket.id);
                     std::mem::forget(ticket);
                     drop(state);
                     self.changed.notify_waiters();
-                    return Held {
-                        budget: self.clone(),
-                        bytes,
-                    };
+                    return held;
                 }
             }
             // The grace of the head runs out without any release: look again then.
@@ -190,16 +215,18 @@ mod tests {
     #[tokio::test]
     async fn after_its_grace_the_oldest_waiter_is_not_overtaken() {
         let budget = Budget::new(64);
-        let held = budget.take(60).await;
+        let held = budget.take(30).await;
         let waiting = tokio::spawn({
             let budget = budget.clone();
             async move { budget.take(40).await }
         });
         tokio::time::sleep(BARGE_GRACE + Duration::from_millis(50)).await;
         assert!(
-            budget.try_take(1).is_none(),
-            "no overtaking once the head waited its grace"
+            budget.try_take(9).is_none(),
+            "beyond the small lane (an eighth: 8 here) no overtaking once the head waited its grace"
         );
+        let lane = budget.try_take(2).expect("the small lane still passes");
+        drop(lane);
         drop(held);
         let got = tokio::time::timeout(Duration::from_secs(2), waiting)
             .await
@@ -207,6 +234,7 @@ mod tests {
             .unwrap();
         assert_eq!(budget.free(), 24);
         drop(got);
+        assert_eq!(budget.free(), 64);
     }
 
     #[tokio::test]
