@@ -157,6 +157,8 @@ impl Proxy {
             .open(&self.log)
             .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_kafka-tls-proxy"))
+            // As the deployment files run it (README "Sizing and limits").
+            .env("MIMALLOC_PURGE_DELAY", "0")
             .args(&self.args)
             .env_remove("KTP_CONFIG")
             .stdin(Stdio::null())
