@@ -3274,13 +3274,15 @@ mod tests {
 
     /// Writes the seed corpus of the `policy` fuzz target (fuzz/fuzz_targets/policy.rs, whose
     /// input format this follows) into `$POLICY_SEEDS_DIR`:
-    /// `POLICY_SEEDS_DIR=fuzz/corpus/policy cargo test --lib write_fuzz_seeds -- --ignored`.
+    /// `POLICY_SEEDS_DIR=fuzz/corpus/policy cargo test --lib write_fuzz_seeds`; without the
+    /// variable the seeds go to target/policy-seeds, and the test checks they were all written.
     #[test]
-    #[ignore = "writes files; run by hand to refresh fuzz/corpus/policy"]
     fn write_fuzz_seeds() {
-        let dir = std::path::PathBuf::from(
-            std::env::var_os("POLICY_SEEDS_DIR").expect("POLICY_SEEDS_DIR"),
-        );
+        let dir = std::env::var_os("POLICY_SEEDS_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| {
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/policy-seeds")
+            });
         std::fs::create_dir_all(&dir).unwrap();
         let keys = natively_denied();
         let index = |key| keys.iter().position(|k| *k == key).unwrap() as u8;
@@ -3314,5 +3316,11 @@ mod tests {
         write("request-Produce-v9-acks0".into(), seed.clone());
         seed.truncate(seed.len() / 2);
         write("request-Produce-v9-truncated".into(), seed);
+        let written = std::fs::read_dir(&dir).unwrap().count();
+        assert!(
+            written >= samples().len() + 2,
+            "{written} seeds in {}",
+            dir.display()
+        );
     }
 }
