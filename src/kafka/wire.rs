@@ -1,33 +1,76 @@
-//! A wire walker over the response formats the proxy decodes: it reads lengths, counts and
+//! A wire walker over the response formats the proxy inspects: it reads lengths, counts and
 //! varints and skips everything else (record sets included) without copying or allocating.
 //!
 //! Every count and length is checked against the bytes that remain, so a walk that succeeds
-//! guarantees that kafka-protocol's `Vec::with_capacity(count)` is bounded by the frame. Known
-//! tagged fields are walked inside their declared size, because kafka-protocol decodes them from
-//! the stream ignoring that size. The walker accepts a little more than kafka-protocol (e.g. null
-//! for a non-nullable string); the decode that follows is the strict check.
+//! guarantees that kafka-protocol's `Vec::with_capacity(count)` is bounded by the frame, and
+//! nothing the walker does is sized by a count from the wire. Known tagged fields are walked
+//! inside their declared size, because kafka-protocol decodes them from the stream ignoring that
+//! size.
+//!
+//! Two modes. A lenient walk ([`Walker::new`]) accepts a little more than kafka-protocol (null
+//! for a non-nullable string or array, strings that are not UTF-8): it precedes every decode,
+//! which is then the strict check, and it is the hot-path `node_endpoints` check of
+//! Produce/Fetch. A strict walk ([`Walker::strict`]) refuses what kafka-protocol's decode of the
+//! inspected responses refuses too, because the rewrite by splicing ([`super::rewrite`]) decodes
+//! nothing: a response it rewrites must be one the decode-based rewrite would have accepted.
+//! Broker host names are checked in both modes (non-null, UTF-8): the mapper reads them as
+//! `&str`.
+//!
+//! The response walks also report where a response keeps its broker addresses
+//! ([`AddressRegion`]); [`AddressEntries`] reads that region back entry by entry, with the byte
+//! positions of each host and port, for the splice.
 //!
 //! This is the one place where the proxy reads bytes that came from the network: frame lengths
 //! and request header peeks ([`super::frame`]), the response walks that precede every decode
-//! ([`super::codec::decode_response`]) and the `node_endpoints` scan on the Produce/Fetch path.
+//! ([`super::codec::decode_response`]) or splice, and the `node_endpoints` scan on the
+//! Produce/Fetch path.
+
+use std::ops::Range;
 
 /// What went wrong, as a fixed message (no allocation on the hot path).
 pub type WireResult<T> = Result<T, &'static str>;
-/// A message walker: checks one body at one version, true if it carries `node_endpoints`
-/// (only meaningful for Produce and Fetch).
+/// A message walker: checks one body at one version, true if it carries a non-empty
+/// `node_endpoints` (only meaningful for Produce and Fetch). The form
+/// [`super::codec::decode_response`] takes, so that every decode is preceded by a walk.
 pub type WalkFn = fn(&mut Walker<'_>, i16) -> WireResult<bool>;
+/// A message walker that also reports where the body keeps its broker addresses (`None`: it
+/// keeps none at this version). The form the rewrite by splicing uses.
+pub type AddressesFn = fn(&mut Walker<'_>, i16) -> WireResult<Option<AddressRegion>>;
 
 const TRUNCATED: &str = "truncated";
 
-/// A cursor over a byte slice.
+/// A cursor over a byte slice, which knows its offset in the buffer the walk started on.
+#[derive(Debug, Clone)]
 pub struct Walker<'a> {
     buf: &'a [u8],
+    /// Offset of the end of `buf` in the buffer the outermost walker started on.
+    end: usize,
+    /// Refuse what kafka-protocol refuses (see the module documentation).
+    strict: bool,
 }
 
 impl<'a> Walker<'a> {
-    /// Walks `buf` from its start.
+    /// A lenient walk of `buf` from its start.
     pub fn new(buf: &'a [u8]) -> Self {
-        Self { buf }
+        Self {
+            buf,
+            end: buf.len(),
+            strict: false,
+        }
+    }
+
+    /// A strict walk of `buf` from its start: null in a non-nullable string or array and
+    /// strings that are not UTF-8 are errors, as in kafka-protocol's decode.
+    pub fn strict(buf: &'a [u8]) -> Self {
+        Self {
+            strict: true,
+            ..Self::new(buf)
+        }
+    }
+
+    /// Offset of the next byte in the buffer the walk started on.
+    pub fn pos(&self) -> usize {
+        self.end - self.buf.len()
     }
 
     /// Errors unless every byte was walked.
@@ -49,6 +92,16 @@ impl<'a> Walker<'a> {
         Ok(head)
     }
 
+    /// A walker over exactly the next `n` bytes (same mode, same offsets); steps over them.
+    fn sub(&mut self, n: usize) -> WireResult<Walker<'a>> {
+        let buf = self.take(n)?;
+        Ok(Walker {
+            buf,
+            end: self.pos(),
+            strict: self.strict,
+        })
+    }
+
     /// Steps over `n` bytes.
     pub fn skip(&mut self, n: usize) -> WireResult<()> {
         self.take(n).map(|_| ())
@@ -58,6 +111,17 @@ impl<'a> Walker<'a> {
     pub fn i16(&mut self) -> WireResult<i16> {
         let b = self.take(2)?;
         Ok(i16::from_be_bytes([b[0], b[1]]))
+    }
+
+    /// A big-endian uint16.
+    pub fn u16(&mut self) -> WireResult<u16> {
+        let b = self.take(2)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+
+    /// An int8.
+    pub fn i8(&mut self) -> WireResult<i8> {
+        Ok(i8::from_be_bytes([self.take(1)?[0]]))
     }
 
     /// A big-endian int32.
@@ -90,9 +154,9 @@ impl<'a> Walker<'a> {
         }
     }
 
-    /// A (nullable) string or byte array: compact (varint length + 1) when `flexible`,
-    /// else with an int16 (string) / int32 (bytes) length. Skipped.
-    fn blob(&mut self, flexible: bool, int32_len: bool) -> WireResult<()> {
+    /// The length of a (nullable) string or byte array, `None` for null: compact (varint
+    /// length + 1) when `flexible`, else an int16 (string) / int32 (bytes) length.
+    fn blob_len(&mut self, flexible: bool, int32_len: bool) -> WireResult<Option<usize>> {
         let len: i64 = if flexible {
             i64::from(self.uvarint()?) - 1
         } else if int32_len {
@@ -101,38 +165,93 @@ impl<'a> Walker<'a> {
             i64::from(self.i16()?)
         };
         match len {
-            -1 => Ok(()),
+            -1 => Ok(None),
             n if n < 0 => Err("negative length"),
-            n => {
-                let n = self.len_in_range(n as u64)?;
-                self.skip(n)
-            }
+            n => self.len_in_range(n as u64).map(Some),
         }
     }
 
-    /// A (nullable) string.
+    /// A (nullable) string or byte array, skipped.
+    fn blob(&mut self, flexible: bool, int32_len: bool) -> WireResult<()> {
+        if let Some(n) = self.blob_len(flexible, int32_len)? {
+            self.skip(n)?;
+        }
+        Ok(())
+    }
+
+    /// A (nullable) string, skipped without looking at it in either mode (request headers,
+    /// ApiVersions).
     pub fn string(&mut self, flexible: bool) -> WireResult<()> {
         self.blob(flexible, false)
     }
 
-    /// A (nullable) byte array or record set.
+    /// A string kafka-protocol decodes as non-nullable: in a strict walk, null and bytes that
+    /// are not UTF-8 are errors.
+    pub fn text(&mut self, flexible: bool) -> WireResult<()> {
+        if !self.strict {
+            return self.string(flexible);
+        }
+        match self.blob_len(flexible, false)? {
+            None => Err("null for a non-nullable string"),
+            Some(n) => utf8(self.take(n)?).map(|_| ()),
+        }
+    }
+
+    /// A string kafka-protocol decodes as nullable: in a strict walk, bytes that are not UTF-8
+    /// are errors.
+    pub fn nullable_text(&mut self, flexible: bool) -> WireResult<()> {
+        if !self.strict {
+            return self.string(flexible);
+        }
+        match self.blob_len(flexible, false)? {
+            None => Ok(()),
+            Some(n) => utf8(self.take(n)?).map(|_| ()),
+        }
+    }
+
+    /// A broker host name, non-null and UTF-8 in both modes; with the byte range of its length
+    /// prefix and bytes, which a splice replaces.
+    pub fn host(&mut self, flexible: bool) -> WireResult<(&'a str, Range<usize>)> {
+        let start = self.pos();
+        match self.blob_len(flexible, false)? {
+            None => Err("null host"),
+            Some(n) => Ok((utf8(self.take(n)?)?, start..self.pos())),
+        }
+    }
+
+    /// A (nullable) byte array or record set, skipped.
     pub fn bytes(&mut self, flexible: bool) -> WireResult<()> {
         self.blob(flexible, true)
     }
 
-    /// An array header: the element count (null counts as 0). The count must not exceed the
-    /// remaining bytes, since every element takes at least one byte.
-    pub fn array(&mut self, flexible: bool) -> WireResult<usize> {
+    /// An array count, `None` for null. The count must not exceed the remaining bytes, since
+    /// every element takes at least one byte.
+    fn array_len(&mut self, flexible: bool) -> WireResult<Option<usize>> {
         let count: i64 = if flexible {
             i64::from(self.uvarint()?) - 1
         } else {
             i64::from(self.i32()?)
         };
         match count {
-            -1 => Ok(0),
+            -1 => Ok(None),
             n if n < 0 => Err("negative array count"),
-            n => self.len_in_range(n as u64),
+            n => self.len_in_range(n as u64).map(Some),
         }
+    }
+
+    /// An array header of a non-nullable array: the element count. Null counts as 0 in a
+    /// lenient walk and is an error in a strict one.
+    pub fn array(&mut self, flexible: bool) -> WireResult<usize> {
+        match self.array_len(flexible)? {
+            Some(n) => Ok(n),
+            None if self.strict => Err("null for a non-nullable array"),
+            None => Ok(0),
+        }
+    }
+
+    /// An array header of a nullable array: the element count, 0 for null.
+    pub fn nullable_array(&mut self, flexible: bool) -> WireResult<usize> {
+        Ok(self.array_len(flexible)?.unwrap_or(0))
     }
 
     /// An array of fixed-size elements, skipped.
@@ -142,24 +261,35 @@ impl<'a> Walker<'a> {
         self.skip(total)
     }
 
+    /// A tagged-field section, calling `known` with the tag, the offset of the field's size
+    /// varint and a walker over exactly the field's bytes. `known` returns false for tags it
+    /// does not know (skipped by size); a known field must be walked to its end.
+    fn tagged_fields(
+        &mut self,
+        mut known: impl FnMut(u32, usize, &mut Walker<'a>) -> WireResult<bool>,
+    ) -> WireResult<()> {
+        let count = self.uvarint()?;
+        let count = self.len_in_range(u64::from(count))?;
+        for _ in 0..count {
+            let tag = self.uvarint()?;
+            let size_at = self.pos();
+            let size = self.uvarint()?;
+            let size = self.len_in_range(u64::from(size))?;
+            let mut field = self.sub(size)?;
+            if known(tag, size_at, &mut field)? {
+                field.end()?;
+            }
+        }
+        Ok(())
+    }
+
     /// A tagged-field section, calling `known` with the tag and a walker over exactly its
     /// bytes. `known` returns false for tags it does not know (skipped by size).
     pub fn tagged_with(
         &mut self,
         mut known: impl FnMut(u32, &mut Walker<'a>) -> WireResult<bool>,
     ) -> WireResult<()> {
-        let count = self.uvarint()?;
-        let count = self.len_in_range(u64::from(count))?;
-        for _ in 0..count {
-            let tag = self.uvarint()?;
-            let size = self.uvarint()?;
-            let size = self.len_in_range(u64::from(size))?;
-            let mut field = Walker::new(self.take(size)?);
-            if known(tag, &mut field)? {
-                field.end()?;
-            }
-        }
-        Ok(())
+        self.tagged_fields(|tag, _, field| known(tag, field))
     }
 
     /// A tagged-field section without known tags.
@@ -208,47 +338,319 @@ impl<'a> Walker<'a> {
     }
 }
 
+fn utf8(bytes: &[u8]) -> WireResult<&str> {
+    std::str::from_utf8(bytes).map_err(|_| "string is not UTF-8")
+}
+
+/// How the entries of an [`AddressRegion`] are laid out on the wire; each format is one
+/// response structure that names a broker (or controller) a client could dial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryFormat {
+    /// Metadata `brokers[]`: node_id, host, port, rack (v1+), tags (v9+).
+    MetadataBroker,
+    /// FindCoordinator v0-3, the top level from error_code on (one entry): error_code,
+    /// error_message (v1+), node_id, host, port.
+    CoordinatorTopLevel,
+    /// FindCoordinator v4+ `coordinators[]`: key, node_id, host, port, error_code,
+    /// error_message, tags.
+    Coordinator,
+    /// DescribeCluster `brokers[]`: broker_id, host, port, rack, is_fenced (v2+), tags.
+    ClusterBroker,
+    /// DescribeQuorum v2+ `nodes[]`: node_id, `listeners[]` (name, host, uint16 port, tags),
+    /// tags. Each listener is one entry.
+    QuorumNode,
+    /// `node_endpoints[]` of Produce, Fetch, ShareFetch, ShareAcknowledge: node_id, host,
+    /// port, rack, tags.
+    NodeEndpoint,
+}
+
+impl EntryFormat {
+    /// Bytes of the port on the wire: DescribeQuorum's listener port is a uint16, every other
+    /// port an int32.
+    pub fn port_width(self) -> usize {
+        if self == EntryFormat::QuorumNode {
+            2
+        } else {
+            4
+        }
+    }
+
+    /// True when strings are compact (varint length + 1) at `version`, false for int16
+    /// lengths.
+    pub fn flexible(self, version: i16) -> bool {
+        match self {
+            EntryFormat::MetadataBroker => version >= 9,
+            EntryFormat::CoordinatorTopLevel => version >= 3,
+            _ => true,
+        }
+    }
+}
+
+/// Where a walked response keeps its broker addresses: byte offsets into the walked buffer
+/// (response header included), so that a rewrite can copy everything else as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddressRegion {
+    /// Layout of the entries.
+    pub format: EntryFormat,
+    /// Message version the entries were walked at.
+    pub version: i16,
+    /// Offset of the array count (of FindCoordinator v0-3's error_code).
+    pub start: usize,
+    /// Offset just past the last entry.
+    pub end: usize,
+    /// Number of entries at the top of the region: the array count (nodes for DescribeQuorum),
+    /// 1 for FindCoordinator v0-3.
+    pub count: usize,
+    /// The entries are KRaft controllers (mapped with `map_controller`): DescribeCluster with
+    /// endpoint_type 2 (KIP-919), DescribeQuorum's listeners.
+    pub controllers: bool,
+    /// For `node_endpoints` in a top-level tagged field (Produce v10+, Fetch v16+): offset of
+    /// the field's size varint, which precedes `start`; the region is exactly the field's
+    /// content, so a splice that changes its length rewrites that size.
+    pub tag_size_at: Option<usize>,
+}
+
+impl AddressRegion {
+    /// True when the region holds at least one `node_endpoints` entry: what [`WalkFn`] reports.
+    pub fn carries_node_endpoints(&self) -> bool {
+        self.format == EntryFormat::NodeEndpoint && self.count > 0
+    }
+}
+
+fn carries_node_endpoints(found: Option<AddressRegion>) -> bool {
+    found.is_some_and(|r| r.carries_node_endpoints())
+}
+
+/// One broker (or controller) entry of an [`AddressRegion`]: the values the mapper is called
+/// with and where host and port are in the walked buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressEntry<'a> {
+    /// The node id (of the node a DescribeQuorum listener belongs to).
+    pub node_id: i32,
+    /// The host.
+    pub host: &'a str,
+    /// The host's length prefix and bytes.
+    pub host_span: Range<usize>,
+    /// The port (DescribeQuorum's uint16 widened).
+    pub port: i32,
+    /// Offset of the port ([`EntryFormat::port_width`] bytes).
+    pub port_at: usize,
+    /// The entry's error code (FindCoordinator; 0 for the other formats).
+    pub error_code: i16,
+}
+
+/// Reads the entries of an [`AddressRegion`] one at a time, without allocating; also the
+/// reader the walks themselves use for those entries, so both agree on every byte.
+#[derive(Debug, Clone)]
+pub struct AddressEntries<'a> {
+    w: Walker<'a>,
+    format: EntryFormat,
+    version: i16,
+    flexible: bool,
+    started: bool,
+    count: usize,
+    /// Entries (DescribeQuorum: nodes) not read yet.
+    left: usize,
+    /// DescribeQuorum: the node being read, its listeners not read yet, and whether its
+    /// trailing tags are still to be read.
+    node_id: i32,
+    listeners_left: usize,
+    in_node: bool,
+}
+
+impl<'a> AddressEntries<'a> {
+    /// Reads back the region a strict walk found in `payload` (the buffer it walked).
+    pub fn new(payload: &'a [u8], region: &AddressRegion) -> WireResult<Self> {
+        let buf = payload.get(region.start..region.end).ok_or(TRUNCATED)?;
+        let w = Walker {
+            buf,
+            end: region.end,
+            strict: true,
+        };
+        Ok(Self::over(w, region.format, region.version))
+    }
+
+    fn over(w: Walker<'a>, format: EntryFormat, version: i16) -> Self {
+        Self {
+            w,
+            format,
+            version,
+            flexible: format.flexible(version),
+            started: false,
+            count: 0,
+            left: 0,
+            node_id: 0,
+            listeners_left: 0,
+            in_node: false,
+        }
+    }
+
+    /// Entries (DescribeQuorum: nodes) not read yet; a capacity hint.
+    pub fn remaining(&self) -> usize {
+        self.left + self.listeners_left
+    }
+
+    /// The next entry, `None` after the last.
+    pub fn next_entry(&mut self) -> WireResult<Option<AddressEntry<'a>>> {
+        if !self.started {
+            self.started = true;
+            self.count = match self.format {
+                EntryFormat::CoordinatorTopLevel => 1,
+                _ => self.w.array(self.flexible)?,
+            };
+            self.left = self.count;
+        }
+        if self.format != EntryFormat::QuorumNode {
+            if self.left == 0 {
+                return Ok(None);
+            }
+            self.left -= 1;
+            return self.entry().map(Some);
+        }
+        while self.listeners_left == 0 {
+            if self.in_node {
+                self.w.tagged()?;
+                self.in_node = false;
+            }
+            if self.left == 0 {
+                return Ok(None);
+            }
+            self.left -= 1;
+            self.node_id = self.w.i32()?;
+            self.listeners_left = self.w.array(true)?;
+            self.in_node = true;
+        }
+        self.listeners_left -= 1;
+        self.entry().map(Some)
+    }
+
+    /// One entry (DescribeQuorum: one listener).
+    fn entry(&mut self) -> WireResult<AddressEntry<'a>> {
+        let (version, flex) = (self.version, self.flexible);
+        let w = &mut self.w;
+        let mut error_code = 0;
+        let mut node_id = self.node_id;
+        match self.format {
+            EntryFormat::CoordinatorTopLevel => {
+                error_code = w.i16()?;
+                if version >= 1 {
+                    w.nullable_text(flex)?; // error_message
+                }
+                node_id = w.i32()?;
+            }
+            EntryFormat::Coordinator => {
+                w.text(true)?; // key
+                node_id = w.i32()?;
+            }
+            EntryFormat::QuorumNode => {
+                w.text(true)?; // listener name
+            }
+            _ => node_id = w.i32()?,
+        }
+        let (host, host_span) = w.host(flex)?;
+        let port_at = w.pos();
+        let port = if self.format == EntryFormat::QuorumNode {
+            i32::from(w.u16()?)
+        } else {
+            w.i32()?
+        };
+        match self.format {
+            EntryFormat::MetadataBroker => {
+                if version >= 1 {
+                    w.nullable_text(flex)?; // rack
+                }
+                w.tags_if(flex)?;
+            }
+            EntryFormat::CoordinatorTopLevel => {}
+            EntryFormat::Coordinator => {
+                error_code = w.i16()?;
+                w.nullable_text(true)?; // error_message
+                w.tagged()?;
+            }
+            EntryFormat::ClusterBroker => {
+                w.nullable_text(true)?; // rack
+                if version >= 2 {
+                    w.skip(1)?; // is_fenced
+                }
+                w.tagged()?;
+            }
+            EntryFormat::QuorumNode => w.tagged()?,
+            EntryFormat::NodeEndpoint => {
+                w.nullable_text(true)?; // rack
+                w.tagged()?;
+            }
+        }
+        Ok(AddressEntry {
+            node_id,
+            host,
+            host_span,
+            port,
+            port_at,
+            error_code,
+        })
+    }
+}
+
+/// Walks the address entries of one region at the walker's position, with the walker's mode.
+fn region(
+    w: &mut Walker<'_>,
+    format: EntryFormat,
+    version: i16,
+    controllers: bool,
+    tag_size_at: Option<usize>,
+) -> WireResult<AddressRegion> {
+    let start = w.pos();
+    let mut entries = AddressEntries::over(w.clone(), format, version);
+    while entries.next_entry()?.is_some() {}
+    *w = entries.w;
+    Ok(AddressRegion {
+        format,
+        version,
+        start,
+        end: w.pos(),
+        count: entries.count,
+        controllers,
+        tag_size_at,
+    })
+}
+
 /// A flexible struct of fixed-size fields followed by tagged fields.
 fn fixed_struct(w: &mut Walker<'_>, size: usize) -> WireResult<()> {
     w.skip(size)?;
     w.tagged()
 }
 
-/// `node_endpoints` (Produce, Fetch, ShareFetch, ShareAcknowledge): node_id, host, port,
-/// rack, tags. Returns the element count.
-fn node_endpoints(w: &mut Walker<'_>) -> WireResult<usize> {
-    let n = w.array(true)?;
-    for _ in 0..n {
-        w.skip(4)?;
-        w.string(true)?;
-        w.skip(4)?;
-        w.string(true)?;
-        w.tagged()?;
-    }
-    Ok(n)
-}
-
-/// The top-level tagged fields of Produce v10+ / Fetch v16+ (tag 0 = node_endpoints).
-fn top_tags_with_endpoints(w: &mut Walker<'_>) -> WireResult<bool> {
-    let mut present = false;
-    w.tagged_with(|tag, f| {
-        if tag == 0 {
-            present = node_endpoints(f)? > 0;
-            Ok(true)
-        } else {
-            Ok(false)
+/// The top-level tagged fields of Produce v10+ / Fetch v16+ (tag 0 = node_endpoints). A second
+/// tag 0 is refused: a client might read either copy, and only one would be rewritten.
+fn top_tags_with_endpoints(w: &mut Walker<'_>, version: i16) -> WireResult<Option<AddressRegion>> {
+    let mut found = None;
+    w.tagged_fields(|tag, size_at, f| {
+        if tag != 0 {
+            return Ok(false);
         }
+        if found.is_some() {
+            return Err("node_endpoints tag twice");
+        }
+        found = Some(region(
+            f,
+            EntryFormat::NodeEndpoint,
+            version,
+            false,
+            Some(size_at),
+        )?);
+        Ok(true)
     })?;
-    Ok(present)
+    Ok(found)
 }
 
-/// ProduceResponse v3+ body (only flexible versions carry node_endpoints).
-pub fn produce(w: &mut Walker<'_>, version: i16) -> WireResult<bool> {
+/// ProduceResponse v3+ body; the region of `node_endpoints` when the version has it and the
+/// tag is present (only flexible versions from v10 carry it).
+pub fn produce_addresses(w: &mut Walker<'_>, version: i16) -> WireResult<Option<AddressRegion>> {
     let flex = version >= 9;
     let topics = w.array(flex)?;
     for _ in 0..topics {
         if version <= 12 {
-            w.string(flex)?;
+            w.text(flex)?;
         } else {
             w.skip(16)?;
         }
@@ -263,10 +665,10 @@ pub fn produce(w: &mut Walker<'_>, version: i16) -> WireResult<bool> {
                 let errors = w.array(flex)?;
                 for _ in 0..errors {
                     w.skip(4)?;
-                    w.string(flex)?;
+                    w.nullable_text(flex)?;
                     w.tags_if(flex)?;
                 }
-                w.string(flex)?; // error_message
+                w.nullable_text(flex)?; // error_message
             }
             if flex {
                 w.tagged_with(|tag, f| {
@@ -283,17 +685,22 @@ pub fn produce(w: &mut Walker<'_>, version: i16) -> WireResult<bool> {
     }
     w.skip(4)?; // throttle_time_ms
     let endpoints = if version >= 10 {
-        top_tags_with_endpoints(w)?
+        top_tags_with_endpoints(w, version)?
     } else {
         w.tags_if(flex)?;
-        false
+        None
     };
     w.end()?;
     Ok(endpoints)
 }
 
-/// FetchResponse v4+ body.
-pub fn fetch(w: &mut Walker<'_>, version: i16) -> WireResult<bool> {
+/// ProduceResponse v3+ body as a [`WalkFn`].
+pub fn produce(w: &mut Walker<'_>, version: i16) -> WireResult<bool> {
+    produce_addresses(w, version).map(carries_node_endpoints)
+}
+
+/// FetchResponse v4+ body; the region of `node_endpoints` when present (v16+).
+pub fn fetch_addresses(w: &mut Walker<'_>, version: i16) -> WireResult<Option<AddressRegion>> {
     let flex = version >= 12;
     w.skip(4)?; // throttle_time_ms
     if version >= 7 {
@@ -302,7 +709,7 @@ pub fn fetch(w: &mut Walker<'_>, version: i16) -> WireResult<bool> {
     let topics = w.array(flex)?;
     for _ in 0..topics {
         if version <= 12 {
-            w.string(flex)?;
+            w.text(flex)?;
         } else {
             w.skip(16)?;
         }
@@ -313,7 +720,7 @@ pub fn fetch(w: &mut Walker<'_>, version: i16) -> WireResult<bool> {
             if version >= 5 {
                 w.skip(8)?; // log_start_offset
             }
-            let aborted = w.array(flex)?;
+            let aborted = w.nullable_array(flex)?;
             for _ in 0..aborted {
                 w.skip(8 + 8)?;
                 w.tags_if(flex)?;
@@ -334,33 +741,29 @@ pub fn fetch(w: &mut Walker<'_>, version: i16) -> WireResult<bool> {
         w.tags_if(flex)?;
     }
     let endpoints = if version >= 16 {
-        top_tags_with_endpoints(w)?
+        top_tags_with_endpoints(w, version)?
     } else {
         w.tags_if(flex)?;
-        false
+        None
     };
     w.end()?;
     Ok(endpoints)
 }
 
-/// MetadataResponse body.
-pub fn metadata(w: &mut Walker<'_>, version: i16) -> WireResult<bool> {
+/// FetchResponse v4+ body as a [`WalkFn`].
+pub fn fetch(w: &mut Walker<'_>, version: i16) -> WireResult<bool> {
+    fetch_addresses(w, version).map(carries_node_endpoints)
+}
+
+/// MetadataResponse body; the region of `brokers`.
+pub fn metadata_addresses(w: &mut Walker<'_>, version: i16) -> WireResult<Option<AddressRegion>> {
     let flex = version >= 9;
     if version >= 3 {
         w.skip(4)?;
     }
-    let brokers = w.array(flex)?;
-    for _ in 0..brokers {
-        w.skip(4)?;
-        w.string(flex)?;
-        w.skip(4)?;
-        if version >= 1 {
-            w.string(flex)?;
-        }
-        w.tags_if(flex)?;
-    }
+    let brokers = region(w, EntryFormat::MetadataBroker, version, false, None)?;
     if version >= 2 {
-        w.string(flex)?; // cluster_id
+        w.nullable_text(flex)?; // cluster_id
     }
     if version >= 1 {
         w.skip(4)?; // controller_id
@@ -368,7 +771,7 @@ pub fn metadata(w: &mut Walker<'_>, version: i16) -> WireResult<bool> {
     let topics = w.array(flex)?;
     for _ in 0..topics {
         w.skip(2)?;
-        w.string(flex)?;
+        w.nullable_text(flex)?; // name
         if version >= 10 {
             w.skip(16)?;
         }
@@ -401,67 +804,68 @@ pub fn metadata(w: &mut Walker<'_>, version: i16) -> WireResult<bool> {
     }
     w.tags_if(flex)?;
     w.end()?;
-    Ok(false)
+    Ok(Some(brokers))
 }
 
-/// FindCoordinatorResponse body.
-pub fn find_coordinator(w: &mut Walker<'_>, version: i16) -> WireResult<bool> {
+/// MetadataResponse body as a [`WalkFn`].
+pub fn metadata(w: &mut Walker<'_>, version: i16) -> WireResult<bool> {
+    metadata_addresses(w, version).map(carries_node_endpoints)
+}
+
+/// FindCoordinatorResponse body; the region of the top-level coordinator (v0-3) or of
+/// `coordinators` (v4+).
+pub fn find_coordinator_addresses(
+    w: &mut Walker<'_>,
+    version: i16,
+) -> WireResult<Option<AddressRegion>> {
     let flex = version >= 3;
     if version >= 1 {
         w.skip(4)?;
     }
-    if version <= 3 {
-        w.skip(2)?;
-        if version >= 1 {
-            w.string(flex)?;
-        }
-        w.skip(4)?;
-        w.string(flex)?;
-        w.skip(4)?;
+    let format = if version <= 3 {
+        EntryFormat::CoordinatorTopLevel
     } else {
-        let n = w.array(true)?;
-        for _ in 0..n {
-            w.string(true)?; // key
-            w.skip(4)?;
-            w.string(true)?; // host
-            w.skip(4 + 2)?;
-            w.string(true)?; // error_message
-            w.tagged()?;
-        }
-    }
+        EntryFormat::Coordinator
+    };
+    let found = region(w, format, version, false, None)?;
     w.tags_if(flex)?;
     w.end()?;
-    Ok(false)
+    Ok(Some(found))
 }
 
-/// DescribeClusterResponse body (always flexible).
-pub fn describe_cluster(w: &mut Walker<'_>, version: i16) -> WireResult<bool> {
+/// FindCoordinatorResponse body as a [`WalkFn`].
+pub fn find_coordinator(w: &mut Walker<'_>, version: i16) -> WireResult<bool> {
+    find_coordinator_addresses(w, version).map(carries_node_endpoints)
+}
+
+/// DescribeClusterResponse body (always flexible); the region of `brokers`, marked as
+/// controllers when endpoint_type is 2 (v1+).
+pub fn describe_cluster_addresses(
+    w: &mut Walker<'_>,
+    version: i16,
+) -> WireResult<Option<AddressRegion>> {
     w.skip(4 + 2)?;
-    w.string(true)?;
-    if version >= 1 {
-        w.skip(1)?;
-    }
-    w.string(true)?;
+    w.nullable_text(true)?; // error_message
+    let controllers = version >= 1 && w.i8()? == 2;
+    w.text(true)?; // cluster_id
     w.skip(4)?;
-    let n = w.array(true)?;
-    for _ in 0..n {
-        w.skip(4)?;
-        w.string(true)?;
-        w.skip(4)?;
-        w.string(true)?;
-        if version >= 2 {
-            w.skip(1)?;
-        }
-        w.tagged()?;
-    }
+    let brokers = region(w, EntryFormat::ClusterBroker, version, controllers, None)?;
     w.skip(4)?;
     w.tagged()?;
     w.end()?;
-    Ok(false)
+    Ok(Some(brokers))
 }
 
-/// DescribeQuorumResponse body (always flexible).
-pub fn describe_quorum(w: &mut Walker<'_>, version: i16) -> WireResult<bool> {
+/// DescribeClusterResponse body as a [`WalkFn`].
+pub fn describe_cluster(w: &mut Walker<'_>, version: i16) -> WireResult<bool> {
+    describe_cluster_addresses(w, version).map(carries_node_endpoints)
+}
+
+/// DescribeQuorumResponse body (always flexible); the region of `nodes` (v2+).
+pub fn describe_quorum_addresses(
+    w: &mut Walker<'_>,
+    version: i16,
+) -> WireResult<Option<AddressRegion>> {
     let replica_state = |w: &mut Walker<'_>| -> WireResult<()> {
         w.skip(4)?;
         if version >= 2 {
@@ -475,16 +879,16 @@ pub fn describe_quorum(w: &mut Walker<'_>, version: i16) -> WireResult<bool> {
     };
     w.skip(2)?;
     if version >= 2 {
-        w.string(true)?;
+        w.nullable_text(true)?;
     }
     let topics = w.array(true)?;
     for _ in 0..topics {
-        w.string(true)?;
+        w.text(true)?;
         let partitions = w.array(true)?;
         for _ in 0..partitions {
             w.skip(4 + 2)?;
             if version >= 2 {
-                w.string(true)?;
+                w.nullable_text(true)?;
             }
             w.skip(4 + 4 + 8)?;
             for _ in 0..w.array(true)? {
@@ -497,29 +901,28 @@ pub fn describe_quorum(w: &mut Walker<'_>, version: i16) -> WireResult<bool> {
         }
         w.tagged()?;
     }
-    if version >= 2 {
-        let nodes = w.array(true)?;
-        for _ in 0..nodes {
-            w.skip(4)?;
-            let listeners = w.array(true)?;
-            for _ in 0..listeners {
-                w.string(true)?;
-                w.string(true)?;
-                w.skip(2)?;
-                w.tagged()?;
-            }
-            w.tagged()?;
-        }
-    }
+    let nodes = if version >= 2 {
+        Some(region(w, EntryFormat::QuorumNode, version, true, None)?)
+    } else {
+        None
+    };
     w.tagged()?;
     w.end()?;
-    Ok(false)
+    Ok(nodes)
 }
 
-/// ShareFetchResponse v1 body.
-pub fn share_fetch(w: &mut Walker<'_>, _version: i16) -> WireResult<bool> {
+/// DescribeQuorumResponse body as a [`WalkFn`].
+pub fn describe_quorum(w: &mut Walker<'_>, version: i16) -> WireResult<bool> {
+    describe_quorum_addresses(w, version).map(carries_node_endpoints)
+}
+
+/// ShareFetchResponse v1 body; the region of `node_endpoints` (a regular field here).
+pub fn share_fetch_addresses(
+    w: &mut Walker<'_>,
+    version: i16,
+) -> WireResult<Option<AddressRegion>> {
     w.skip(4 + 2)?;
-    w.string(true)?;
+    w.nullable_text(true)?;
     w.skip(4)?; // acquisition_lock_timeout_ms
     let topics = w.array(true)?;
     for _ in 0..topics {
@@ -527,9 +930,9 @@ pub fn share_fetch(w: &mut Walker<'_>, _version: i16) -> WireResult<bool> {
         let partitions = w.array(true)?;
         for _ in 0..partitions {
             w.skip(4 + 2)?;
-            w.string(true)?;
+            w.nullable_text(true)?;
             w.skip(2)?;
-            w.string(true)?;
+            w.nullable_text(true)?;
             fixed_struct(w, 8)?; // current_leader
             w.bytes(true)?;
             let acquired = w.array(true)?;
@@ -540,32 +943,45 @@ pub fn share_fetch(w: &mut Walker<'_>, _version: i16) -> WireResult<bool> {
         }
         w.tagged()?;
     }
-    let endpoints = node_endpoints(w)? > 0;
+    let endpoints = region(w, EntryFormat::NodeEndpoint, version, false, None)?;
     w.tagged()?;
     w.end()?;
-    Ok(endpoints)
+    Ok(Some(endpoints))
 }
 
-/// ShareAcknowledgeResponse v1 body.
-pub fn share_acknowledge(w: &mut Walker<'_>, _version: i16) -> WireResult<bool> {
+/// ShareFetchResponse v1 body as a [`WalkFn`].
+pub fn share_fetch(w: &mut Walker<'_>, version: i16) -> WireResult<bool> {
+    share_fetch_addresses(w, version).map(carries_node_endpoints)
+}
+
+/// ShareAcknowledgeResponse v1 body; the region of `node_endpoints` (a regular field here).
+pub fn share_acknowledge_addresses(
+    w: &mut Walker<'_>,
+    version: i16,
+) -> WireResult<Option<AddressRegion>> {
     w.skip(4 + 2)?;
-    w.string(true)?;
+    w.nullable_text(true)?;
     let topics = w.array(true)?;
     for _ in 0..topics {
         w.skip(16)?;
         let partitions = w.array(true)?;
         for _ in 0..partitions {
             w.skip(4 + 2)?;
-            w.string(true)?;
+            w.nullable_text(true)?;
             fixed_struct(w, 8)?;
             w.tagged()?;
         }
         w.tagged()?;
     }
-    let endpoints = node_endpoints(w)? > 0;
+    let endpoints = region(w, EntryFormat::NodeEndpoint, version, false, None)?;
     w.tagged()?;
     w.end()?;
-    Ok(endpoints)
+    Ok(Some(endpoints))
+}
+
+/// ShareAcknowledgeResponse v1 body as a [`WalkFn`].
+pub fn share_acknowledge(w: &mut Walker<'_>, version: i16) -> WireResult<bool> {
+    share_acknowledge_addresses(w, version).map(carries_node_endpoints)
 }
 
 /// ApiVersionsResponse body.
