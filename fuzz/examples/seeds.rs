@@ -39,7 +39,7 @@ use kafka_protocol::messages::{
     ShareAcknowledgeResponse, ShareFetchResponse, TopicName,
 };
 use kafka_protocol::protocol::{Encodable, StrBytes};
-use kafka_tls_proxy::kafka::codec;
+use kafka_tls_proxy::kafka::{codec, rewrite};
 use ktp_fuzz::{
     keyed, FramesInput, API_VERSIONS_KEYS, NODE_ENDPOINTS_KEYS, OWN_CORRELATION_ID,
 };
@@ -773,6 +773,19 @@ fn main() {
         rewrite.add(name.clone(), keyed(&keys, *key, *version, p));
     }
 
+    // splice_vs_decode: every inspected response, once per mapper (the first byte).
+    let inspected: Vec<i16> = rewrite::INSPECTED.iter().map(|i| i.key as i16).collect();
+    let mut splice_vs_decode = Corpus::new(&root, "splice_vs_decode");
+    for (key, version, name, p) in &responses {
+        if inspected.contains(key) {
+            for mapper in 0..4u8 {
+                let mut input = vec![mapper];
+                input.extend_from_slice(&keyed(&inspected, *key, *version, p));
+                splice_vs_decode.add(format!("{name}-mapper{mapper}"), input);
+            }
+        }
+    }
+
     // node_endpoints: Produce and Fetch responses.
     let mut node_endpoints = Corpus::new(&root, "node_endpoints");
     for (key, version, name, p) in &responses {
@@ -891,7 +904,7 @@ fn main() {
     frames.add("responses-pipelined", FramesInput::encode(3, false, 2, 11, &answers));
 
     let mut total = 0;
-    for corpus in [rewrite, node_endpoints, api_versions_corpus, own, frames] {
+    for corpus in [rewrite, splice_vs_decode, node_endpoints, api_versions_corpus, own, frames] {
         total += corpus.write().1;
     }
     println!("total: {total} bytes");
