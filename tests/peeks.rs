@@ -155,7 +155,10 @@ fn bodies() -> &'static [(ApiKey, i16, Vec<u8>)] {
             "kafka-protocol refused to encode the default body of {refused:?}"
         );
         for key in ApiKey::iter() {
-            assert!(out.iter().any(|(k, _, _)| *k == key), "no version of {key:?} encodes");
+            assert!(
+                out.iter().any(|(k, _, _)| *k == key),
+                "no version of {key:?} encodes"
+            );
         }
         out
     })
@@ -186,7 +189,9 @@ fn request_frame(
     }
     let mut buf = BytesMut::new();
     buf.put_i32(0);
-    header.encode(&mut buf, header_version).expect("encode the header");
+    header
+        .encode(&mut buf, header_version)
+        .expect("encode the header");
     let header_len = buf.len() - LENGTH_PREFIX;
     buf.put_slice(body);
     let len = (buf.len() - LENGTH_PREFIX) as i32;
@@ -219,19 +224,31 @@ fn acks() -> impl Strategy<Value = i16> {
 fn check_header(frame_bytes: &[u8], key: ApiKey, version: i16, header_len: usize) {
     let h = frame::request_header(frame_bytes).expect("request_header");
     let header_version = key.request_header_version(version);
-    assert_eq!(codec::request_header_version(key as i16, version), header_version);
+    assert_eq!(
+        codec::request_header_version(key as i16, version),
+        header_version
+    );
 
     let mut buf = Bytes::copy_from_slice(&frame_bytes[LENGTH_PREFIX..]);
     let before = buf.len();
-    let decoded = RequestHeader::decode(&mut buf, header_version).expect("kafka-protocol decodes the header");
+    let decoded =
+        RequestHeader::decode(&mut buf, header_version).expect("kafka-protocol decodes the header");
     assert_eq!(
         (h.api_key, h.api_version, h.correlation_id),
-        (decoded.request_api_key, decoded.request_api_version, decoded.correlation_id),
+        (
+            decoded.request_api_key,
+            decoded.request_api_version,
+            decoded.correlation_id
+        ),
         "{key:?} v{version}"
     );
     assert_eq!((h.api_key, h.api_version), (key as i16, version));
     assert_eq!(before - buf.len(), header_len);
-    assert_eq!(frame::request_header_len(frame_bytes), Ok(header_len), "{key:?} v{version}");
+    assert_eq!(
+        frame::request_header_len(frame_bytes),
+        Ok(header_len),
+        "{key:?} v{version}"
+    );
 }
 
 proptest! {
@@ -416,4 +433,3 @@ fn transactional_id_len(body: &[u8], version: i16) -> usize {
         2 + i16::from_be_bytes([body[0], body[1]]).max(0) as usize
     }
 }
-
