@@ -354,7 +354,7 @@ fn allocation_sites() -> Vec<(String, (usize, usize))> {
         e.1 += size;
     }
     let mut v: Vec<_> = sites.into_iter().collect();
-    v.sort_by(|a, b| b.1 .0.cmp(&a.1 .0));
+    v.sort_by_key(|site| std::cmp::Reverse(site.1 .0));
     v
 }
 
