@@ -1675,7 +1675,8 @@ fn unread_fetches(base: u16, topic: &str, leaders: &[(u16, i32)]) -> Vec<TcpStre
 
 /// (d) A client that never reads its Fetch responses (Fetch v12, 50 MiB max_bytes, 5 pipelined,
 /// for a partition holding ~67 MiB): the proxy reads one ~50 MiB response into the budget,
-/// cannot write it, and stops reading that upstream connection (its receive queue stays full);
+/// cannot write it, and stops reading that upstream connection (its receive queue stays full
+/// and does not move);
 /// RSS stays under the bound.
 #[test]
 fn a_client_that_never_reads_its_fetch_responses_is_not_read_for() {
@@ -1698,8 +1699,7 @@ fn a_client_that_never_reads_its_fetch_responses_is_not_read_for() {
     let mut samples = Vec::new();
     for _ in 0..4 {
         thread::sleep(Duration::from_secs(2));
-        let q: Vec<u64> = upstream_conns(pid).iter().map(|(_, q)| *q).collect();
-        samples.push((rss_kib(pid), q));
+        samples.push((rss_kib(pid), upstream_conns(pid)));
     }
     let end = Instant::now();
     let peak = rss.peak(attack, end);
@@ -1713,7 +1713,15 @@ fn a_client_that_never_reads_its_fetch_responses_is_not_read_for() {
             mib(*r)
         );
     }
-    let stuck = samples.iter().all(|(_, q)| q.iter().any(|b| *b > 1 << 20));
+    // Stopped reading: one upstream connection holds unread bytes that do not move over 6 s.
+    // (How many is the kernel's receive buffer, which autotuning sizes differently on each
+    // machine — 0.5 MiB on one, several MiB on another — so the test asks for no figure.)
+    let stuck = samples[0].1.iter().any(|(peer, q0)| {
+        *q0 >= 64 << 10
+            && samples
+                .iter()
+                .all(|(_, s)| s.iter().any(|(p, q)| p == peer && q == q0))
+    });
     println!(
         "  RSS: idle {}, peak {}, VmHWM {}",
         mib(idle),
@@ -1722,8 +1730,8 @@ fn a_client_that_never_reads_its_fetch_responses_is_not_read_for() {
     );
     println!("  metrics: {}", metrics_line(admin));
     case.check(stuck, || {
-        "no upstream connection of the proxy kept more than 1 MiB unread: it did not stop \
-         reading for the client that does not read"
+        "no upstream connection of the proxy kept the same 64 KiB or more unread for 6 s: it \
+         did not stop reading for the client that does not read"
             .to_owned()
     });
     case.rss_bound("(d)", idle, peak, 3 * BUSY_CONN_KIB);
