@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::Settings;
+use crate::resolve::Resolver;
 use crate::tls::{self, certificate_info, TlsFailure, TlsLoadError};
 use crate::upstream::{self, DiscoveredBroker, DiscoveryError, Stream, UpstreamError};
 
@@ -51,21 +52,29 @@ pub async fn run(settings: &Settings) -> (String, bool) {
 
     let _ = writeln!(out, "Upstream brokers");
     let mut brokers: Option<Vec<DiscoveredBroker>> = None;
+    // Every check resolves anew: it reports what the name resolves to now.
+    let resolver = Resolver::new(Duration::ZERO);
     for addr in &settings.upstream {
         let started = Instant::now();
-        let mut stream =
-            match upstream::connect(addr, config.clone(), settings.connect_timeout).await {
-                Ok(stream) => stream,
-                Err(e) => {
-                    ok = false;
-                    let _ = writeln!(
-                        out,
-                        "  {addr}: FAIL {e}\n       fix: {}",
-                        connect_advice(&e)
-                    );
-                    continue;
-                }
-            };
+        let mut stream = match upstream::connect(
+            addr,
+            config.clone(),
+            settings.connect_timeout,
+            &resolver,
+        )
+        .await
+        {
+            Ok(stream) => stream,
+            Err(e) => {
+                ok = false;
+                let _ = writeln!(
+                    out,
+                    "  {addr}: FAIL {e}\n       fix: {}",
+                    connect_advice(&e)
+                );
+                continue;
+            }
+        };
         let mut line = format!(
             "  {addr}: connected in {} ms",
             started.elapsed().as_millis()

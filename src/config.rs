@@ -281,6 +281,17 @@ pub struct Options {
     )]
     pub discovery_interval: Option<String>,
 
+    /// How long the addresses a broker name resolved to are reused for new upstream
+    /// connections (a failed connect looks the name up again at once). Default 30s; 0 looks
+    /// the name up on every connect.
+    #[arg(
+        long,
+        global = true,
+        env = "KTP_DNS_CACHE_TTL",
+        value_name = "DURATION"
+    )]
+    pub dns_cache_ttl: Option<String>,
+
     /// Memory all connections together may hold in frames larger than 64 KiB (requests and
     /// responses being received, forwarded or rewritten). When it is used up, connections stop
     /// reading (TCP backpressure) until frames leave; nothing is dropped. A frame larger than
@@ -593,6 +604,8 @@ pub struct Settings {
     pub drain_timeout: Duration,
     /// Broker discovery period; zero disables the periodic rounds.
     pub discovery_interval: Duration,
+    /// How long a broker name's addresses are reused; zero disables the cache.
+    pub dns_cache_ttl: Duration,
     /// Memory budget for frames larger than [`SMALL_FRAME_BYTES`], over all connections.
     pub max_buffered_bytes: usize,
     /// Most client connections at once.
@@ -834,6 +847,7 @@ impl Options {
             connect_timeout,
             drain_timeout,
             discovery_interval,
+            dns_cache_ttl,
             max_buffered_bytes,
             max_connections,
             first_frame_timeout,
@@ -1116,6 +1130,11 @@ impl Options {
                 "--discovery-interval",
                 self.discovery_interval,
                 Duration::from_secs(10),
+            )?,
+            dns_cache_ttl: duration(
+                "--dns-cache-ttl",
+                self.dns_cache_ttl,
+                Duration::from_secs(30),
             )?,
             max_buffered_bytes: match self.max_buffered_bytes {
                 Some(n) if n < MIN_BUFFERED_BYTES => {

@@ -32,6 +32,7 @@
 //! - [`brokers`]: node id ↔ upstream address ↔ proxy port, the port formula, and the policy
 //!   for what the cluster's own Metadata may add (client responses only read the table).
 //! - [`upstream`]: connecting to brokers with mutual TLS; the proxy's own Metadata request.
+//! - [`resolve`]: broker names → addresses, one lookup per name per `--dns-cache-ttl`.
 //! - [`tls`]: certificates and keys, rustls configurations, reload, failure classification.
 //! - [`admin`]: metrics, health and readiness, the admin HTTP listener.
 //! - [`check`]: the `check` diagnostic command.
@@ -45,6 +46,7 @@ pub mod connection;
 pub mod identity;
 pub mod kafka;
 pub mod policy;
+pub mod resolve;
 pub mod server;
 pub mod tls;
 pub mod upstream;

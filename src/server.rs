@@ -20,6 +20,7 @@ use crate::budget::Budget;
 use crate::config::Settings;
 use crate::connection::{self, ConnectionError};
 use crate::identity::{self, Identities};
+use crate::resolve::Resolver;
 use crate::tls::{TlsFailure, TlsState};
 use crate::upstream::{self, FailureLog, Stream, UpstreamError};
 
@@ -66,6 +67,8 @@ pub struct Shared {
     /// Client connections open now, over all listeners (--max-connections).
     open_connections: AtomicUsize,
     failures: FailureLog,
+    /// Broker name lookups, shared by every upstream connect (--dns-cache-ttl).
+    resolver: Resolver,
     next_bootstrap: AtomicUsize,
     next_connection_id: AtomicU64,
     shutdown: watch::Receiver<bool>,
@@ -142,6 +145,7 @@ pub async fn run(
     );
     let drain_timeout = settings.drain_timeout;
     let budget = Budget::new(settings.max_buffered_bytes);
+    let resolver = Resolver::new(settings.dns_cache_ttl);
     let shared = Arc::new(Shared {
         settings,
         registry,
@@ -153,6 +157,7 @@ pub async fn run(
         budget,
         open_connections: AtomicUsize::new(0),
         failures: FailureLog::new(Duration::from_secs(30)),
+        resolver,
         next_bootstrap: AtomicUsize::new(0),
         next_connection_id: AtomicU64::new(0),
         shutdown: stop_rx,
@@ -391,7 +396,14 @@ async fn connect_upstream(shared: &Arc<Shared>, target: Target, identity: usize)
         }
     };
     for addr in &candidates {
-        match upstream::connect(addr, tls.clone(), shared.settings.connect_timeout).await {
+        match upstream::connect(
+            addr,
+            tls.clone(),
+            shared.settings.connect_timeout,
+            &shared.resolver,
+        )
+        .await
+        {
             Ok(stream) => {
                 metrics::counter!("kafka_proxy_upstream_connections_total").increment(1);
                 shared.health.upstream_ok();
@@ -488,7 +500,9 @@ async fn discovery_loop(shared: Arc<Shared>) {
 pub(crate) async fn discover_once(shared: &Arc<Shared>) -> bool {
     for addr in &shared.settings.upstream {
         let tls = shared.identities.all[identity::DEFAULT].tls.upstream();
-        let mut stream = match upstream::connect(addr, tls, shared.settings.connect_timeout).await {
+        let connected =
+            upstream::connect(addr, tls, shared.settings.connect_timeout, &shared.resolver).await;
+        let mut stream = match connected {
             Ok(s) => s,
             Err(e) => {
                 report_upstream_failure(shared, addr, &e);

@@ -22,6 +22,7 @@ use crate::brokers::UpstreamAddr;
 use crate::kafka::codec;
 use crate::kafka::frame::{self, FrameReader, INITIAL_READ_CAPACITY, LENGTH_PREFIX};
 use crate::kafka::wire::{self, WalkFn};
+use crate::resolve::Resolver;
 use crate::tls::TlsFailure;
 
 /// A byte stream that may or may not be TLS, on either side of the proxy.
@@ -136,18 +137,26 @@ impl UpstreamError {
 
 /// Opens a connection to a broker: TCP, then (unless `tls` is `None`) a TLS handshake that
 /// sends SNI and verifies the certificate against `addr.host`.
+/// Names resolve through `resolver`; a failed TCP connect (or a timeout) makes it forget the
+/// name, so the next attempt looks it up again.
 pub async fn connect(
     addr: &UpstreamAddr,
     tls: Option<Arc<ClientConfig>>,
     timeout: Duration,
+    resolver: &Resolver,
 ) -> Result<Stream, UpstreamError> {
     let attempt = async {
-        let tcp = TcpStream::connect((addr.host.as_str(), addr.port))
-            .await
-            .map_err(|source| UpstreamError::Connect {
+        let connected = match resolver.resolve(&addr.host, addr.port).await {
+            Ok(addrs) => TcpStream::connect(&addrs[..]).await,
+            Err(e) => Err(e),
+        };
+        let tcp = connected.map_err(|source| {
+            resolver.forget(&addr.host, addr.port);
+            UpstreamError::Connect {
                 addr: addr.clone(),
                 source,
-            })?;
+            }
+        })?;
         let _ = tcp.set_nodelay(true);
         let Some(config) = tls else {
             return Ok(Stream::Plain(tcp));
@@ -167,6 +176,7 @@ pub async fn connect(
     tokio::time::timeout(timeout, attempt)
         .await
         .unwrap_or_else(|_| {
+            resolver.forget(&addr.host, addr.port);
             Err(UpstreamError::Timeout {
                 addr: addr.clone(),
                 timeout,
@@ -393,9 +403,14 @@ mod tests {
             host: "127.0.0.1".into(),
             port,
         };
-        let err = connect(&addr, None, Duration::from_secs(5))
-            .await
-            .unwrap_err();
+        let err = connect(
+            &addr,
+            None,
+            Duration::from_secs(5),
+            &Resolver::new(Duration::ZERO),
+        )
+        .await
+        .unwrap_err();
         assert_eq!(err.reason(), "connect");
     }
 }
