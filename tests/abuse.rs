@@ -2222,7 +2222,7 @@ impl PlainProxy {
         let admin_addr = format!("127.0.0.1:{admin}");
         let child = Command::new(env!("CARGO_BIN_EXE_kafka-tls-proxy"))
             // As the deployment files run it (README "Sizing and limits").
-            .env("MIMALLOC_PURGE_DELAY", "0")
+            .env("MIMALLOC_PURGE_DELAY", "10")
             .args(["--upstream", &upstream, "--upstream-plaintext"])
             .args(["--upstream-host-pattern", "localhost"])
             .args([

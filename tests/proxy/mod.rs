@@ -158,7 +158,7 @@ impl Proxy {
             .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_kafka-tls-proxy"))
             // As the deployment files run it (README "Sizing and limits").
-            .env("MIMALLOC_PURGE_DELAY", "0")
+            .env("MIMALLOC_PURGE_DELAY", "10")
             .args(&self.args)
             .env_remove("KTP_CONFIG")
             .stdin(Stdio::null())
