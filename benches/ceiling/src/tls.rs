@@ -61,9 +61,9 @@ pub fn server_config(
 
 /// A client's configuration with a client certificate; rustls' default in-memory resumption.
 pub fn client_config(ca: &str, cert: &str, key_path: &str) -> anyhow::Result<ClientConfig> {
-    Ok(ClientConfig::builder_with_provider(provider())
+    ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots(ca)?)
         .with_client_auth_cert(certs(cert)?, key(key_path)?)
-        .context("client certificate and key")?)
+        .context("client certificate and key")
 }

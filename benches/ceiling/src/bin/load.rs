@@ -77,6 +77,7 @@ struct Snapshot {
     at: Instant,
     cpu: Vec<(u32, f64)>,
     machine: (u64, u64),
+    interrupts: u64,
     relay_core: (u64, u64),
 }
 
@@ -88,6 +89,7 @@ fn snapshot(pids: &[u32], relay_core: usize) -> Snapshot {
             .map(|&p| (p, procfs::cpu_seconds(p).unwrap_or(f64::NAN)))
             .collect(),
         machine: procfs::machine_jiffies(),
+        interrupts: procfs::interrupt_jiffies(),
         relay_core: procfs::cpu_jiffies(relay_core),
     }
 }
@@ -112,6 +114,7 @@ fn window(a: &Snapshot, b: &Snapshot) -> Value {
         "rss": rss,
         "machine_busy_cores": busy(a.machine, b.machine) * std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) as f64,
         "machine_busy_jiffies": b.machine.0 - a.machine.0,
+        "interrupt_jiffies": b.interrupts - a.interrupts,
         "relay_core_busy": busy(a.relay_core, b.relay_core),
     })
 }
