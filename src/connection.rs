@@ -17,7 +17,8 @@
 //! --max-buffered-bytes budget before their bodies are read (a pump waiting for budget stops
 //! reading, which is TCP backpressure, never a failure); at most `MAX_IN_FLIGHT` requests
 //! per direction of the expectation queue are awaiting answers before the client is no longer
-//! read.
+//! read. A busy direction reads up to 64 KiB at a time (more frames per write); a direction
+//! quiet for a second with nothing buffered holds no read buffer at all.
 //!
 //! On shutdown the request pump stops reading, the response pump delivers what is still in
 //! flight (bounded by the drain timeout), and the connection closes.
@@ -193,19 +194,85 @@ impl AddressMapper for Mapper<'_> {
 /// into a buffer allocated once at exactly that size; once the chunk holding it has been
 /// written on, that buffer is given back and reading continues in a small one. So what a
 /// connection holds outside the budget stays small, whatever frames came before.
+///
+/// Read size: each read is offered room for `read_ahead` bytes, which doubles (up to
+/// [`SMALL_FRAME_BYTES`]) while reads fill the room and halves (down to
+/// [`INITIAL_READ_CAPACITY`]) while they take less than a quarter of it. A pipelining client
+/// of small frames then moves many frames per read and per write (one TLS record, one system
+/// call) instead of 4 KiB at a time; a quiet connection stays at 4 KiB.
+///
+/// Idle: a direction that has nothing buffered and has been quiet for [`IDLE_PARK`] (and a new
+/// client connection, before its first byte) holds no buffer at all ("parked"): its next read
+/// goes into a few hundred bytes inside the task, and the buffer is allocated when bytes come.
+/// Thousands of idle connections then cost no read buffers.
 struct Inbound {
     reader: FrameReader,
     buf: BytesMut,
     charge: Option<Held>,
+    read_ahead: usize,
+    /// Room the last `prepare` left for the read that follows it.
+    room: usize,
+    /// No buffer is held until the next bytes arrive.
+    parked: bool,
 }
+
+/// How long a direction with nothing buffered keeps its read buffer.
+const IDLE_PARK: Duration = Duration::from_secs(1);
+
+/// The first read of a parked direction: small, inside the task, copied into a new buffer.
+const PARKED_READ: usize = 256;
 
 impl Inbound {
     fn new(max_frame: usize) -> Self {
         Self {
             reader: FrameReader::new(max_frame),
-            buf: BytesMut::with_capacity(INITIAL_READ_CAPACITY),
+            buf: BytesMut::new(),
             charge: None,
+            read_ahead: INITIAL_READ_CAPACITY,
+            room: 0,
+            parked: true,
         }
+    }
+
+    /// Whether this direction may give its buffer back now: nothing buffered, no budget held.
+    fn can_park(&self) -> bool {
+        !self.parked && self.buf.is_empty() && self.charge.is_none()
+    }
+
+    /// Gives the read buffer back (see [`Inbound::can_park`]).
+    fn park(&mut self) {
+        if self.can_park() {
+            self.buf = BytesMut::new();
+            self.read_ahead = INITIAL_READ_CAPACITY;
+            self.parked = true;
+        }
+    }
+
+    /// One read from `from` into the buffer (after [`Inbound::prepare`]), adapting the next
+    /// read's room; a parked direction reads into a small array first and allocates its buffer
+    /// only when bytes arrived. Cancel-safe like the stream's own read: the bytes a completed
+    /// read returned are in the buffer before this returns.
+    async fn read_from<S: AsyncRead + Unpin>(&mut self, from: &mut S) -> std::io::Result<usize> {
+        if self.parked {
+            let mut first = [0u8; PARKED_READ];
+            let n = from.read(&mut first).await?;
+            if n > 0 {
+                self.parked = false;
+                self.buf.reserve(self.read_ahead.max(n));
+                self.buf.extend_from_slice(&first[..n]);
+            }
+            return Ok(n);
+        }
+        let n = from.read_buf(&mut self.buf).await?;
+        if self.charge.is_some() {
+            // A large frame's body: its buffer is sized already; it says nothing of the
+            // frames around it.
+        } else if n >= self.room && self.room >= self.read_ahead {
+            self.read_ahead = (self.read_ahead * 2).min(SMALL_FRAME_BYTES);
+        } else if n * 4 < self.read_ahead {
+            self.read_ahead = (self.read_ahead / 2).max(INITIAL_READ_CAPACITY);
+        }
+        Ok(n)
     }
 
     /// Gets ready for the next read: waits for budget when the frame being received is large
@@ -216,6 +283,9 @@ impl Inbound {
         shared: &Shared,
         stop: impl Future<Output = S>,
     ) -> Result<Result<(), S>, FrameError> {
+        if self.parked {
+            return Ok(Ok(()));
+        }
         let incomplete = self.reader.incomplete_frame_len(&self.buf)?;
         if let Some(len) = incomplete.filter(|len| *len > SMALL_FRAME_BYTES) {
             if self.charge.is_none() {
@@ -243,8 +313,10 @@ impl Inbound {
                 self.buf = sized;
             }
         } else {
-            self.reader.reserve_for_next_read(&mut self.buf);
+            self.reader
+                .reserve_for_next_read(&mut self.buf, self.read_ahead);
         }
+        self.room = self.buf.capacity() - self.buf.len();
         Ok(Ok(()))
     }
 
@@ -357,13 +429,26 @@ impl<R: AsyncRead + AsyncWrite> Requests<R> {
                 Err(false) => return Ok(None),
                 Err(true) => return Err(timed_out(shared)),
             }
+            // A quiet client with nothing buffered gives its read buffer back after IDLE_PARK.
+            let park_at = self
+                .inbound
+                .can_park()
+                .then(|| self.last_read + IDLE_PARK)
+                .filter(|at| *at < deadline);
             let read = tokio::select! {
                 biased;
                 _ = shutdown.wait_for(|stop| *stop) => return Ok(None),
-                read = tokio::time::timeout_at(deadline.into(), self.client.read_buf(&mut self.inbound.buf)) => read,
+                read = tokio::time::timeout_at(
+                    park_at.unwrap_or(deadline).into(),
+                    self.inbound.read_from(&mut self.client),
+                ) => read,
             };
             let read = match read {
                 Ok(read) => read.map_err(ConnectionError::ClientIo)?,
+                Err(_) if park_at.is_some() => {
+                    self.inbound.park();
+                    continue;
+                }
                 Err(_) => return Err(timed_out(shared)),
             };
             if read == 0 {
@@ -743,7 +828,12 @@ where
                 }
                 continue;
             }
-            read = upstream.read_buf(&mut inbound.buf) => read.map_err(ConnectionError::BrokerIo)?,
+            read = inbound.read_from(&mut upstream) => read.map_err(ConnectionError::BrokerIo)?,
+            // Nothing awaited, nothing buffered: after IDLE_PARK the read buffer goes back.
+            _ = tokio::time::sleep(IDLE_PARK), if pending.is_empty() && inbound.can_park() => {
+                inbound.park();
+                continue;
+            }
         };
         if read == 0 {
             // The broker closed. Whatever was still expected will not come.
@@ -901,4 +991,85 @@ fn audit_change(
         outcome = ?outcome,
         "cluster change"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A frame of `len` bytes in total (length prefix included).
+    fn frame(len: usize) -> Vec<u8> {
+        let mut f = ((len - 4) as i32).to_be_bytes().to_vec();
+        f.resize(len, 7);
+        f
+    }
+
+    #[tokio::test]
+    async fn a_new_or_idle_direction_holds_no_read_buffer() {
+        let mut inbound = Inbound::new(1 << 20);
+        assert!(inbound.parked);
+        assert_eq!(inbound.buf.capacity(), 0, "nothing before the first byte");
+
+        let bytes = frame(100);
+        let mut from = &bytes[..];
+        let n = inbound.read_from(&mut from).await.unwrap();
+        assert_eq!(n, 100);
+        assert!(!inbound.parked);
+        assert!(inbound.buf.capacity() >= INITIAL_READ_CAPACITY);
+        let chunk = inbound.take_chunk().unwrap().unwrap();
+        assert_eq!(&chunk[..], &bytes[..]);
+        drop(chunk);
+
+        assert!(inbound.can_park());
+        inbound.park();
+        assert!(inbound.parked);
+        assert_eq!(inbound.buf.capacity(), 0, "parked: the buffer is gone");
+        assert_eq!(inbound.read_ahead, INITIAL_READ_CAPACITY);
+    }
+
+    #[tokio::test]
+    async fn a_partial_frame_keeps_its_buffer() {
+        let mut inbound = Inbound::new(1 << 20);
+        let bytes = frame(100);
+        let mut from = &bytes[..50];
+        inbound.read_from(&mut from).await.unwrap();
+        assert!(inbound.take_chunk().unwrap().is_none());
+        assert!(!inbound.can_park());
+        inbound.park();
+        assert_eq!(inbound.buf.len(), 50, "a partial frame is never dropped");
+    }
+
+    #[tokio::test]
+    async fn reads_that_fill_their_room_grow_the_read_ahead_to_64_kib_and_small_ones_shrink_it() {
+        let mut inbound = Inbound::new(1 << 20);
+        // Leave the parked state with one small frame.
+        let first = frame(8);
+        inbound.read_from(&mut &first[..]).await.unwrap();
+        inbound.take_chunk().unwrap().unwrap();
+
+        let stream: Vec<u8> = (0..200).flat_map(|_| frame(1024)).collect();
+        let mut from = &stream[..];
+        let mut seen = Vec::new();
+        while !from.is_empty() {
+            inbound
+                .reader
+                .reserve_for_next_read(&mut inbound.buf, inbound.read_ahead);
+            inbound.room = inbound.buf.capacity() - inbound.buf.len();
+            inbound.read_from(&mut from).await.unwrap();
+            seen.push(inbound.read_ahead);
+            while inbound.take_chunk().unwrap().is_some() {}
+        }
+        assert_eq!(inbound.read_ahead, SMALL_FRAME_BYTES, "grew: {seen:?}");
+
+        for _ in 0..8 {
+            let small = frame(16);
+            inbound
+                .reader
+                .reserve_for_next_read(&mut inbound.buf, inbound.read_ahead);
+            inbound.room = inbound.buf.capacity() - inbound.buf.len();
+            inbound.read_from(&mut &small[..]).await.unwrap();
+            inbound.take_chunk().unwrap().unwrap();
+        }
+        assert_eq!(inbound.read_ahead, INITIAL_READ_CAPACITY);
+    }
 }

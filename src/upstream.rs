@@ -297,7 +297,7 @@ where
             {
                 break frame.freeze();
             }
-            reader.reserve_for_next_read(&mut buf);
+            reader.reserve_for_next_read(&mut buf, INITIAL_READ_CAPACITY);
             if stream.read_buf(&mut buf).await? == 0 {
                 return Err(DiscoveryError::Io(std::io::ErrorKind::UnexpectedEof.into()));
             }

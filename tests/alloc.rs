@@ -230,7 +230,7 @@ async fn fake_broker() -> SocketAddr {
                 let reader = frame::FrameReader::new(16 << 20);
                 let mut buf = BytesMut::new();
                 loop {
-                    reader.reserve_for_next_read(&mut buf);
+                    reader.reserve_for_next_read(&mut buf, 0);
                     match socket.read_buf(&mut buf).await {
                         Ok(0) | Err(_) => return,
                         Ok(_) => {}

@@ -74,7 +74,7 @@ async fn fake_broker_with_delay(handler: Handler, delay: Duration) -> (SocketAdd
                 let reader = frame::FrameReader::new(1 << 20);
                 let mut buf = BytesMut::new();
                 loop {
-                    reader.reserve_for_next_read(&mut buf);
+                    reader.reserve_for_next_read(&mut buf, 0);
                     match socket.read_buf(&mut buf).await {
                         Ok(0) | Err(_) => return,
                         Ok(_) => {}
@@ -285,7 +285,7 @@ async fn read_frames(stream: &mut TcpStream, n: usize) -> Vec<Bytes> {
         if out.len() >= n {
             break;
         }
-        reader.reserve_for_next_read(&mut buf);
+        reader.reserve_for_next_read(&mut buf, 0);
         let read = tokio::time::timeout(Duration::from_secs(10), stream.read_buf(&mut buf))
             .await
             .expect("response within 10s")

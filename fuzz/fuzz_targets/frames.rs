@@ -136,7 +136,9 @@ fuzz_target!(|data: &[u8]| {
         // reserved before each read.
         let mut read = read;
         while !read.is_empty() {
-            reader.reserve_for_next_read(&mut buf);
+            // The read-ahead the connection adapts between 4 KiB and 64 KiB, varied by read.
+            let ahead = 1usize << (12 + read.len() % 5);
+            reader.reserve_for_next_read(&mut buf, ahead);
             let spare = buf.capacity() - buf.len();
             assert!(spare > 0, "no room for the next read");
             assert!(

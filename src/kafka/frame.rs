@@ -129,15 +129,17 @@ impl FrameReader {
         Ok((end > 0).then(|| buf.split_to(end)))
     }
 
-    /// How many bytes to reserve before the next read: enough for the frame being received,
-    /// but never more than `MAX_RESERVE_AHEAD` beyond what is already buffered.
-    pub fn reserve_for_next_read(&self, buf: &mut BytesMut) {
+    /// Reserves room before the next read: enough for the frame being received (never more
+    /// than `MAX_RESERVE_AHEAD` beyond what is already buffered), and at least `ahead` bytes
+    /// (at least [`INITIAL_READ_CAPACITY`]), so that one read can take several small frames.
+    pub fn reserve_for_next_read(&self, buf: &mut BytesMut, ahead: usize) {
+        let ahead = ahead.max(INITIAL_READ_CAPACITY);
         let wanted = match self.frame_len(buf) {
             Ok(Some(len)) if len > buf.len() => (len - buf.len()).min(MAX_RESERVE_AHEAD),
-            _ => INITIAL_READ_CAPACITY,
+            _ => ahead,
         };
         if buf.capacity() - buf.len() < wanted {
-            buf.reserve(wanted.max(INITIAL_READ_CAPACITY));
+            buf.reserve(wanted.max(ahead));
         }
     }
 }
@@ -458,8 +460,19 @@ mod tests {
         let reader = FrameReader::new(usize::MAX >> 2);
         let mut buf = BytesMut::new();
         buf.put_i32(i32::MAX);
-        reader.reserve_for_next_read(&mut buf);
+        reader.reserve_for_next_read(&mut buf, 64 * 1024);
         assert!(buf.capacity() < 2 * MAX_RESERVE_AHEAD);
+    }
+
+    #[test]
+    fn reserves_the_read_ahead_between_frames_and_never_less_than_the_initial_capacity() {
+        let reader = FrameReader::new(1 << 20);
+        let mut buf = BytesMut::new();
+        reader.reserve_for_next_read(&mut buf, 64 * 1024);
+        assert!(buf.capacity() >= 64 * 1024);
+        let mut buf = BytesMut::new();
+        reader.reserve_for_next_read(&mut buf, 0);
+        assert!(buf.capacity() >= INITIAL_READ_CAPACITY);
     }
 
     #[test]
