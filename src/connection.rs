@@ -196,7 +196,8 @@ impl AddressMapper for Mapper<'_> {
 /// connection holds outside the budget stays small, whatever frames came before.
 ///
 /// Read size: each read is offered room for `read_ahead` bytes, which doubles (up to
-/// [`SMALL_FRAME_BYTES`]) while reads fill the room and halves (down to
+/// [`SMALL_FRAME_BYTES`]) while reads fill the room with more than one frame (the peer
+/// pipelines: one request or response at a time never grows it) and halves (down to
 /// [`INITIAL_READ_CAPACITY`]) while they take less than a quarter of it. A pipelining client
 /// of small frames then moves many frames per read and per write (one TLS record, one system
 /// call) instead of 4 KiB at a time; a quiet connection stays at 4 KiB.
@@ -267,7 +268,10 @@ impl Inbound {
         if self.charge.is_some() {
             // A large frame's body: its buffer is sized already; it says nothing of the
             // frames around it.
-        } else if n >= self.room && self.room >= self.read_ahead {
+        } else if n >= self.room
+            && self.room >= self.read_ahead
+            && self.reader.holds_more_than_one_frame(&self.buf)
+        {
             self.read_ahead = (self.read_ahead * 2).min(SMALL_FRAME_BYTES);
         } else if n * 4 < self.read_ahead {
             self.read_ahead = (self.read_ahead / 2).max(INITIAL_READ_CAPACITY);
@@ -1071,5 +1075,26 @@ mod tests {
             inbound.take_chunk().unwrap().unwrap();
         }
         assert_eq!(inbound.read_ahead, INITIAL_READ_CAPACITY);
+    }
+
+    #[tokio::test]
+    async fn one_frame_at_a_time_never_grows_the_read_ahead() {
+        // A client with one 16 KiB request in flight: every read ends at its frame's end.
+        let mut inbound = Inbound::new(1 << 20);
+        for _ in 0..20 {
+            let one = frame(16 * 1024);
+            let mut from = &one[..];
+            loop {
+                inbound
+                    .reader
+                    .reserve_for_next_read(&mut inbound.buf, inbound.read_ahead);
+                inbound.room = inbound.buf.capacity() - inbound.buf.len();
+                inbound.read_from(&mut from).await.unwrap();
+                if inbound.take_chunk().unwrap().is_some() {
+                    break;
+                }
+            }
+            assert_eq!(inbound.read_ahead, INITIAL_READ_CAPACITY);
+        }
     }
 }

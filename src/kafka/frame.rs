@@ -103,6 +103,12 @@ impl FrameReader {
         Ok(self.frame_len(buf)?.filter(|len| *len > buf.len()))
     }
 
+    /// Whether `buf` holds more than its first frame: bytes of a next frame already arrived
+    /// (the peer pipelines).
+    pub fn holds_more_than_one_frame(&self, buf: &[u8]) -> bool {
+        matches!(self.frame_len(buf), Ok(Some(len)) if buf.len() > len)
+    }
+
     /// Takes the next complete frame (length prefix included) off the front of `buf`, or
     /// returns `None` when more bytes are needed.
     pub fn next_frame(&self, buf: &mut BytesMut) -> Result<Option<BytesMut>, FrameError> {
