@@ -12,6 +12,7 @@ use kafka_protocol::messages::ApiKey;
 
 use super::codec;
 use super::wire::{Walker, WireResult};
+use crate::config::SMALL_FRAME_BYTES;
 
 /// Produce API key: the one request that may expect no response.
 const PRODUCE: i16 = ApiKey::Produce as i16;
@@ -135,17 +136,23 @@ impl FrameReader {
         Ok((end > 0).then(|| buf.split_to(end)))
     }
 
-    /// Reserves room before the next read: enough for the frame being received (never more
-    /// than `MAX_RESERVE_AHEAD` beyond what is already buffered), and at least `ahead` bytes
-    /// (at least [`INITIAL_READ_CAPACITY`]), so that one read can take several small frames.
+    /// Reserves room before the next read: the rest of the frame being received (never more
+    /// than `MAX_RESERVE_AHEAD` beyond what is already buffered) plus `ahead` bytes (at least
+    /// [`INITIAL_READ_CAPACITY`]) for the frames after it, the two together up to
+    /// [`SMALL_FRAME_BYTES`] unless the rest alone is more. So one read can take the end of a
+    /// frame and the next ones of a pipelining peer, and a read that fills its room shows that
+    /// the peer had more to send.
     pub fn reserve_for_next_read(&self, buf: &mut BytesMut, ahead: usize) {
         let ahead = ahead.max(INITIAL_READ_CAPACITY);
         let wanted = match self.frame_len(buf) {
-            Ok(Some(len)) if len > buf.len() => (len - buf.len()).min(MAX_RESERVE_AHEAD),
+            Ok(Some(len)) if len > buf.len() => {
+                let rest = (len - buf.len()).min(MAX_RESERVE_AHEAD);
+                rest.max((rest + ahead).min(SMALL_FRAME_BYTES))
+            }
             _ => ahead,
         };
         if buf.capacity() - buf.len() < wanted {
-            buf.reserve(wanted.max(ahead));
+            buf.reserve(wanted);
         }
     }
 }
@@ -468,6 +475,22 @@ mod tests {
         buf.put_i32(i32::MAX);
         reader.reserve_for_next_read(&mut buf, 64 * 1024);
         assert!(buf.capacity() < 2 * MAX_RESERVE_AHEAD);
+    }
+
+    #[test]
+    fn reserves_the_rest_of_a_frame_plus_the_read_ahead_up_to_the_small_frame_lane() {
+        let reader = FrameReader::new(1 << 20);
+        let mut buf = BytesMut::new();
+        buf.put_i32(16 * 1024 - 4);
+        reader.reserve_for_next_read(&mut buf, 8 * 1024);
+        assert!(buf.capacity() - buf.len() >= 16 * 1024 - 4 + 8 * 1024);
+
+        let mut buf = BytesMut::new();
+        buf.put_i32(60 * 1024 - 4);
+        reader.reserve_for_next_read(&mut buf, SMALL_FRAME_BYTES);
+        let room = buf.capacity() - buf.len();
+        assert!(room >= SMALL_FRAME_BYTES - 4, "{room}");
+        assert!(room < 2 * SMALL_FRAME_BYTES, "{room}");
     }
 
     #[test]
