@@ -141,7 +141,7 @@ variable "reporting_vault_secret_path" {
 
 variable "memory_mb" {
   type        = number
-  description = "Task memory (MiB): about 40 MiB for the process, 0.2 MiB per busy connection, plus max_buffered_bytes."
+  description = "Task memory (MiB): about 40 MiB for the process, 0.25 MiB per busy connection, plus max_buffered_bytes."
   default     = 256
 }
 
@@ -422,7 +422,7 @@ job "kafka-tls-proxy" {
       }
 
       # One process serves every identity; --max-buffered-bytes is the budget of all their
-      # connections together: memory ~ 40 MiB + 0.2 MiB per busy connection + the budget
+      # connections together: memory ~ 40 MiB + 0.25 MiB per busy connection + the budget
       # (README "Sizing and limits"), so 256 MiB with the default 128 MiB budget.
       resources {
         cpu    = 200
