@@ -49,50 +49,38 @@ pub fn threads(pid: u32) -> Option<usize> {
     Some(std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.count())
 }
 
-/// Busy and total jiffies of the whole machine (first line of /proc/stat).
-pub fn machine_jiffies() -> (u64, u64) {
+/// The jiffy columns of the /proc/stat line named `name` ("cpu" is the whole machine).
+fn stat_line(name: &str) -> Vec<u64> {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let v: Vec<u64> = stat
-        .lines()
-        .next()
+    stat.lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
         .unwrap_or("")
         .split_whitespace()
         .skip(1)
         .filter_map(|x| x.parse().ok())
-        .collect();
+        .collect()
+}
+
+/// Busy and total jiffies of a /proc/stat line (idle and iowait are not busy).
+fn busy_total(v: &[u64]) -> (u64, u64) {
     let total: u64 = v.iter().sum();
     let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
     (total - idle, total)
+}
+
+/// Busy and total jiffies of the whole machine (first line of /proc/stat).
+pub fn machine_jiffies() -> (u64, u64) {
+    busy_total(&stat_line("cpu"))
 }
 
 /// Jiffies spent in hardware and software interrupts, machine-wide (irq + softirq of
 /// /proc/stat). Loopback TCP delivery runs in softirqs and is charged to no process.
 pub fn interrupt_jiffies() -> u64 {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let v: Vec<u64> = stat
-        .lines()
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
+    let v = stat_line("cpu");
     v.get(5).copied().unwrap_or(0) + v.get(6).copied().unwrap_or(0)
 }
 
 /// Busy and total jiffies of one CPU ("cpu1").
 pub fn cpu_jiffies(cpu: usize) -> (u64, u64) {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let name = format!("cpu{cpu}");
-    let v: Vec<u64> = stat
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some(name.as_str()))
-        .unwrap_or("")
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    let total: u64 = v.iter().sum();
-    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
-    (total - idle, total)
+    busy_total(&stat_line(&format!("cpu{cpu}")))
 }
