@@ -211,8 +211,6 @@ struct Inbound {
     buf: BytesMut,
     charge: Option<Held>,
     read_ahead: usize,
-    /// Room the last `prepare` left for the read that follows it.
-    room: usize,
     /// No buffer is held until the next bytes arrive.
     parked: bool,
 }
@@ -230,7 +228,6 @@ impl Inbound {
             buf: BytesMut::new(),
             charge: None,
             read_ahead: INITIAL_READ_CAPACITY,
-            room: 0,
             parked: true,
         }
     }
@@ -264,12 +261,13 @@ impl Inbound {
             }
             return Ok(n);
         }
+        let room = self.buf.capacity() - self.buf.len();
         let n = from.read_buf(&mut self.buf).await?;
         if self.charge.is_some() {
             // A large frame's body: its buffer is sized already; it says nothing of the
             // frames around it.
-        } else if n >= self.room
-            && self.room >= self.read_ahead
+        } else if n >= room
+            && room >= self.read_ahead
             && self.reader.holds_more_than_one_frame(&self.buf)
         {
             self.read_ahead = (self.read_ahead * 2).min(SMALL_FRAME_BYTES);
@@ -320,7 +318,6 @@ impl Inbound {
             self.reader
                 .reserve_for_next_read(&mut self.buf, self.read_ahead);
         }
-        self.room = self.buf.capacity() - self.buf.len();
         Ok(Ok(()))
     }
 
@@ -1058,7 +1055,6 @@ mod tests {
             inbound
                 .reader
                 .reserve_for_next_read(&mut inbound.buf, inbound.read_ahead);
-            inbound.room = inbound.buf.capacity() - inbound.buf.len();
             inbound.read_from(&mut from).await.unwrap();
             seen.push(inbound.read_ahead);
             while inbound.take_chunk().unwrap().is_some() {}
@@ -1070,7 +1066,6 @@ mod tests {
             inbound
                 .reader
                 .reserve_for_next_read(&mut inbound.buf, inbound.read_ahead);
-            inbound.room = inbound.buf.capacity() - inbound.buf.len();
             inbound.read_from(&mut &small[..]).await.unwrap();
             inbound.take_chunk().unwrap().unwrap();
         }
@@ -1088,7 +1083,6 @@ mod tests {
                 inbound
                     .reader
                     .reserve_for_next_read(&mut inbound.buf, inbound.read_ahead);
-                inbound.room = inbound.buf.capacity() - inbound.buf.len();
                 inbound.read_from(&mut from).await.unwrap();
                 if inbound.take_chunk().unwrap().is_some() {
                     break;
