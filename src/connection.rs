@@ -41,7 +41,7 @@ use crate::kafka::rewrite::{self, RewriteError};
 use crate::kafka::{self, versions};
 use crate::kafka::{AddressMapper, Advertised, MapError};
 use crate::policy::{self, Decision, Policy};
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::upstream::Stream;
 
 /// Requests a client may have in flight on one connection before the proxy stops reading

@@ -12,6 +12,8 @@
 //! - [`config`]: flags, environment and TOML file → validated [`config::Settings`].
 //! - [`server`]: the bootstrap listener, broker listeners, accept loops, broker discovery,
 //!   shutdown and drain. [`server::run`] takes its listener and a shutdown future.
+//! - [`shared`]: the state the server builds and every connection reads (settings, broker
+//!   table, identities, budget, discovery rounds, limits).
 //! - [`identity`]: whom a client acts as at the cluster (its listener set or its verified
 //!   certificate picks the identity: upstream certificate, policy, metrics).
 //! - [`connection`]: one client ↔ one broker, under the connection limits: the upstream
@@ -48,5 +50,6 @@ pub mod kafka;
 pub mod policy;
 pub mod resolve;
 pub mod server;
+pub mod shared;
 pub mod tls;
 pub mod upstream;

@@ -9,9 +9,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use metrics::Counter;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
 use crate::admin::Health;
@@ -21,6 +20,7 @@ use crate::config::Settings;
 use crate::connection::{self, ConnectionError};
 use crate::identity::{self, Identities};
 use crate::resolve::Resolver;
+use crate::shared::{Discovery, Shared, MIN_DISCOVERY_GAP};
 use crate::tls::{TlsFailure, TlsState};
 use crate::upstream::{self, FailureLog, Stream, UpstreamError};
 
@@ -43,62 +43,12 @@ pub enum TargetKind {
     Broker(i32),
 }
 
-/// State every connection shares.
-#[derive(Debug)]
-pub struct Shared {
-    /// Validated settings.
-    pub settings: Settings,
-    /// Node id ↔ upstream ↔ proxy port.
-    pub registry: Registry,
-    /// Every identity (its TLS material, policy, metrics) and listener set; the default
-    /// identity's TLS also holds the listeners' TLS.
-    pub identities: Identities,
-    /// Readiness, fed by every upstream connection attempt.
-    pub health: Arc<Health>,
-    /// The proxy's own Metadata rounds, the only writer of [`Shared::registry`].
-    pub discovery: Discovery,
-    /// Bytes read from clients.
-    pub bytes_from_clients: Counter,
-    /// Bytes read from brokers.
-    pub bytes_from_brokers: Counter,
-    /// Memory for frames larger than [`crate::config::SMALL_FRAME_BYTES`], in bytes
-    /// (--max-buffered-bytes); the connection pumps hold permits while such frames are in memory.
-    pub budget: Arc<Budget>,
-    /// Client connections open now, over all listeners (--max-connections).
-    open_connections: AtomicUsize,
-    failures: FailureLog,
-    /// Broker name lookups, shared by every upstream connect (--dns-cache-ttl).
-    resolver: Resolver,
-    next_bootstrap: AtomicUsize,
-    next_connection_id: AtomicU64,
-    shutdown: watch::Receiver<bool>,
-    /// Every connection holds a clone; when all are gone, draining is over.
-    alive: mpsc::Sender<()>,
-}
-
 impl Target {
     /// The listener set's name for logs: its identity's.
     fn set_name(&self, shared: &Shared) -> String {
         shared.identities.all[shared.identities.sets[self.set].identity]
             .name
             .clone()
-    }
-}
-
-impl Shared {
-    /// A limit was reached: counted as `kafka_proxy_limit_reached_total{limit}` and logged at
-    /// most once per 30 s per limit (with how many were suppressed), naming the flag that
-    /// raises it.
-    pub fn limit_reached(
-        &self,
-        limit: &'static str,
-        flag: &'static str,
-        what: std::fmt::Arguments<'_>,
-    ) {
-        metrics::counter!("kafka_proxy_limit_reached_total", "limit" => limit).increment(1);
-        if let Some(suppressed) = self.failures.should_log("limit", limit) {
-            tracing::warn!(limit, suppressed, "{what}; limit set by {flag}");
-        }
     }
 }
 
@@ -422,45 +372,6 @@ fn report_upstream_failure(shared: &Shared, addr: &UpstreamAddr, error: &Upstrea
         .should_log(&addr.to_string(), error.reason())
     {
         tracing::error!(broker = %addr, reason = error.reason(), suppressed, "{error}");
-    }
-}
-
-/// Shortest time between two of the proxy's own Metadata rounds, however many clients ask
-/// for confirmations: no client can make the proxy flood the cluster.
-const MIN_DISCOVERY_GAP: Duration = Duration::from_secs(1);
-
-/// The proxy's own Metadata rounds: periodic (--discovery-interval), and on request when a
-/// response on a client connection names a broker the table does not know or at another
-/// address. Rounds are rate-limited to one per `MIN_DISCOVERY_GAP`.
-#[derive(Debug)]
-pub struct Discovery {
-    wake: Notify,
-    /// (rounds started, rounds completed).
-    rounds: watch::Sender<(u64, u64)>,
-}
-
-impl Discovery {
-    fn new() -> Self {
-        Self {
-            wake: Notify::new(),
-            rounds: watch::Sender::new((0, 0)),
-        }
-    }
-
-    /// Asks for a round as soon as the rate limit allows, without waiting for it.
-    pub fn request(&self) {
-        self.wake.notify_one();
-    }
-
-    /// Asks for a round and waits, at most `timeout`, until a round that started after this
-    /// call has completed. True if one did.
-    pub async fn confirm(&self, timeout: Duration) -> bool {
-        let mut rounds = self.rounds.subscribe();
-        let target = rounds.borrow().0 + 1;
-        self.request();
-        tokio::time::timeout(timeout, rounds.wait_for(|(_, done)| *done >= target))
-            .await
-            .is_ok_and(|r| r.is_ok())
     }
 }
 

@@ -1,0 +1,111 @@
+//! The state every connection shares with the server: settings, the broker table, identities,
+//! health, the memory budget, the proxy's own discovery rounds, and the counters and limits the
+//! accept loops and the connections both use.
+//!
+//! It lives apart from [`crate::server`] (which builds it, accepts and shuts down) and
+//! [`crate::connection`] (which reads it for every frame), as mini-redis keeps its `db.rs`
+//! apart from its server and connection, so that neither imports the other.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics::Counter;
+use tokio::sync::{mpsc, watch, Notify};
+
+use crate::admin::Health;
+use crate::brokers::Registry;
+use crate::budget::Budget;
+use crate::config::Settings;
+use crate::identity::Identities;
+use crate::resolve::Resolver;
+use crate::upstream::FailureLog;
+
+/// State every connection shares.
+#[derive(Debug)]
+pub struct Shared {
+    /// Validated settings.
+    pub settings: Settings,
+    /// Node id ↔ upstream ↔ proxy port.
+    pub registry: Registry,
+    /// Every identity (its TLS material, policy, metrics) and listener set; the default
+    /// identity's TLS also holds the listeners' TLS.
+    pub identities: Identities,
+    /// Readiness, fed by every upstream connection attempt.
+    pub health: Arc<Health>,
+    /// The proxy's own Metadata rounds, the only writer of [`Shared::registry`].
+    pub discovery: Discovery,
+    /// Bytes read from clients.
+    pub bytes_from_clients: Counter,
+    /// Bytes read from brokers.
+    pub bytes_from_brokers: Counter,
+    /// Memory for frames larger than [`crate::config::SMALL_FRAME_BYTES`], in bytes
+    /// (--max-buffered-bytes); the connection pumps hold permits while such frames are in memory.
+    pub budget: Arc<Budget>,
+    /// Client connections open now, over all listeners (--max-connections).
+    pub(crate) open_connections: AtomicUsize,
+    pub(crate) failures: FailureLog,
+    /// Broker name lookups, shared by every upstream connect (--dns-cache-ttl).
+    pub(crate) resolver: Resolver,
+    pub(crate) next_bootstrap: AtomicUsize,
+    pub(crate) next_connection_id: AtomicU64,
+    pub(crate) shutdown: watch::Receiver<bool>,
+    /// Every connection holds a clone; when all are gone, draining is over.
+    pub(crate) alive: mpsc::Sender<()>,
+}
+
+impl Shared {
+    /// A limit was reached: counted as `kafka_proxy_limit_reached_total{limit}` and logged at
+    /// most once per 30 s per limit (with how many were suppressed), naming the flag that
+    /// raises it.
+    pub fn limit_reached(
+        &self,
+        limit: &'static str,
+        flag: &'static str,
+        what: std::fmt::Arguments<'_>,
+    ) {
+        metrics::counter!("kafka_proxy_limit_reached_total", "limit" => limit).increment(1);
+        if let Some(suppressed) = self.failures.should_log("limit", limit) {
+            tracing::warn!(limit, suppressed, "{what}; limit set by {flag}");
+        }
+    }
+}
+
+/// Shortest time between two of the proxy's own Metadata rounds, however many clients ask
+/// for confirmations: no client can make the proxy flood the cluster.
+pub(crate) const MIN_DISCOVERY_GAP: Duration = Duration::from_secs(1);
+
+/// The proxy's own Metadata rounds: periodic (--discovery-interval), and on request when a
+/// response on a client connection names a broker the table does not know or at another
+/// address. Rounds are rate-limited to one per `MIN_DISCOVERY_GAP`.
+#[derive(Debug)]
+pub struct Discovery {
+    pub(crate) wake: Notify,
+    /// (rounds started, rounds completed).
+    pub(crate) rounds: watch::Sender<(u64, u64)>,
+}
+
+impl Discovery {
+    pub(crate) fn new() -> Self {
+        Self {
+            wake: Notify::new(),
+            rounds: watch::Sender::new((0, 0)),
+        }
+    }
+
+    /// Asks for a round as soon as the rate limit allows, without waiting for it.
+    pub fn request(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Asks for a round and waits, at most `timeout`, until a round that started after this
+    /// call has completed. True if one did.
+    pub async fn confirm(&self, timeout: Duration) -> bool {
+        let mut rounds = self.rounds.subscribe();
+        let target = rounds.borrow().0 + 1;
+        self.request();
+        tokio::time::timeout(timeout, rounds.wait_for(|(_, done)| *done >= target))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+}
