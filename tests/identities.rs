@@ -1578,7 +1578,9 @@ fn check_policy(
         .with_transaction_timeout_ms(30000)
         .with_producer_id((-1).into())
         .with_producer_epoch(-1);
-    let r = raw.call(4, &idempotent).unwrap();
+    // A cluster that has just started answers COORDINATOR_LOAD_IN_PROGRESS until its producer
+    // id block arrives: retried as producers retry it.
+    let r = common::retrying(|| raw.call(4, &idempotent).unwrap(), |r| r.error_code);
     if read_only {
         assert_eq!(
             r.error_code, CLUSTER_AUTHORIZATION_FAILED,
@@ -1610,9 +1612,14 @@ fn check_policy(
     } else {
         // To partition 0's leader, through this identity's port for it.
         let mut leader = Raw::connect(leader_port(port, existing));
-        let r = leader
-            .call(9, &produce_request(existing, 1, "written"))
-            .unwrap();
+        let r = common::retrying(
+            || {
+                leader
+                    .call(9, &produce_request(existing, 1, "written"))
+                    .unwrap()
+            },
+            |r| r.responses[0].partition_responses[0].error_code,
+        );
         assert_eq!(
             r.responses[0].partition_responses[0].error_code, 0,
             "Produce"

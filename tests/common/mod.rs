@@ -642,3 +642,29 @@ pub fn untrusted_client_cert(dir: &Path, cn: &str) -> (PathBuf, PathBuf, PathBuf
     ]);
     (ca, cert, key)
 }
+
+/// Kafka error codes that clients retry (the protocol's "retriable" errors a test may meet on a
+/// cluster that has just started or just created a topic): NOT_LEADER_OR_FOLLOWER,
+/// REQUEST_TIMED_OUT, NETWORK_EXCEPTION, COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE,
+/// NOT_COORDINATOR, NOT_ENOUGH_REPLICAS(_AFTER_APPEND), LEADER_NOT_AVAILABLE, UNKNOWN_TOPIC_OR_PARTITION,
+/// CONCURRENT_TRANSACTIONS, KAFKA_STORAGE_ERROR, FETCH_SESSION_ID_NOT_FOUND, THROTTLING_QUOTA_EXCEEDED.
+pub const RETRIABLE_ERRORS: &[i16] = &[6, 7, 13, 14, 15, 16, 19, 20, 5, 3, 51, 56, 70, 89];
+
+/// How long a test retries a retriable error before it asserts on the answer: what a client's
+/// default `delivery.timeout.ms`/`default.api.timeout.ms` (60 s) would allow.
+pub const RETRY_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Calls `call` until the error code `code` reads from its answer is not retriable, or
+/// [`RETRY_DEADLINE`] has passed (then the last answer is returned, for the test to assert on),
+/// as clients retry. Any other outcome (success, an authorization error) returns at once.
+pub fn retrying<T>(mut call: impl FnMut() -> T, code: impl Fn(&T) -> i16) -> T {
+    let deadline = std::time::Instant::now() + RETRY_DEADLINE;
+    loop {
+        let answer = call();
+        let c = code(&answer);
+        if !RETRIABLE_ERRORS.contains(&c) || std::time::Instant::now() >= deadline {
+            return answer;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
