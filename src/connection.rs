@@ -48,9 +48,6 @@ use crate::upstream::Stream;
 /// more from it (Kafka clients default to 5; this leaves ample room).
 const MAX_IN_FLIGHT: usize = 1024;
 
-/// ApiVersions, the one request the proxy may answer itself.
-const API_VERSIONS_KEY: i16 = 18;
-
 /// Why a connection ended abnormally. Logged once, with the connection's span.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectionError {
@@ -608,7 +605,8 @@ where
                 send_expectation(&expect, Expected::Local(response)).await?;
                 continue;
             }
-            if header.api_key == API_VERSIONS_KEY && header.api_version > versions::API_VERSIONS_MAX
+            if header.api_key == kafka::API_VERSIONS
+                && header.api_version > versions::API_VERSIONS_MAX
             {
                 // Answer like a broker that does not know this version; the client retries
                 // with one the proxy can decode.

@@ -29,6 +29,9 @@ use kafka_protocol::messages::ApiKey;
 
 use kafka_protocol::protocol::StrBytes;
 
+/// ApiVersions' api key, the one the proxy answers and caps itself (from the crate's [`ApiKey`]).
+pub const API_VERSIONS: i16 = ApiKey::ApiVersions as i16;
+
 /// A broker address as a response carries it, and as the client must see it after rewriting.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Advertised {
@@ -66,7 +69,7 @@ pub trait AddressMapper {
 /// client: ApiVersions (capped) and every [`rewrite::INSPECTED`] API from the version whose
 /// responses can carry broker addresses.
 pub fn needs_inspection(api_key: i16, version: i16) -> bool {
-    api_key == ApiKey::ApiVersions as i16 || rewrite::needs_inspection(api_key, version)
+    api_key == API_VERSIONS || rewrite::needs_inspection(api_key, version)
 }
 
 /// False when a request must not be relayed: its response may carry broker addresses but the
@@ -91,7 +94,7 @@ pub fn inspect_response(
     payload: &Bytes,
     mapper: &mut dyn AddressMapper,
 ) -> Result<Option<Bytes>, rewrite::RewriteError> {
-    if api_key == ApiKey::ApiVersions as i16 {
+    if api_key == API_VERSIONS {
         versions::rewrite_api_versions(version, payload)
     } else {
         rewrite::rewrite_response(api_key, version, payload, mapper)

@@ -24,7 +24,7 @@ use std::fmt::Write as _;
 
 use kafka_protocol::messages::ApiKey;
 
-use super::wire::{Walker, WireResult};
+use super::wire::{self, Walker, WireResult};
 
 /// Entries an audit list holds before the rest is only counted: a CreateTopics of ten thousand
 /// topics makes one readable log line, not a megabyte.
@@ -430,47 +430,43 @@ pub enum Request {
 
 /// True for the api keys [`parse`] reads.
 pub fn parsed(key: ApiKey) -> bool {
-    first_flexible(key).is_some()
+    matches!(
+        key,
+        ApiKey::Produce
+            | ApiKey::CreateTopics
+            | ApiKey::DeleteTopics
+            | ApiKey::CreatePartitions
+            | ApiKey::DeleteRecords
+            | ApiKey::CreateAcls
+            | ApiKey::DeleteAcls
+            | ApiKey::AlterConfigs
+            | ApiKey::ElectLeaders
+            | ApiKey::AlterReplicaLogDirs
+            | ApiKey::InitProducerId
+            | ApiKey::DeleteGroups
+            | ApiKey::CreateDelegationToken
+            | ApiKey::RenewDelegationToken
+            | ApiKey::ExpireDelegationToken
+            | ApiKey::IncrementalAlterConfigs
+            | ApiKey::AlterClientQuotas
+            | ApiKey::AddPartitionsToTxn
+            | ApiKey::AddOffsetsToTxn
+            | ApiKey::EndTxn
+            | ApiKey::TxnOffsetCommit
+            | ApiKey::AlterUserScramCredentials
+            | ApiKey::AlterPartitionReassignments
+            | ApiKey::UpdateFeatures
+            | ApiKey::UnregisterBroker
+            | ApiKey::AlterShareGroupOffsets
+            | ApiKey::DeleteShareGroupOffsets
+            | ApiKey::OffsetDelete
+    )
 }
 
-/// The first flexible version of each request [`parse`] reads (0: always flexible).
-fn first_flexible(key: ApiKey) -> Option<i16> {
-    Some(match key {
-        ApiKey::Produce => 9,
-        ApiKey::CreateTopics => 5,
-        ApiKey::DeleteTopics => 4,
-        ApiKey::CreatePartitions
-        | ApiKey::DeleteRecords
-        | ApiKey::CreateAcls
-        | ApiKey::DeleteAcls
-        | ApiKey::AlterConfigs
-        | ApiKey::ElectLeaders
-        | ApiKey::AlterReplicaLogDirs
-        | ApiKey::InitProducerId
-        | ApiKey::DeleteGroups
-        | ApiKey::CreateDelegationToken
-        | ApiKey::RenewDelegationToken
-        | ApiKey::ExpireDelegationToken => 2,
-        ApiKey::IncrementalAlterConfigs | ApiKey::AlterClientQuotas => 1,
-        ApiKey::AddPartitionsToTxn
-        | ApiKey::AddOffsetsToTxn
-        | ApiKey::EndTxn
-        | ApiKey::TxnOffsetCommit => 3,
-        ApiKey::AlterUserScramCredentials
-        | ApiKey::AlterPartitionReassignments
-        | ApiKey::UpdateFeatures
-        | ApiKey::UnregisterBroker
-        | ApiKey::AlterShareGroupOffsets
-        | ApiKey::DeleteShareGroupOffsets => 0,
-        // OffsetDelete has no flexible version.
-        ApiKey::OffsetDelete => i16::MAX,
-        _ => return None,
-    })
-}
-
-/// True when the request or response of `key` at `version` is in a flexible version.
+/// True when the request or response of `key` at `version` is in a flexible version: the one
+/// answer of [`wire::flexible`], derived from kafka-protocol.
 pub fn flexible(key: ApiKey, version: i16) -> bool {
-    first_flexible(key).is_some_and(|from| version >= from)
+    wire::flexible(key, version)
 }
 
 /// Reads the body (after the request header) of a `key` request at `version`. The caller

@@ -39,6 +39,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{StrBytes, VersionRange};
 
 use super::codec::{response_header_version, versions_of, CodecError};
+use super::frame::LENGTH_PREFIX;
 use super::wire::{self, AddressEntries, AddressEntry, AddressRegion, AddressesFn, EntryFormat};
 use super::{AddressMapper, MapError};
 
@@ -66,9 +67,6 @@ pub enum RewriteError {
 
 /// What a rewrite returns: the new complete frame, or `None` to pass the original bytes.
 type Rewritten = Result<Option<Bytes>, RewriteError>;
-
-/// Bytes of the frame length prefix in front of a rewritten payload.
-const LENGTH_PREFIX: usize = 4;
 
 /// An API whose responses may carry broker addresses.
 #[derive(Debug)]
@@ -736,7 +734,7 @@ mod tests {
     const FETCH: i16 = ApiKey::Fetch as i16;
     const METADATA: i16 = ApiKey::Metadata as i16;
     const FIND_COORDINATOR: i16 = ApiKey::FindCoordinator as i16;
-    const API_VERSIONS: i16 = ApiKey::ApiVersions as i16;
+    use crate::kafka::API_VERSIONS;
     const DESCRIBE_QUORUM: i16 = ApiKey::DescribeQuorum as i16;
     const DESCRIBE_CLUSTER: i16 = ApiKey::DescribeCluster as i16;
     const SHARE_FETCH: i16 = ApiKey::ShareFetch as i16;

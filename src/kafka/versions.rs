@@ -8,14 +8,14 @@
 //! protocol library.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
+use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
 use kafka_protocol::protocol::VersionRange;
 
 use super::codec::{self, versions_of, CodecError};
 use super::rewrite::{self, RewriteError};
 use super::wire;
 
-const API_VERSIONS: i16 = ApiKey::ApiVersions as i16;
+use super::API_VERSIONS;
 /// Kafka error code UNSUPPORTED_VERSION.
 const UNSUPPORTED_VERSION: i16 = 35;
 

@@ -27,6 +27,16 @@
 
 use std::ops::Range;
 
+use kafka_protocol::messages::ApiKey;
+
+/// True when `key` at `version` is a flexible version (compact strings and arrays, tagged
+/// fields), for its request and its response alike. Derived from kafka-protocol, whose generated
+/// request header version is 2 exactly in the flexible versions of an API, so no version bound
+/// is typed here; the tests check it against the crate's own encoding.
+pub fn flexible(key: ApiKey, version: i16) -> bool {
+    key.request_header_version(version) >= 2
+}
+
 /// What went wrong, as a fixed message (no allocation on the hot path).
 pub type WireResult<T> = Result<T, &'static str>;
 /// A message walker: checks one body at one version, true if it carries a non-empty
@@ -323,7 +333,7 @@ impl<'a> Walker<'a> {
     /// `acks`; v3+ put a nullable transactional id in front of it (compact from v9).
     pub fn produce_request_acks(&mut self, version: i16) -> WireResult<i16> {
         if version >= 3 {
-            self.string(version >= 9)?;
+            self.string(flexible(ApiKey::Produce, version))?;
         }
         self.i16()
     }
@@ -379,8 +389,8 @@ impl EntryFormat {
     /// lengths.
     pub fn flexible(self, version: i16) -> bool {
         match self {
-            EntryFormat::MetadataBroker => version >= 9,
-            EntryFormat::CoordinatorTopLevel => version >= 3,
+            EntryFormat::MetadataBroker => flexible(ApiKey::Metadata, version),
+            EntryFormat::CoordinatorTopLevel => flexible(ApiKey::FindCoordinator, version),
             _ => true,
         }
     }
@@ -646,7 +656,7 @@ fn top_tags_with_endpoints(w: &mut Walker<'_>, version: i16) -> WireResult<Optio
 /// ProduceResponse v3+ body; the region of `node_endpoints` when the version has it and the
 /// tag is present (only flexible versions from v10 carry it).
 pub fn produce_addresses(w: &mut Walker<'_>, version: i16) -> WireResult<Option<AddressRegion>> {
-    let flex = version >= 9;
+    let flex = flexible(ApiKey::Produce, version);
     let topics = w.array(flex)?;
     for _ in 0..topics {
         if version <= 12 {
@@ -701,7 +711,7 @@ pub fn produce(w: &mut Walker<'_>, version: i16) -> WireResult<bool> {
 
 /// FetchResponse v4+ body; the region of `node_endpoints` when present (v16+).
 pub fn fetch_addresses(w: &mut Walker<'_>, version: i16) -> WireResult<Option<AddressRegion>> {
-    let flex = version >= 12;
+    let flex = flexible(ApiKey::Fetch, version);
     w.skip(4)?; // throttle_time_ms
     if version >= 7 {
         w.skip(2 + 4)?; // error_code, session_id
@@ -757,7 +767,7 @@ pub fn fetch(w: &mut Walker<'_>, version: i16) -> WireResult<bool> {
 
 /// MetadataResponse body; the region of `brokers`.
 pub fn metadata_addresses(w: &mut Walker<'_>, version: i16) -> WireResult<Option<AddressRegion>> {
-    let flex = version >= 9;
+    let flex = flexible(ApiKey::Metadata, version);
     if version >= 3 {
         w.skip(4)?;
     }
@@ -818,7 +828,7 @@ pub fn find_coordinator_addresses(
     w: &mut Walker<'_>,
     version: i16,
 ) -> WireResult<Option<AddressRegion>> {
-    let flex = version >= 3;
+    let flex = flexible(ApiKey::FindCoordinator, version);
     if version >= 1 {
         w.skip(4)?;
     }
@@ -986,7 +996,7 @@ pub fn share_acknowledge(w: &mut Walker<'_>, version: i16) -> WireResult<bool> {
 
 /// ApiVersionsResponse body.
 pub fn api_versions(w: &mut Walker<'_>, version: i16) -> WireResult<bool> {
-    let flex = version >= 3;
+    let flex = flexible(ApiKey::ApiVersions, version);
     w.skip(2)?;
     let n = w.array(flex)?;
     for _ in 0..n {
@@ -1015,3 +1025,7 @@ pub fn api_versions(w: &mut Walker<'_>, version: i16) -> WireResult<bool> {
     w.end()?;
     Ok(false)
 }
+
+#[cfg(test)]
+#[path = "wire_tests.rs"]
+mod tests;
