@@ -29,18 +29,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, watch};
 
+mod inbound;
+mod plan;
+
+use self::inbound::{Inbound, Requests, IDLE_PARK};
+use self::plan::{Awaited, Expected, Plan, Refusal};
 use crate::brokers::Lookup;
-use crate::budget::Held;
-use crate::config::SMALL_FRAME_BYTES;
 use crate::identity::Identity;
-use crate::kafka::frame::{self, FrameError, FrameReader, INITIAL_READ_CAPACITY};
+use crate::kafka::frame::{self, FrameError};
 use crate::kafka::rewrite::{self, RewriteError};
-use crate::kafka::{self, versions};
-use crate::kafka::{AddressMapper, Advertised, MapError};
-use crate::policy::{self, Decision, Policy};
+use crate::kafka::{self, AddressMapper, Advertised, MapError};
+use crate::policy;
 use crate::shared::Shared;
 use crate::upstream::Stream;
 
@@ -128,31 +130,6 @@ pub struct Client {
     pub principal: String,
 }
 
-/// A cluster-changing request awaiting its audit line: the resources it names.
-#[derive(Debug)]
-struct Audit {
-    resources: Vec<String>,
-}
-
-/// What the response pump expects next.
-#[derive(Debug)]
-enum Expected {
-    /// A broker response to this request.
-    Response {
-        /// The correlation id the client chose; restored in the response.
-        client_id: i32,
-        /// The correlation id the proxy gave the request upstream; the response must carry it.
-        proxy_id: i32,
-        api_key: i16,
-        api_version: i16,
-        sent: Instant,
-        /// Set for requests that change the cluster: logged once the answer is in.
-        audit: Option<Box<Audit>>,
-    },
-    /// A response the proxy makes itself, delivered in order with the others.
-    Local(Bytes),
-}
-
 /// Maps addresses through the shared broker table, read-only: a response on a client
 /// connection never changes what other clients are relayed to.
 pub(crate) struct Mapper<'a> {
@@ -179,282 +156,6 @@ impl AddressMapper for Mapper<'_> {
         Advertised {
             host: self.shared.registry.advertised_host().clone(),
             port: 0,
-        }
-    }
-}
-
-/// One direction's read side: the frame reader, the read buffer, and the budget held for the
-/// large frame at the front of the buffer.
-///
-/// Memory rules: a frame up to [`SMALL_FRAME_BYTES`] is read into a small buffer that grows
-/// only as bytes arrive; a larger frame is read only once budget for its whole length is held,
-/// into a buffer allocated once at exactly that size; once the chunk holding it has been
-/// written on, that buffer is given back and reading continues in a small one. So what a
-/// connection holds outside the budget stays small, whatever frames came before.
-///
-/// Read size: each read is offered room for `read_ahead` bytes, which doubles (up to
-/// [`SMALL_FRAME_BYTES`]) while reads fill the room with more than one frame (the peer
-/// pipelines: one request or response at a time never grows it) and halves (down to
-/// [`INITIAL_READ_CAPACITY`]) while they take less than a quarter of it. A pipelining client
-/// of small frames then moves many frames per read and per write (one TLS record, one system
-/// call) instead of 4 KiB at a time; a quiet connection stays at 4 KiB.
-///
-/// Idle: a direction that has nothing buffered and has been quiet for [`IDLE_PARK`] (and a new
-/// client connection, before its first byte) holds no buffer at all ("parked"): its next read
-/// goes into a few hundred bytes inside the task, and the buffer is allocated when bytes come.
-/// Thousands of idle connections then cost no read buffers.
-struct Inbound {
-    reader: FrameReader,
-    buf: BytesMut,
-    charge: Option<Held>,
-    read_ahead: usize,
-    /// No buffer is held until the next bytes arrive.
-    parked: bool,
-}
-
-/// How long a direction with nothing buffered keeps its read buffer.
-const IDLE_PARK: Duration = Duration::from_secs(1);
-
-/// The first read of a parked direction: small, inside the task, copied into a new buffer.
-const PARKED_READ: usize = 256;
-
-impl Inbound {
-    fn new(max_frame: usize) -> Self {
-        Self {
-            reader: FrameReader::new(max_frame),
-            buf: BytesMut::new(),
-            charge: None,
-            read_ahead: INITIAL_READ_CAPACITY,
-            parked: true,
-        }
-    }
-
-    /// Whether this direction may give its buffer back now: nothing buffered, no budget held.
-    fn can_park(&self) -> bool {
-        !self.parked && self.buf.is_empty() && self.charge.is_none()
-    }
-
-    /// Gives the read buffer back (see [`Inbound::can_park`]).
-    fn park(&mut self) {
-        if self.can_park() {
-            self.buf = BytesMut::new();
-            self.read_ahead = INITIAL_READ_CAPACITY;
-            self.parked = true;
-        }
-    }
-
-    /// One read from `from` into the buffer (after [`Inbound::prepare`]), adapting the next
-    /// read's room; a parked direction reads into a small array first and allocates its buffer
-    /// only when bytes arrived. Cancel-safe like the stream's own read: the bytes a completed
-    /// read returned are in the buffer before this returns.
-    async fn read_from<S: AsyncRead + Unpin>(&mut self, from: &mut S) -> std::io::Result<usize> {
-        if self.parked {
-            let mut first = [0u8; PARKED_READ];
-            let n = from.read(&mut first).await?;
-            if n > 0 {
-                self.parked = false;
-                self.buf.reserve(self.read_ahead.max(n));
-                self.buf.extend_from_slice(&first[..n]);
-            }
-            return Ok(n);
-        }
-        let room = self.buf.capacity() - self.buf.len();
-        let n = from.read_buf(&mut self.buf).await?;
-        if self.charge.is_some() {
-            // A large frame's body: its buffer is sized already; it says nothing of the
-            // frames around it.
-        } else if n >= room
-            && room >= self.read_ahead
-            && self.reader.holds_more_than_one_frame(&self.buf)
-        {
-            self.read_ahead = (self.read_ahead * 2).min(SMALL_FRAME_BYTES);
-        } else if n * 4 < self.read_ahead {
-            self.read_ahead = (self.read_ahead / 2).max(INITIAL_READ_CAPACITY);
-        }
-        Ok(n)
-    }
-
-    /// Gets ready for the next read: waits for budget when the frame being received is large
-    /// (see [`crate::budget`]: a frame larger than the whole budget takes all of it), sizes the buffer for it,
-    /// and reserves room. Returns `Ok(Err(s))` when `stop` completes first with `s`.
-    async fn prepare<S>(
-        &mut self,
-        shared: &Shared,
-        stop: impl Future<Output = S>,
-    ) -> Result<Result<(), S>, FrameError> {
-        if self.parked {
-            return Ok(Ok(()));
-        }
-        let incomplete = self.reader.incomplete_frame_len(&self.buf)?;
-        if let Some(len) = incomplete.filter(|len| *len > SMALL_FRAME_BYTES) {
-            if self.charge.is_none() {
-                let held = match shared.budget.try_take(len) {
-                    Some(held) => held,
-                    None => {
-                        shared.limit_reached(
-                            "buffered_bytes",
-                            "--max-buffered-bytes",
-                            format_args!("waiting for {len} bytes of frame buffer budget"),
-                        );
-                        tokio::select! {
-                            biased;
-                            s = stop => return Ok(Err(s)),
-                            held = shared.budget.take(len) => held,
-                        }
-                    }
-                };
-                self.charge = Some(held);
-            }
-            if self.buf.capacity() < len {
-                // One allocation of the frame's size, instead of doubling as bytes arrive.
-                let mut sized = BytesMut::with_capacity(len);
-                sized.extend_from_slice(&self.buf);
-                self.buf = sized;
-            }
-        } else {
-            self.reader
-                .reserve_for_next_read(&mut self.buf, self.read_ahead);
-        }
-        Ok(Ok(()))
-    }
-
-    /// Every complete frame at the front of the buffer, as one chunk.
-    fn take_chunk(&mut self) -> Result<Option<BytesMut>, FrameError> {
-        self.reader.next_chunk(&mut self.buf)
-    }
-
-    /// The last chunk taken has been written on: release its budget, and give back a buffer
-    /// that grew for a large frame.
-    fn release(&mut self) {
-        if self.charge.take().is_some() || self.buf.capacity() > 2 * SMALL_FRAME_BYTES {
-            let mut small = BytesMut::with_capacity(INITIAL_READ_CAPACITY.max(self.buf.len()));
-            small.extend_from_slice(&self.buf);
-            self.buf = small;
-        }
-    }
-}
-
-/// The client side of a connection: reads complete requests under the connection limits.
-struct Requests<R> {
-    client: ReadHalf<R>,
-    inbound: Inbound,
-    /// When the first byte of the request at the front of the buffer arrived.
-    frame_started: Option<Instant>,
-    /// When the client last sent anything.
-    last_read: Instant,
-    /// Deadline and flag for the first request; `None` once it arrived.
-    first: Option<(Instant, Duration)>,
-}
-
-impl<R: AsyncRead + AsyncWrite> Requests<R> {
-    fn new(shared: &Shared, client: ReadHalf<R>, accepted: Instant) -> Self {
-        let first_timeout = shared.settings.first_frame_timeout;
-        Self {
-            client,
-            inbound: Inbound::new(shared.settings.max_request_bytes),
-            frame_started: None,
-            last_read: accepted,
-            first: Some((accepted + first_timeout, first_timeout)),
-        }
-    }
-
-    /// The time limit of the next read: the first request's, the started request's (waiting
-    /// for budget included: a stalled request must not hold its place in the queue longer),
-    /// or the idle one.
-    fn deadline(&self, shared: &Shared) -> (Instant, &'static str, Duration) {
-        match (self.first, self.frame_started) {
-            (Some((at, after)), _) => (at, "--first-frame-timeout", after),
-            (None, Some(started)) => {
-                let after = shared.settings.frame_timeout;
-                (started + after, "--frame-timeout", after)
-            }
-            (None, None) => {
-                let after = shared.settings.client_idle_timeout;
-                (self.last_read + after, "--client-idle-timeout", after)
-            }
-        }
-    }
-
-    /// The next run of complete requests, or `None` when the client closed or shutdown began.
-    /// The budget held for a large request is released when the next chunk is asked for, that
-    /// is after the caller has written this one upstream.
-    async fn next_chunk(
-        &mut self,
-        shared: &Shared,
-        shutdown: &mut watch::Receiver<bool>,
-    ) -> Result<Option<BytesMut>, ConnectionError> {
-        self.inbound.release();
-        loop {
-            match self.inbound.take_chunk() {
-                Ok(Some(chunk)) => {
-                    self.first = None;
-                    self.frame_started = (!self.inbound.buf.is_empty()).then(Instant::now);
-                    return Ok(Some(chunk));
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    crate::admin::frame_rejected("request_too_large");
-                    return Err(ConnectionError::ClientFrame(e));
-                }
-            }
-            let (deadline, flag, after) = self.deadline(shared);
-            let timed_out = |shared: &Shared| {
-                let limit = match flag {
-                    "--first-frame-timeout" => "first_frame_timeout",
-                    "--frame-timeout" => "frame_timeout",
-                    _ => "client_idle_timeout",
-                };
-                shared.limit_reached(
-                    limit,
-                    flag,
-                    format_args!("closing a client connection after {after:?}"),
-                );
-                ConnectionError::ClientTimeout { flag, after }
-            };
-            let mut stop = shutdown.clone();
-            let stopped = self
-                .inbound
-                .prepare(shared, async move {
-                    tokio::select! {
-                        _ = stop.wait_for(|stop| *stop) => false,
-                        _ = tokio::time::sleep_until(deadline.into()) => true,
-                    }
-                })
-                .await
-                .map_err(ConnectionError::ClientFrame)?;
-            match stopped {
-                Ok(()) => {}
-                Err(false) => return Ok(None),
-                Err(true) => return Err(timed_out(shared)),
-            }
-            // A quiet client with nothing buffered gives its read buffer back after IDLE_PARK.
-            let park_at = self
-                .inbound
-                .can_park()
-                .then(|| self.last_read + IDLE_PARK)
-                .filter(|at| *at < deadline);
-            let read = tokio::select! {
-                biased;
-                _ = shutdown.wait_for(|stop| *stop) => return Ok(None),
-                read = tokio::time::timeout_at(
-                    park_at.unwrap_or(deadline).into(),
-                    self.inbound.read_from(&mut self.client),
-                ) => read,
-            };
-            let read = match read {
-                Ok(read) => read.map_err(ConnectionError::ClientIo)?,
-                Err(_) if park_at.is_some() => {
-                    self.inbound.park();
-                    continue;
-                }
-                Err(_) => return Err(timed_out(shared)),
-            };
-            if read == 0 {
-                return Ok(None);
-            }
-            shared.bytes_from_clients.increment(read as u64);
-            self.last_read = Instant::now();
-            self.frame_started.get_or_insert(self.last_read);
         }
     }
 }
@@ -575,83 +276,56 @@ where
                 ConnectionError::ClientFrame(e)
             })?;
             metrics.request(header.api_key);
-            let local = match identity.policy {
-                Policy::Full => None,
-                policy => match policy::decide(policy, &header, frame) {
-                    Decision::Allow => None,
-                    Decision::Deny {
-                        response,
-                        error_code,
-                    } => Some((response, error_code)),
-                    Decision::Close { reason } => {
-                        metrics.denied(header.api_key);
-                        audit_denial(who, identity, &header, frame, None, reason);
-                        return Err(ConnectionError::Denied {
-                            api_key: header.api_key,
-                            reason,
-                        });
+            match plan::plan(identity.policy, &header, frame) {
+                Plan::Forward(awaited) => {
+                    let proxy_id = next_id;
+                    next_id = next_id.wrapping_add(1);
+                    frame::set_request_correlation_id(&mut chunk[range], proxy_id);
+                    if let Some(awaited) = awaited {
+                        let sent = Instant::now();
+                        send_expectation(
+                            &expect,
+                            Expected::Response {
+                                proxy_id,
+                                sent,
+                                awaited,
+                            },
+                        )
+                        .await?;
                     }
-                },
-            };
-            if let Some((response, error_code)) = local {
-                // Denied: answered here like the broker would, never forwarded.
-                metrics.denied(header.api_key);
-                audit_denial(who, identity, &header, frame, Some(error_code), "policy");
-                upstream
-                    .write_all(&chunk[run_start..range.start])
-                    .await
-                    .map_err(ConnectionError::BrokerIo)?;
-                run_start = range.end;
-                send_expectation(&expect, Expected::Local(response)).await?;
-                continue;
-            }
-            if header.api_key == kafka::API_VERSIONS
-                && header.api_version > versions::API_VERSIONS_MAX
-            {
-                // Answer like a broker that does not know this version; the client retries
-                // with one the proxy can decode.
-                upstream
-                    .write_all(&chunk[run_start..range.start])
-                    .await
-                    .map_err(ConnectionError::BrokerIo)?;
-                run_start = range.end;
-                let answer = versions::unsupported_api_versions_response(header.correlation_id);
-                send_expectation(&expect, Expected::Local(answer)).await?;
-                continue;
-            }
-            if !kafka::relayable(header.api_key, header.api_version) {
-                crate::admin::frame_rejected("request_version");
-                return Err(ConnectionError::UnsupportedVersion {
-                    api_key: header.api_key,
-                    version: header.api_version,
-                });
-            }
-            let expects = frame::expects_response(&header, frame).map_err(|e| {
-                crate::admin::frame_rejected("request_malformed");
-                ConnectionError::ClientFrame(e)
-            })?;
-            let audit = policy::audited(header.api_key).then(|| {
-                Box::new(Audit {
-                    resources: policy::audit_resources(&header, frame)
-                        .unwrap_or_else(|e| vec![format!("(unreadable: {e})")]),
-                })
-            });
-            let proxy_id = next_id;
-            next_id = next_id.wrapping_add(1);
-            frame::set_request_correlation_id(&mut chunk[range], proxy_id);
-            if expects {
-                send_expectation(
-                    &expect,
-                    Expected::Response {
-                        client_id: header.correlation_id,
-                        proxy_id,
+                }
+                Plan::Answer { response, denied } => {
+                    if let Some(error_code) = denied {
+                        // Denied: answered here like the broker would, never forwarded.
+                        metrics.denied(header.api_key);
+                        audit_denial(who, identity, &header, frame, Some(error_code), "policy");
+                    }
+                    upstream
+                        .write_all(&chunk[run_start..range.start])
+                        .await
+                        .map_err(ConnectionError::BrokerIo)?;
+                    run_start = range.end;
+                    send_expectation(&expect, Expected::Local(response)).await?;
+                }
+                Plan::Refuse(Refusal::Denied(reason)) => {
+                    metrics.denied(header.api_key);
+                    audit_denial(who, identity, &header, frame, None, reason);
+                    return Err(ConnectionError::Denied {
                         api_key: header.api_key,
-                        api_version: header.api_version,
-                        sent: Instant::now(),
-                        audit,
-                    },
-                )
-                .await?;
+                        reason,
+                    });
+                }
+                Plan::Refuse(Refusal::UnsupportedVersion) => {
+                    crate::admin::frame_rejected("request_version");
+                    return Err(ConnectionError::UnsupportedVersion {
+                        api_key: header.api_key,
+                        version: header.api_version,
+                    });
+                }
+                Plan::Refuse(Refusal::Malformed(e)) => {
+                    crate::admin::frame_rejected("request_malformed");
+                    return Err(ConnectionError::ClientFrame(e));
+                }
             }
         }
         upstream
@@ -695,43 +369,22 @@ async fn deliver_local<W: AsyncRead + AsyncWrite>(
     Ok(wrote)
 }
 
-/// A response paired with its request.
-struct Paired {
-    client_id: i32,
-    api_key: i16,
-    api_version: i16,
-    audit: Option<Box<Audit>>,
-}
-
 /// Pairs a response with the oldest outstanding request: the response must carry the id the
-/// proxy gave that request.
+/// proxy gave that request. Returns that request's plan for its response.
 fn pair(
     metrics: &crate::admin::ApiMetrics,
     pending: &mut VecDeque<Expected>,
     proxy_id: i32,
-) -> Result<Paired, ConnectionError> {
+) -> Result<Awaited, ConnectionError> {
     match pending.front() {
         Some(Expected::Response {
             proxy_id: expected, ..
         }) if *expected == proxy_id => {
-            let Some(Expected::Response {
-                client_id,
-                api_key,
-                api_version,
-                sent,
-                audit,
-                ..
-            }) = pending.pop_front()
-            else {
+            let Some(Expected::Response { sent, awaited, .. }) = pending.pop_front() else {
                 unreachable!("the front was a response")
             };
-            metrics.response(api_key, sent.elapsed());
-            Ok(Paired {
-                client_id,
-                api_key,
-                api_version,
-                audit,
-            })
+            metrics.response(awaited.api_key, sent.elapsed());
+            Ok(awaited)
         }
         other => {
             crate::admin::frame_rejected("response_unpaired");
@@ -746,7 +399,7 @@ fn pair(
     }
 }
 
-/// Inspects one response whose request [`kafka::needs_inspection`] selected. A response that
+/// Inspects one response whose request's plan selected it ([`kafka::needs_inspection`]). A response that
 /// names a broker the table does not know is held until the proxy's own Metadata request has
 /// confirmed it (bounded by --connect-timeout); if it still is not known, the connection
 /// closes rather than forward an address the proxy does not serve.
@@ -879,10 +532,11 @@ where
                     },
                 }
             }
-            let Paired {
+            let Awaited {
                 client_id,
                 api_key,
                 api_version,
+                inspect: planned_inspection,
                 audit,
             } = pair(&identity.api_metrics, &mut pending, proxy_id)?;
             frame::set_response_correlation_id(&mut chunk[range.clone()], client_id);
@@ -897,7 +551,7 @@ where
                     &chunk[payload_range.clone()],
                 );
             }
-            let inspect_it = kafka::needs_inspection(api_key, api_version)
+            let inspect_it = planned_inspection
                 && rewrite::may_carry_addresses(api_key, api_version, &chunk[payload_range])
                     .map_err(|source| ConnectionError::Rewrite {
                         api: crate::admin::api_name(api_key),
@@ -971,7 +625,7 @@ fn audit_change(
     identity: &Identity,
     api_key: i16,
     api_version: i16,
-    audit: Audit,
+    audit: plan::Audit,
     payload: &[u8],
 ) {
     let outcome = policy::audit_outcome(api_key, api_version, payload)
@@ -990,103 +644,4 @@ fn audit_change(
         outcome = ?outcome,
         "cluster change"
     );
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A frame of `len` bytes in total (length prefix included).
-    fn frame(len: usize) -> Vec<u8> {
-        let mut f = ((len - 4) as i32).to_be_bytes().to_vec();
-        f.resize(len, 7);
-        f
-    }
-
-    #[tokio::test]
-    async fn a_new_or_idle_direction_holds_no_read_buffer() {
-        let mut inbound = Inbound::new(1 << 20);
-        assert!(inbound.parked);
-        assert_eq!(inbound.buf.capacity(), 0, "nothing before the first byte");
-
-        let bytes = frame(100);
-        let mut from = &bytes[..];
-        let n = inbound.read_from(&mut from).await.unwrap();
-        assert_eq!(n, 100);
-        assert!(!inbound.parked);
-        assert!(inbound.buf.capacity() >= INITIAL_READ_CAPACITY);
-        let chunk = inbound.take_chunk().unwrap().unwrap();
-        assert_eq!(&chunk[..], &bytes[..]);
-        drop(chunk);
-
-        assert!(inbound.can_park());
-        inbound.park();
-        assert!(inbound.parked);
-        assert_eq!(inbound.buf.capacity(), 0, "parked: the buffer is gone");
-        assert_eq!(inbound.read_ahead, INITIAL_READ_CAPACITY);
-    }
-
-    #[tokio::test]
-    async fn a_partial_frame_keeps_its_buffer() {
-        let mut inbound = Inbound::new(1 << 20);
-        let bytes = frame(100);
-        let mut from = &bytes[..50];
-        inbound.read_from(&mut from).await.unwrap();
-        assert!(inbound.take_chunk().unwrap().is_none());
-        assert!(!inbound.can_park());
-        inbound.park();
-        assert_eq!(inbound.buf.len(), 50, "a partial frame is never dropped");
-    }
-
-    #[tokio::test]
-    async fn reads_that_fill_their_room_grow_the_read_ahead_to_64_kib_and_small_ones_shrink_it() {
-        let mut inbound = Inbound::new(1 << 20);
-        // Leave the parked state with one small frame.
-        let first = frame(8);
-        inbound.read_from(&mut &first[..]).await.unwrap();
-        inbound.take_chunk().unwrap().unwrap();
-
-        let stream: Vec<u8> = (0..200).flat_map(|_| frame(1024)).collect();
-        let mut from = &stream[..];
-        let mut seen = Vec::new();
-        while !from.is_empty() {
-            inbound
-                .reader
-                .reserve_for_next_read(&mut inbound.buf, inbound.read_ahead);
-            inbound.read_from(&mut from).await.unwrap();
-            seen.push(inbound.read_ahead);
-            while inbound.take_chunk().unwrap().is_some() {}
-        }
-        assert_eq!(inbound.read_ahead, SMALL_FRAME_BYTES, "grew: {seen:?}");
-
-        for _ in 0..8 {
-            let small = frame(16);
-            inbound
-                .reader
-                .reserve_for_next_read(&mut inbound.buf, inbound.read_ahead);
-            inbound.read_from(&mut &small[..]).await.unwrap();
-            inbound.take_chunk().unwrap().unwrap();
-        }
-        assert_eq!(inbound.read_ahead, INITIAL_READ_CAPACITY);
-    }
-
-    #[tokio::test]
-    async fn one_frame_at_a_time_never_grows_the_read_ahead() {
-        // A client with one 16 KiB request in flight: every read ends at its frame's end.
-        let mut inbound = Inbound::new(1 << 20);
-        for _ in 0..20 {
-            let one = frame(16 * 1024);
-            let mut from = &one[..];
-            loop {
-                inbound
-                    .reader
-                    .reserve_for_next_read(&mut inbound.buf, inbound.read_ahead);
-                inbound.read_from(&mut from).await.unwrap();
-                if inbound.take_chunk().unwrap().is_some() {
-                    break;
-                }
-            }
-            assert_eq!(inbound.read_ahead, INITIAL_READ_CAPACITY);
-        }
-    }
 }
