@@ -34,9 +34,10 @@ use tokio::sync::{mpsc, watch};
 
 use crate::brokers::Lookup;
 use crate::budget::Held;
-use crate::config::SMALL_FRAME_BYTES;
 use crate::identity::Identity;
-use crate::kafka::frame::{self, FrameError, FrameReader, INITIAL_READ_CAPACITY};
+use crate::kafka::frame::{
+    self, FrameError, FrameReader, INITIAL_READ_CAPACITY, SMALL_FRAME_BYTES,
+};
 use crate::kafka::rewrite::{self, RewriteError};
 use crate::kafka::{self, versions};
 use crate::kafka::{AddressMapper, Advertised, MapError};
