@@ -97,9 +97,69 @@ pub enum LogFormat {
     Json,
 }
 
+/// How a value from the configuration file fills an option that the flags and the environment
+/// left unset. Implemented per field type of [`Options`], so that an option of a new type does
+/// not compile until it says how it merges.
+trait Merge {
+    /// Merges `file`'s value into `self`, the one from the flags and the environment.
+    fn merge(&mut self, file: Self);
+}
+
+/// A value given as a flag or in the environment wins over the file's.
+impl<T> Merge for Option<T> {
+    fn merge(&mut self, file: Self) {
+        if self.is_none() {
+            *self = file;
+        }
+    }
+}
+
+/// A switch is on when the flag, the environment or the file turns it on.
+impl Merge for bool {
+    fn merge(&mut self, file: Self) {
+        *self |= file;
+    }
+}
+
+/// `[[identity]]` tables come from the file when none are given otherwise.
+impl Merge for Vec<IdentityOptions> {
+    fn merge(&mut self, file: Self) {
+        if self.is_empty() {
+            *self = file;
+        }
+    }
+}
+
+/// Declares [`Options`] from one list of fields and generates `Options::merge` over every one
+/// of them, so that a setting cannot be declared without its file value being merged. Each
+/// field is declared once: its `#[arg]` gives the flag and environment variable, its doc
+/// comment the help, its name (kebab-case) the TOML key, its type's [`Merge`] how the file
+/// fills it.
+macro_rules! options {
+    (
+        $(#[$attr:meta])*
+        pub struct Options {
+            $( $(#[$field_attr:meta])* pub $field:ident: $ty:ty, )*
+        }
+    ) => {
+        $(#[$attr])*
+        pub struct Options {
+            $( $(#[$field_attr])* pub $field: $ty, )*
+        }
+
+        impl Options {
+            /// Fills what the flags and the environment left unset from `file`.
+            fn merge(&mut self, file: Options) {
+                $( Merge::merge(&mut self.$field, file.$field); )*
+            }
+        }
+    };
+}
+
+options! {
 /// Every option, as flags (each with an environment variable) or TOML keys. All optional here;
 /// defaults and checks live in [`Options::into_settings`].
-#[derive(Debug, Default, Args, Deserialize)]
+#[derive(Debug, Default, PartialEq, Args, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Options {
     /// TOML file with any of these options (keys are the long flag names).
@@ -373,10 +433,11 @@ pub struct Options {
     #[serde(default)]
     pub identity: Vec<IdentityOptions>,
 }
+}
 
 /// One `[[identity]]` table of the configuration file: another Kafka principal the proxy acts
 /// as, for the clients of its own ports or of certificates that match it.
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct IdentityOptions {
     /// Name in logs, metrics and the audit log.
@@ -820,48 +881,7 @@ impl Options {
             .map_err(|e| bad("--config", format!("{}: {e}", path.display())))?;
         let file: Options = toml::from_str(&text)
             .map_err(|e| bad("--config", format!("{}: {e}", path.display())))?;
-        macro_rules! fill {
-            ($($field:ident),*) => { $( if self.$field.is_none() { self.$field = file.$field; } )* };
-        }
-        fill!(
-            upstream,
-            upstream_host_pattern,
-            upstream_ca,
-            client_cert,
-            client_key,
-            client_key_passphrase_file,
-            bind_address,
-            bootstrap_port,
-            broker_port_base,
-            max_brokers,
-            broker_port,
-            advertised_host,
-            listener_cert,
-            listener_key,
-            listener_client_ca,
-            max_request_bytes,
-            max_response_bytes,
-            connect_timeout,
-            drain_timeout,
-            discovery_interval,
-            dns_cache_ttl,
-            max_buffered_bytes,
-            max_connections,
-            first_frame_timeout,
-            frame_timeout,
-            client_idle_timeout,
-            bind_retry_timeout,
-            admin_address,
-            log_format,
-            log,
-            policy
-        );
-        if self.identity.is_empty() {
-            self.identity = file.identity;
-        }
-        self.upstream_plaintext |= file.upstream_plaintext;
-        self.allow_plaintext_listener |= file.allow_plaintext_listener;
-        self.allow_unauthenticated_tls_listener |= file.allow_unauthenticated_tls_listener;
+        self.merge(file);
         Ok(self)
     }
 
