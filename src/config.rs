@@ -134,7 +134,7 @@ impl Merge for Vec<IdentityOptions> {
 /// of them, so that a setting cannot be declared without its file value being merged. Each
 /// field is declared once: its `#[arg]` gives the flag and environment variable, its doc
 /// comment the help, its name (kebab-case) the TOML key, its type's [`Merge`] how the file
-/// fills it.
+/// fills it; [`Options::into_settings`] must then use it (it destructures every field).
 macro_rules! options {
     (
         $(#[$attr:meta])*
@@ -852,6 +852,20 @@ fn identities(
     Ok(out)
 }
 
+/// Parses --admin-address: the default when unset, IP:PORT, or `None` for "off".
+fn parse_admin_address(value: Option<&str>) -> Result<Option<SocketAddr>, ConfigError> {
+    match value.map(str::trim) {
+        None => Ok(Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9644))),
+        Some("off") | Some("") => Ok(None),
+        Some(addr) => addr.parse().map(Some).map_err(|_| {
+            bad(
+                "--admin-address",
+                format!("'{addr}' is not IP:PORT (or 'off')"),
+            )
+        }),
+    }
+}
+
 /// Parses "250ms", "10s", "2m" or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -887,25 +901,55 @@ impl Options {
 
     /// The admin listener address: the default, a parsed IP:PORT, or `None` for "off".
     pub fn admin_address(&self) -> Result<Option<SocketAddr>, ConfigError> {
-        match self.admin_address.as_deref().map(str::trim) {
-            None => Ok(Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9644))),
-            Some("off") | Some("") => Ok(None),
-            Some(addr) => addr.parse().map(Some).map_err(|_| {
-                bad(
-                    "--admin-address",
-                    format!("'{addr}' is not IP:PORT (or 'off')"),
-                )
-            }),
-        }
+        parse_admin_address(self.admin_address.as_deref())
     }
 
     /// Applies defaults and checks everything. `passphrase_env` is the passphrase given in
     /// KTP_CLIENT_KEY_PASSPHRASE (which main takes out of the environment first), passed in so
     /// tests need not touch the environment.
+    #[deny(unused_variables)]
     pub fn into_settings(self, passphrase_env: Option<Secret>) -> Result<Settings, ConfigError> {
-        let admin_address = self.admin_address()?;
-        let upstream: Vec<UpstreamAddr> = self
-            .upstream
+        // Every option, by name: one that is declared but never used here does not compile.
+        let Options {
+            config: _, // read by merge_file
+            upstream,
+            upstream_ca,
+            upstream_host_pattern,
+            client_cert,
+            client_key,
+            client_key_passphrase_file,
+            upstream_plaintext,
+            bind_address,
+            bootstrap_port,
+            broker_port_base,
+            max_brokers,
+            broker_port,
+            advertised_host,
+            allow_plaintext_listener,
+            listener_cert,
+            listener_key,
+            allow_unauthenticated_tls_listener,
+            listener_client_ca,
+            max_request_bytes,
+            max_response_bytes,
+            connect_timeout,
+            drain_timeout,
+            discovery_interval,
+            dns_cache_ttl,
+            max_buffered_bytes,
+            max_connections,
+            first_frame_timeout,
+            frame_timeout,
+            client_idle_timeout,
+            bind_retry_timeout,
+            admin_address,
+            log_format,
+            log,
+            policy,
+            identity,
+        } = self;
+        let admin_address = parse_admin_address(admin_address.as_deref())?;
+        let upstream: Vec<UpstreamAddr> = upstream
             .unwrap_or_default()
             .iter()
             .filter(|s| !s.trim().is_empty())
@@ -918,8 +962,8 @@ impl Options {
             ));
         }
 
-        let upstream_tls = if self.upstream_plaintext {
-            if self.client_cert.is_some() || self.client_key.is_some() {
+        let upstream_tls = if upstream_plaintext {
+            if client_cert.is_some() || client_key.is_some() {
                 return Err(bad(
                     "--upstream-plaintext",
                     "cannot be combined with --client-cert/--client-key",
@@ -927,16 +971,15 @@ impl Options {
             }
             None
         } else {
-            let cert = self.client_cert.ok_or_else(|| {
+            let cert = client_cert.ok_or_else(|| {
                 bad(
                     "--client-cert",
                     "required for mutual TLS to the brokers (or pass --upstream-plaintext for a cluster without TLS)",
                 )
             })?;
-            let key = self
-                .client_key
-                .ok_or_else(|| bad("--client-key", "required with --client-cert"))?;
-            let key_passphrase = match (&self.client_key_passphrase_file, passphrase_env) {
+            let key =
+                client_key.ok_or_else(|| bad("--client-key", "required with --client-cert"))?;
+            let key_passphrase = match (&client_key_passphrase_file, passphrase_env) {
                 (Some(file), _) => {
                     check_readable("--client-key-passphrase-file", file)?;
                     Some(Passphrase::File(file.clone()))
@@ -947,35 +990,35 @@ impl Options {
             for (setting, path) in [
                 ("--client-cert", Some(&cert)),
                 ("--client-key", Some(&key)),
-                ("--upstream-ca", self.upstream_ca.as_ref()),
+                ("--upstream-ca", upstream_ca.as_ref()),
             ] {
                 if let Some(path) = path {
                     check_readable(setting, path)?;
                 }
             }
             Some(UpstreamTlsFiles {
-                ca: self.upstream_ca,
+                ca: upstream_ca,
                 cert,
                 key,
                 key_passphrase,
             })
         };
 
-        let listener_tls = match (self.listener_cert, self.listener_key) {
+        let listener_tls = match (listener_cert, listener_key) {
             (Some(cert), Some(key)) => {
                 check_readable("--listener-cert", &cert)?;
                 check_readable("--listener-key", &key)?;
-                if let Some(ca) = &self.listener_client_ca {
+                if let Some(ca) = &listener_client_ca {
                     check_readable("--listener-client-ca", ca)?;
                 }
                 Some(ListenerTlsFiles {
                     cert,
                     key,
-                    client_ca: self.listener_client_ca,
+                    client_ca: listener_client_ca,
                 })
             }
             (None, None) => {
-                if self.listener_client_ca.is_some() {
+                if listener_client_ca.is_some() {
                     return Err(bad(
                         "--listener-client-ca",
                         "needs --listener-cert and --listener-key",
@@ -987,8 +1030,8 @@ impl Options {
             (None, Some(_)) => return Err(bad("--listener-cert", "required with --listener-key")),
         };
 
-        let bind_address = self.bind_address.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
-        if listener_tls.is_none() && !bind_address.is_loopback() && !self.allow_plaintext_listener {
+        let bind_address = bind_address.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        if listener_tls.is_none() && !bind_address.is_loopback() && !allow_plaintext_listener {
             return Err(bad(
                 "--bind-address",
                 format!("{bind_address} is not a loopback address and the listeners are plaintext; pass --allow-plaintext-listener to accept that (e.g. on a tailnet), or set --listener-cert/--listener-key"),
@@ -997,7 +1040,7 @@ impl Options {
         if let Some(tls) = &listener_tls {
             if tls.client_ca.is_none()
                 && !bind_address.is_loopback()
-                && !self.allow_unauthenticated_tls_listener
+                && !allow_unauthenticated_tls_listener
             {
                 return Err(bad(
                     "--bind-address",
@@ -1005,7 +1048,7 @@ impl Options {
                 ));
             }
         }
-        let advertised_host = match self.advertised_host {
+        let advertised_host = match advertised_host {
             Some(host) if host.trim().is_empty() => {
                 return Err(bad("--advertised-host", "must not be empty"))
             }
@@ -1019,7 +1062,7 @@ impl Options {
             None => bind_address.to_string(),
         };
 
-        let bootstrap_port = self.bootstrap_port.unwrap_or(9092);
+        let bootstrap_port = bootstrap_port.unwrap_or(9092);
         if bootstrap_port == 0 {
             return Err(bad("--bootstrap-port", "must be 1..=65535"));
         }
@@ -1035,16 +1078,16 @@ impl Options {
                 reserved.push(admin.port());
             }
         }
-        let overrides = parse_broker_ports("--broker-port", &self.broker_port.unwrap_or_default())?;
+        let overrides = parse_broker_ports("--broker-port", &broker_port.unwrap_or_default())?;
         let ports = PortPlan {
-            base: self.broker_port_base.unwrap_or(9100),
+            base: broker_port_base.unwrap_or(9100),
             overrides,
             reserved,
         };
         ports
             .validate()
             .map_err(|e| bad("--broker-port", e.to_string()))?;
-        let max_brokers = match self.max_brokers {
+        let max_brokers = match max_brokers {
             None => DEFAULT_MAX_BROKERS,
             Some(n) if (1..=MAX_MAX_BROKERS).contains(&n) => n,
             Some(n) => {
@@ -1064,9 +1107,9 @@ impl Options {
                 ),
             ));
         }
-        let policy = parse_policy("--policy", self.policy.as_deref())?;
+        let policy = parse_policy("--policy", policy.as_deref())?;
         let identities = identities(
-            self.identity,
+            identity,
             &IdentityContext {
                 default_bootstrap: bootstrap_port,
                 default_plan: &ports,
@@ -1078,7 +1121,7 @@ impl Options {
                     .is_some_and(|l| l.client_ca.is_some()),
             },
         )?;
-        let upstream_host_patterns = match self.upstream_host_pattern {
+        let upstream_host_patterns = match upstream_host_pattern {
             Some(patterns) => {
                 let patterns: Vec<String> = patterns
                     .iter()
@@ -1108,7 +1151,7 @@ impl Options {
         };
         let connect_timeout = duration(
             "--connect-timeout",
-            self.connect_timeout,
+            connect_timeout,
             Duration::from_secs(10),
         )?;
         if connect_timeout.is_zero() {
@@ -1129,31 +1172,23 @@ impl Options {
             listener_tls,
             max_request_bytes: positive(
                 "--max-request-bytes",
-                self.max_request_bytes,
+                max_request_bytes,
                 DEFAULT_MAX_REQUEST_BYTES,
             )?,
             max_response_bytes: positive(
                 "--max-response-bytes",
-                self.max_response_bytes,
+                max_response_bytes,
                 DEFAULT_MAX_RESPONSE_BYTES,
             )?,
             connect_timeout,
-            drain_timeout: duration(
-                "--drain-timeout",
-                self.drain_timeout,
-                Duration::from_secs(25),
-            )?,
+            drain_timeout: duration("--drain-timeout", drain_timeout, Duration::from_secs(25))?,
             discovery_interval: duration(
                 "--discovery-interval",
-                self.discovery_interval,
+                discovery_interval,
                 Duration::from_secs(10),
             )?,
-            dns_cache_ttl: duration(
-                "--dns-cache-ttl",
-                self.dns_cache_ttl,
-                Duration::from_secs(30),
-            )?,
-            max_buffered_bytes: match self.max_buffered_bytes {
+            dns_cache_ttl: duration("--dns-cache-ttl", dns_cache_ttl, Duration::from_secs(30))?,
+            max_buffered_bytes: match max_buffered_bytes {
                 Some(n) if n < MIN_BUFFERED_BYTES => {
                     return Err(bad(
                         "--max-buffered-bytes",
@@ -1169,37 +1204,37 @@ impl Options {
                 Some(n) => n,
                 None => DEFAULT_MAX_BUFFERED_BYTES,
             },
-            max_connections: match self.max_connections {
+            max_connections: match max_connections {
                 Some(0) => return Err(bad("--max-connections", "must be greater than 0")),
                 Some(n) => n,
                 None => DEFAULT_MAX_CONNECTIONS,
             },
             first_frame_timeout: nonzero(duration(
                 "--first-frame-timeout",
-                self.first_frame_timeout,
+                first_frame_timeout,
                 Duration::from_secs(10),
             )?)
             .ok_or_else(|| bad("--first-frame-timeout", "must be greater than 0"))?,
             frame_timeout: nonzero(duration(
                 "--frame-timeout",
-                self.frame_timeout,
+                frame_timeout,
                 Duration::from_secs(30),
             )?)
             .ok_or_else(|| bad("--frame-timeout", "must be greater than 0"))?,
             client_idle_timeout: nonzero(duration(
                 "--client-idle-timeout",
-                self.client_idle_timeout,
+                client_idle_timeout,
                 Duration::from_secs(600),
             )?)
             .ok_or_else(|| bad("--client-idle-timeout", "must be greater than 0"))?,
             bind_retry_timeout: duration(
                 "--bind-retry-timeout",
-                self.bind_retry_timeout,
+                bind_retry_timeout,
                 Duration::from_secs(60),
             )?,
             admin_address,
-            log_format: self.log_format.unwrap_or_default(),
-            log: self.log.unwrap_or_else(|| "info".into()),
+            log_format: log_format.unwrap_or_default(),
+            log: log.unwrap_or_else(|| "info".into()),
         })
     }
 }
