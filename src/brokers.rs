@@ -178,6 +178,98 @@ pub struct TablePolicy {
     pub host_patterns: Vec<String>,
 }
 
+/// Checks one --upstream-host-pattern and returns it lower-cased: an exact host (a name, or an
+/// IP address, IPv6 with or without brackets) or `*.domain` with at least two labels after
+/// `*.`. Refuses what would let broker metadata point the proxy at arbitrary hosts (`*`,
+/// `*.com`) and anything that is not a host name (ports, paths, a `*` elsewhere).
+pub fn parse_host_pattern(raw: &str) -> Result<String, String> {
+    let trimmed = raw.trim();
+    let unbracketed = trimmed
+        .strip_prefix('[')
+        .and_then(|p| p.strip_suffix(']'))
+        .unwrap_or(trimmed);
+    let pattern = unbracketed.to_ascii_lowercase();
+    if pattern.is_empty() {
+        return Err("empty pattern".into());
+    }
+    if let Some(c) = pattern
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '*')))
+    {
+        return Err(format!(
+            "'{raw}': '{c}' is not allowed (a pattern is a host name, an IP address or *.domain)"
+        ));
+    }
+    if let Ok(ip) = pattern.parse::<IpAddr>() {
+        return Ok(ip.to_string());
+    }
+    let (wildcard, name) = match pattern.strip_prefix("*.") {
+        Some(domain) => (true, domain),
+        None if pattern == "*" => {
+            return Err("'*' alone would let the cluster send the proxy to any host".into())
+        }
+        None => (false, pattern.as_str()),
+    };
+    if name.contains('*') {
+        return Err(format!("'{raw}': '*' is only allowed as a leading '*.'"));
+    }
+    if name.contains(':') {
+        return Err(format!(
+            "'{raw}' is neither a host name nor an IP address (a pattern has no port)"
+        ));
+    }
+    let name = name.strip_suffix('.').unwrap_or(name);
+    let labels: Vec<&str> = name.split('.').collect();
+    if labels.iter().any(|l| l.is_empty()) {
+        return Err(format!("'{raw}' has an empty label"));
+    }
+    if !wildcard {
+        return Ok(name.to_owned());
+    }
+    if labels.len() < 2 {
+        return Err(format!(
+            "'{raw}' is too broad: '*.' must be followed by at least two labels, like *.msk.test"
+        ));
+    }
+    Ok(format!("*.{name}"))
+}
+
+/// Whether the proxy may dial `host` (a host a broker is advertised at) under `pattern` (one
+/// of [`TablePolicy::host_patterns`]). An exact pattern matches the same name,
+/// case-insensitively, or the same IP address in any spelling; `*.domain` matches a name with
+/// one or more non-empty labels in front of `.domain`, never an IP address. A trailing dot
+/// and IPv6 brackets on `host` are ignored.
+pub fn host_matches(pattern: &str, host: &str) -> bool {
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let host_ip = host.parse::<IpAddr>().ok();
+    let Some(domain) = pattern.strip_prefix("*.") else {
+        return match (pattern.parse::<IpAddr>().ok(), host_ip) {
+            (Some(p), Some(h)) => p == h,
+            _ => !host.is_empty() && host.eq_ignore_ascii_case(pattern),
+        };
+    };
+    if host_ip.is_some() || domain.is_empty() {
+        return false;
+    }
+    let (host, domain) = (host.as_bytes(), domain.as_bytes());
+    let Some(split) = host.len().checked_sub(domain.len() + 1) else {
+        return false;
+    };
+    let (prefix, dot_domain) = host.split_at(split);
+    dot_domain[0] == b'.'
+        && dot_domain[1..].eq_ignore_ascii_case(domain)
+        && prefix.split(|b| *b == b'.').all(|label| {
+            !label.is_empty()
+                && label
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+        })
+}
+
 /// Why a discovered broker was not put in the table. Logged once per node id, counted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
@@ -337,7 +429,7 @@ impl Registry {
             .policy
             .host_patterns
             .iter()
-            .any(|p| crate::config::host_matches(p, &d.host))
+            .any(|p| host_matches(p, &d.host))
         {
             return Err(Refusal::HostNotAllowed(d.host.clone()));
         }
@@ -435,6 +527,48 @@ pub fn bind_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_matches_exact_hosts_and_subdomains() {
+        let yes = [
+            ("*.msk.test", "b-1.msk.test"),
+            ("*.msk.test", "B-1.MSK.TEST"),
+            ("*.msk.test", "a.b-1.msk.test"),
+            ("*.msk.test", "b-1.msk.test."),
+            (
+                "*.mycluster.abc123.c2.kafka.eu-west-1.amazonaws.com",
+                "b-3.mycluster.abc123.c2.kafka.eu-west-1.amazonaws.com",
+            ),
+            ("localhost", "LocalHost"),
+            ("127.0.0.1", "127.0.0.1"),
+            ("::1", "[::1]"),
+            ("::1", "0:0:0:0:0:0:0:1"),
+        ];
+        for (pattern, host) in yes {
+            assert!(host_matches(pattern, host), "{pattern} should match {host}");
+        }
+        let no = [
+            ("*.msk.test", "msk.test"),
+            ("*.msk.test", ".msk.test"),
+            ("*.msk.test", "a..msk.test"),
+            ("*.msk.test", "b-1.msk.test.evil.example"),
+            ("*.msk.test", "b-1xmsk.test"),
+            ("*.msk.test", "evilmsk.test"),
+            ("*.msk.test", "b/1.msk.test"),
+            ("*.msk.test", "b-1.msk.tést"),
+            ("*.0.0.1", "127.0.0.1"),
+            ("localhost", "localhost.evil.example"),
+            ("b-1.msk.test", "b-2.msk.test"),
+            ("127.0.0.1", "127.0.0.2"),
+            ("localhost", ""),
+        ];
+        for (pattern, host) in no {
+            assert!(
+                !host_matches(pattern, host),
+                "{pattern} must not match {host}"
+            );
+        }
+    }
 
     fn plan() -> PortPlan {
         PortPlan {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 
-use crate::brokers::{PortPlan, UpstreamAddr};
+use crate::brokers::{parse_host_pattern, PortPlan, UpstreamAddr};
 use crate::policy::Policy;
 use crate::tls::{ListenerTlsFiles, Passphrase, Secret, UpstreamTlsFiles};
 
@@ -23,9 +23,6 @@ pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
 /// Broker listeners the proxy opens at most, by default: far above any MSK cluster, low enough
 /// that a cluster reporting absurd node ids cannot make the proxy open thousands of ports.
 pub const DEFAULT_MAX_BROKERS: usize = 256;
-/// Frames up to this size are not charged to --max-buffered-bytes: every connection may hold
-/// one such frame per direction (README "Sizing and limits").
-pub const SMALL_FRAME_BYTES: usize = 64 * 1024;
 /// Default --max-buffered-bytes: half of a 256 MiB task.
 pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 128 * 1024 * 1024;
 /// Smallest --max-buffered-bytes.
@@ -100,9 +97,69 @@ pub enum LogFormat {
     Json,
 }
 
+/// How a value from the configuration file fills an option that the flags and the environment
+/// left unset. Implemented per field type of [`Options`], so that an option of a new type does
+/// not compile until it says how it merges.
+trait Merge {
+    /// Merges `file`'s value into `self`, the one from the flags and the environment.
+    fn merge(&mut self, file: Self);
+}
+
+/// A value given as a flag or in the environment wins over the file's.
+impl<T> Merge for Option<T> {
+    fn merge(&mut self, file: Self) {
+        if self.is_none() {
+            *self = file;
+        }
+    }
+}
+
+/// A switch is on when the flag, the environment or the file turns it on.
+impl Merge for bool {
+    fn merge(&mut self, file: Self) {
+        *self |= file;
+    }
+}
+
+/// `[[identity]]` tables come from the file when none are given otherwise.
+impl Merge for Vec<IdentityOptions> {
+    fn merge(&mut self, file: Self) {
+        if self.is_empty() {
+            *self = file;
+        }
+    }
+}
+
+/// Declares [`Options`] from one list of fields and generates `Options::merge` over every one
+/// of them, so that a setting cannot be declared without its file value being merged. Each
+/// field is declared once: its `#[arg]` gives the flag and environment variable, its doc
+/// comment the help, its name (kebab-case) the TOML key, its type's [`Merge`] how the file
+/// fills it; [`Options::into_settings`] must then use it (it destructures every field).
+macro_rules! options {
+    (
+        $(#[$attr:meta])*
+        pub struct Options {
+            $( $(#[$field_attr:meta])* pub $field:ident: $ty:ty, )*
+        }
+    ) => {
+        $(#[$attr])*
+        pub struct Options {
+            $( $(#[$field_attr])* pub $field: $ty, )*
+        }
+
+        impl Options {
+            /// Fills what the flags and the environment left unset from `file`.
+            fn merge(&mut self, file: Options) {
+                $( Merge::merge(&mut self.$field, file.$field); )*
+            }
+        }
+    };
+}
+
+options! {
 /// Every option, as flags (each with an environment variable) or TOML keys. All optional here;
 /// defaults and checks live in [`Options::into_settings`].
-#[derive(Debug, Default, Args, Deserialize)]
+#[derive(Debug, Default, PartialEq, Args, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Options {
     /// TOML file with any of these options (keys are the long flag names).
@@ -376,10 +433,11 @@ pub struct Options {
     #[serde(default)]
     pub identity: Vec<IdentityOptions>,
 }
+}
 
 /// One `[[identity]]` table of the configuration file: another Kafka principal the proxy acts
 /// as, for the clients of its own ports or of certificates that match it.
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct IdentityOptions {
     /// Name in logs, metrics and the audit log.
@@ -586,7 +644,7 @@ pub struct Settings {
     /// (explicit --broker-port entries are always served).
     pub max_brokers: usize,
     /// Hosts a broker may be advertised at for the proxy to dial it: validated, lower-case
-    /// patterns for [`host_matches`] (exact hosts or `*.domain`).
+    /// patterns for [`crate::brokers::host_matches`] (exact hosts or `*.domain`).
     pub upstream_host_patterns: Vec<String>,
     /// Upstream bootstrap brokers, tried in turn.
     pub upstream: Vec<UpstreamAddr>,
@@ -606,7 +664,7 @@ pub struct Settings {
     pub discovery_interval: Duration,
     /// How long a broker name's addresses are reused; zero disables the cache.
     pub dns_cache_ttl: Duration,
-    /// Memory budget for frames larger than [`SMALL_FRAME_BYTES`], over all connections.
+    /// Memory budget for frames larger than [`crate::kafka::frame::SMALL_FRAME_BYTES`], over all connections.
     pub max_buffered_bytes: usize,
     /// Most client connections at once.
     pub max_connections: usize,
@@ -794,6 +852,20 @@ fn identities(
     Ok(out)
 }
 
+/// Parses --admin-address: the default when unset, IP:PORT, or `None` for "off".
+fn parse_admin_address(value: Option<&str>) -> Result<Option<SocketAddr>, ConfigError> {
+    match value.map(str::trim) {
+        None => Ok(Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9644))),
+        Some("off") | Some("") => Ok(None),
+        Some(addr) => addr.parse().map(Some).map_err(|_| {
+            bad(
+                "--admin-address",
+                format!("'{addr}' is not IP:PORT (or 'off')"),
+            )
+        }),
+    }
+}
+
 /// Parses "250ms", "10s", "2m" or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -823,24 +895,40 @@ impl Options {
             .map_err(|e| bad("--config", format!("{}: {e}", path.display())))?;
         let file: Options = toml::from_str(&text)
             .map_err(|e| bad("--config", format!("{}: {e}", path.display())))?;
-        macro_rules! fill {
-            ($($field:ident),*) => { $( if self.$field.is_none() { self.$field = file.$field; } )* };
-        }
-        fill!(
+        self.merge(file);
+        Ok(self)
+    }
+
+    /// The admin listener address: the default, a parsed IP:PORT, or `None` for "off".
+    pub fn admin_address(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        parse_admin_address(self.admin_address.as_deref())
+    }
+
+    /// Applies defaults and checks everything. `passphrase_env` is the passphrase given in
+    /// KTP_CLIENT_KEY_PASSPHRASE (which main takes out of the environment first), passed in so
+    /// tests need not touch the environment.
+    #[deny(unused_variables)]
+    pub fn into_settings(self, passphrase_env: Option<Secret>) -> Result<Settings, ConfigError> {
+        // Every option, by name: one that is declared but never used here does not compile.
+        let Options {
+            config: _, // read by merge_file
             upstream,
-            upstream_host_pattern,
             upstream_ca,
+            upstream_host_pattern,
             client_cert,
             client_key,
             client_key_passphrase_file,
+            upstream_plaintext,
             bind_address,
             bootstrap_port,
             broker_port_base,
             max_brokers,
             broker_port,
             advertised_host,
+            allow_plaintext_listener,
             listener_cert,
             listener_key,
+            allow_unauthenticated_tls_listener,
             listener_client_ca,
             max_request_bytes,
             max_response_bytes,
@@ -857,38 +945,11 @@ impl Options {
             admin_address,
             log_format,
             log,
-            policy
-        );
-        if self.identity.is_empty() {
-            self.identity = file.identity;
-        }
-        self.upstream_plaintext |= file.upstream_plaintext;
-        self.allow_plaintext_listener |= file.allow_plaintext_listener;
-        self.allow_unauthenticated_tls_listener |= file.allow_unauthenticated_tls_listener;
-        Ok(self)
-    }
-
-    /// The admin listener address: the default, a parsed IP:PORT, or `None` for "off".
-    pub fn admin_address(&self) -> Result<Option<SocketAddr>, ConfigError> {
-        match self.admin_address.as_deref().map(str::trim) {
-            None => Ok(Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9644))),
-            Some("off") | Some("") => Ok(None),
-            Some(addr) => addr.parse().map(Some).map_err(|_| {
-                bad(
-                    "--admin-address",
-                    format!("'{addr}' is not IP:PORT (or 'off')"),
-                )
-            }),
-        }
-    }
-
-    /// Applies defaults and checks everything. `passphrase_env` is the passphrase given in
-    /// KTP_CLIENT_KEY_PASSPHRASE (which main takes out of the environment first), passed in so
-    /// tests need not touch the environment.
-    pub fn into_settings(self, passphrase_env: Option<Secret>) -> Result<Settings, ConfigError> {
-        let admin_address = self.admin_address()?;
-        let upstream: Vec<UpstreamAddr> = self
-            .upstream
+            policy,
+            identity,
+        } = self;
+        let admin_address = parse_admin_address(admin_address.as_deref())?;
+        let upstream: Vec<UpstreamAddr> = upstream
             .unwrap_or_default()
             .iter()
             .filter(|s| !s.trim().is_empty())
@@ -901,8 +962,8 @@ impl Options {
             ));
         }
 
-        let upstream_tls = if self.upstream_plaintext {
-            if self.client_cert.is_some() || self.client_key.is_some() {
+        let upstream_tls = if upstream_plaintext {
+            if client_cert.is_some() || client_key.is_some() {
                 return Err(bad(
                     "--upstream-plaintext",
                     "cannot be combined with --client-cert/--client-key",
@@ -910,16 +971,15 @@ impl Options {
             }
             None
         } else {
-            let cert = self.client_cert.ok_or_else(|| {
+            let cert = client_cert.ok_or_else(|| {
                 bad(
                     "--client-cert",
                     "required for mutual TLS to the brokers (or pass --upstream-plaintext for a cluster without TLS)",
                 )
             })?;
-            let key = self
-                .client_key
-                .ok_or_else(|| bad("--client-key", "required with --client-cert"))?;
-            let key_passphrase = match (&self.client_key_passphrase_file, passphrase_env) {
+            let key =
+                client_key.ok_or_else(|| bad("--client-key", "required with --client-cert"))?;
+            let key_passphrase = match (&client_key_passphrase_file, passphrase_env) {
                 (Some(file), _) => {
                     check_readable("--client-key-passphrase-file", file)?;
                     Some(Passphrase::File(file.clone()))
@@ -930,35 +990,35 @@ impl Options {
             for (setting, path) in [
                 ("--client-cert", Some(&cert)),
                 ("--client-key", Some(&key)),
-                ("--upstream-ca", self.upstream_ca.as_ref()),
+                ("--upstream-ca", upstream_ca.as_ref()),
             ] {
                 if let Some(path) = path {
                     check_readable(setting, path)?;
                 }
             }
             Some(UpstreamTlsFiles {
-                ca: self.upstream_ca,
+                ca: upstream_ca,
                 cert,
                 key,
                 key_passphrase,
             })
         };
 
-        let listener_tls = match (self.listener_cert, self.listener_key) {
+        let listener_tls = match (listener_cert, listener_key) {
             (Some(cert), Some(key)) => {
                 check_readable("--listener-cert", &cert)?;
                 check_readable("--listener-key", &key)?;
-                if let Some(ca) = &self.listener_client_ca {
+                if let Some(ca) = &listener_client_ca {
                     check_readable("--listener-client-ca", ca)?;
                 }
                 Some(ListenerTlsFiles {
                     cert,
                     key,
-                    client_ca: self.listener_client_ca,
+                    client_ca: listener_client_ca,
                 })
             }
             (None, None) => {
-                if self.listener_client_ca.is_some() {
+                if listener_client_ca.is_some() {
                     return Err(bad(
                         "--listener-client-ca",
                         "needs --listener-cert and --listener-key",
@@ -970,8 +1030,8 @@ impl Options {
             (None, Some(_)) => return Err(bad("--listener-cert", "required with --listener-key")),
         };
 
-        let bind_address = self.bind_address.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
-        if listener_tls.is_none() && !bind_address.is_loopback() && !self.allow_plaintext_listener {
+        let bind_address = bind_address.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        if listener_tls.is_none() && !bind_address.is_loopback() && !allow_plaintext_listener {
             return Err(bad(
                 "--bind-address",
                 format!("{bind_address} is not a loopback address and the listeners are plaintext; pass --allow-plaintext-listener to accept that (e.g. on a tailnet), or set --listener-cert/--listener-key"),
@@ -980,7 +1040,7 @@ impl Options {
         if let Some(tls) = &listener_tls {
             if tls.client_ca.is_none()
                 && !bind_address.is_loopback()
-                && !self.allow_unauthenticated_tls_listener
+                && !allow_unauthenticated_tls_listener
             {
                 return Err(bad(
                     "--bind-address",
@@ -988,7 +1048,7 @@ impl Options {
                 ));
             }
         }
-        let advertised_host = match self.advertised_host {
+        let advertised_host = match advertised_host {
             Some(host) if host.trim().is_empty() => {
                 return Err(bad("--advertised-host", "must not be empty"))
             }
@@ -1002,7 +1062,7 @@ impl Options {
             None => bind_address.to_string(),
         };
 
-        let bootstrap_port = self.bootstrap_port.unwrap_or(9092);
+        let bootstrap_port = bootstrap_port.unwrap_or(9092);
         if bootstrap_port == 0 {
             return Err(bad("--bootstrap-port", "must be 1..=65535"));
         }
@@ -1018,16 +1078,16 @@ impl Options {
                 reserved.push(admin.port());
             }
         }
-        let overrides = parse_broker_ports("--broker-port", &self.broker_port.unwrap_or_default())?;
+        let overrides = parse_broker_ports("--broker-port", &broker_port.unwrap_or_default())?;
         let ports = PortPlan {
-            base: self.broker_port_base.unwrap_or(9100),
+            base: broker_port_base.unwrap_or(9100),
             overrides,
             reserved,
         };
         ports
             .validate()
             .map_err(|e| bad("--broker-port", e.to_string()))?;
-        let max_brokers = match self.max_brokers {
+        let max_brokers = match max_brokers {
             None => DEFAULT_MAX_BROKERS,
             Some(n) if (1..=MAX_MAX_BROKERS).contains(&n) => n,
             Some(n) => {
@@ -1047,9 +1107,9 @@ impl Options {
                 ),
             ));
         }
-        let policy = parse_policy("--policy", self.policy.as_deref())?;
+        let policy = parse_policy("--policy", policy.as_deref())?;
         let identities = identities(
-            self.identity,
+            identity,
             &IdentityContext {
                 default_bootstrap: bootstrap_port,
                 default_plan: &ports,
@@ -1061,7 +1121,7 @@ impl Options {
                     .is_some_and(|l| l.client_ca.is_some()),
             },
         )?;
-        let upstream_host_patterns = match self.upstream_host_pattern {
+        let upstream_host_patterns = match upstream_host_pattern {
             Some(patterns) => {
                 let patterns: Vec<String> = patterns
                     .iter()
@@ -1091,7 +1151,7 @@ impl Options {
         };
         let connect_timeout = duration(
             "--connect-timeout",
-            self.connect_timeout,
+            connect_timeout,
             Duration::from_secs(10),
         )?;
         if connect_timeout.is_zero() {
@@ -1112,31 +1172,23 @@ impl Options {
             listener_tls,
             max_request_bytes: positive(
                 "--max-request-bytes",
-                self.max_request_bytes,
+                max_request_bytes,
                 DEFAULT_MAX_REQUEST_BYTES,
             )?,
             max_response_bytes: positive(
                 "--max-response-bytes",
-                self.max_response_bytes,
+                max_response_bytes,
                 DEFAULT_MAX_RESPONSE_BYTES,
             )?,
             connect_timeout,
-            drain_timeout: duration(
-                "--drain-timeout",
-                self.drain_timeout,
-                Duration::from_secs(25),
-            )?,
+            drain_timeout: duration("--drain-timeout", drain_timeout, Duration::from_secs(25))?,
             discovery_interval: duration(
                 "--discovery-interval",
-                self.discovery_interval,
+                discovery_interval,
                 Duration::from_secs(10),
             )?,
-            dns_cache_ttl: duration(
-                "--dns-cache-ttl",
-                self.dns_cache_ttl,
-                Duration::from_secs(30),
-            )?,
-            max_buffered_bytes: match self.max_buffered_bytes {
+            dns_cache_ttl: duration("--dns-cache-ttl", dns_cache_ttl, Duration::from_secs(30))?,
+            max_buffered_bytes: match max_buffered_bytes {
                 Some(n) if n < MIN_BUFFERED_BYTES => {
                     return Err(bad(
                         "--max-buffered-bytes",
@@ -1152,37 +1204,37 @@ impl Options {
                 Some(n) => n,
                 None => DEFAULT_MAX_BUFFERED_BYTES,
             },
-            max_connections: match self.max_connections {
+            max_connections: match max_connections {
                 Some(0) => return Err(bad("--max-connections", "must be greater than 0")),
                 Some(n) => n,
                 None => DEFAULT_MAX_CONNECTIONS,
             },
             first_frame_timeout: nonzero(duration(
                 "--first-frame-timeout",
-                self.first_frame_timeout,
+                first_frame_timeout,
                 Duration::from_secs(10),
             )?)
             .ok_or_else(|| bad("--first-frame-timeout", "must be greater than 0"))?,
             frame_timeout: nonzero(duration(
                 "--frame-timeout",
-                self.frame_timeout,
+                frame_timeout,
                 Duration::from_secs(30),
             )?)
             .ok_or_else(|| bad("--frame-timeout", "must be greater than 0"))?,
             client_idle_timeout: nonzero(duration(
                 "--client-idle-timeout",
-                self.client_idle_timeout,
+                client_idle_timeout,
                 Duration::from_secs(600),
             )?)
             .ok_or_else(|| bad("--client-idle-timeout", "must be greater than 0"))?,
             bind_retry_timeout: duration(
                 "--bind-retry-timeout",
-                self.bind_retry_timeout,
+                bind_retry_timeout,
                 Duration::from_secs(60),
             )?,
             admin_address,
-            log_format: self.log_format.unwrap_or_default(),
-            log: self.log.unwrap_or_else(|| "info".into()),
+            log_format: log_format.unwrap_or_default(),
+            log: log.unwrap_or_else(|| "info".into()),
         })
     }
 }
@@ -1213,62 +1265,6 @@ impl Settings {
         }
         warnings
     }
-}
-
-/// Checks one --upstream-host-pattern and returns it lower-cased: an exact host (a name, or an
-/// IP address, IPv6 with or without brackets) or `*.domain` with at least two labels after
-/// `*.`. Refuses what would let broker metadata point the proxy at arbitrary hosts (`*`,
-/// `*.com`) and anything that is not a host name (ports, paths, a `*` elsewhere).
-pub fn parse_host_pattern(raw: &str) -> Result<String, String> {
-    let trimmed = raw.trim();
-    let unbracketed = trimmed
-        .strip_prefix('[')
-        .and_then(|p| p.strip_suffix(']'))
-        .unwrap_or(trimmed);
-    let pattern = unbracketed.to_ascii_lowercase();
-    if pattern.is_empty() {
-        return Err("empty pattern".into());
-    }
-    if let Some(c) = pattern
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '*')))
-    {
-        return Err(format!(
-            "'{raw}': '{c}' is not allowed (a pattern is a host name, an IP address or *.domain)"
-        ));
-    }
-    if let Ok(ip) = pattern.parse::<IpAddr>() {
-        return Ok(ip.to_string());
-    }
-    let (wildcard, name) = match pattern.strip_prefix("*.") {
-        Some(domain) => (true, domain),
-        None if pattern == "*" => {
-            return Err("'*' alone would let the cluster send the proxy to any host".into())
-        }
-        None => (false, pattern.as_str()),
-    };
-    if name.contains('*') {
-        return Err(format!("'{raw}': '*' is only allowed as a leading '*.'"));
-    }
-    if name.contains(':') {
-        return Err(format!(
-            "'{raw}' is neither a host name nor an IP address (a pattern has no port)"
-        ));
-    }
-    let name = name.strip_suffix('.').unwrap_or(name);
-    let labels: Vec<&str> = name.split('.').collect();
-    if labels.iter().any(|l| l.is_empty()) {
-        return Err(format!("'{raw}' has an empty label"));
-    }
-    if !wildcard {
-        return Ok(name.to_owned());
-    }
-    if labels.len() < 2 {
-        return Err(format!(
-            "'{raw}' is too broad: '*.' must be followed by at least two labels, like *.msk.test"
-        ));
-    }
-    Ok(format!("*.{name}"))
 }
 
 /// The patterns used when --upstream-host-pattern is not given: the domain of each
@@ -1307,42 +1303,6 @@ fn dedup(patterns: Vec<String>) -> Vec<String> {
     unique
 }
 
-/// Whether the proxy may dial `host` (a host a broker is advertised at) under `pattern` (one
-/// of [`Settings::upstream_host_patterns`]). An exact pattern matches the same name,
-/// case-insensitively, or the same IP address in any spelling; `*.domain` matches a name with
-/// one or more non-empty labels in front of `.domain`, never an IP address. A trailing dot
-/// and IPv6 brackets on `host` are ignored.
-pub fn host_matches(pattern: &str, host: &str) -> bool {
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    let host = host.strip_suffix('.').unwrap_or(host);
-    let host_ip = host.parse::<IpAddr>().ok();
-    let Some(domain) = pattern.strip_prefix("*.") else {
-        return match (pattern.parse::<IpAddr>().ok(), host_ip) {
-            (Some(p), Some(h)) => p == h,
-            _ => !host.is_empty() && host.eq_ignore_ascii_case(pattern),
-        };
-    };
-    if host_ip.is_some() || domain.is_empty() {
-        return false;
-    }
-    let (host, domain) = (host.as_bytes(), domain.as_bytes());
-    let Some(split) = host.len().checked_sub(domain.len() + 1) else {
-        return false;
-    };
-    let (prefix, dot_domain) = host.split_at(split);
-    dot_domain[0] == b'.'
-        && dot_domain[1..].eq_ignore_ascii_case(domain)
-        && prefix.split(|b| *b == b'.').all(|label| {
-            !label.is_empty()
-                && label
-                    .iter()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
-        })
-}
-
 fn check_readable(setting: &'static str, path: &Path) -> Result<(), ConfigError> {
     std::fs::File::open(path)
         .map(drop)
@@ -1350,531 +1310,5 @@ fn check_readable(setting: &'static str, path: &Path) -> Result<(), ConfigError>
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(args: &[&str]) -> Result<Settings, ConfigError> {
-        let mut argv = vec!["kafka-tls-proxy"];
-        argv.extend_from_slice(args);
-        Cli::try_parse_from(argv)
-            .expect("flags parse")
-            .options
-            .merge_file()?
-            .into_settings(None)
-    }
-
-    const CERTS: [&str; 4] = [
-        "--client-cert",
-        "certs-dev/admin.pem",
-        "--client-key",
-        "certs-dev/admin.key",
-    ];
-
-    fn with_certs(extra: &[&'static str]) -> Vec<&'static str> {
-        let mut args = CERTS.to_vec();
-        args.extend_from_slice(extra);
-        args
-    }
-
-    #[test]
-    fn defaults_are_local_and_derive_ports() {
-        let s = parse(&with_certs(&[
-            "--upstream",
-            "b-1.msk.test:9094,b-2.msk.test:9094",
-        ]))
-        .unwrap();
-        assert_eq!(s.bind_address.to_string(), "127.0.0.1");
-        assert_eq!(s.advertised_host, "127.0.0.1");
-        assert_eq!(s.bootstrap_port, 9092);
-        assert_eq!(s.ports.port_for(1), Ok(9101));
-        assert_eq!(s.upstream.len(), 2);
-        assert_eq!(s.upstream[1].host, "b-2.msk.test");
-        assert_eq!(s.max_request_bytes, DEFAULT_MAX_REQUEST_BYTES);
-        assert_eq!(s.drain_timeout, Duration::from_secs(25));
-        assert_eq!(s.admin_address, Some("127.0.0.1:9644".parse().unwrap()));
-    }
-
-    #[test]
-    fn errors_name_the_setting() {
-        let cases: &[(&[&str], &str)] = &[
-            (&CERTS, "--upstream"),
-            (&["--upstream", "b:9094"], "--client-cert"),
-            (
-                &[
-                    "--upstream",
-                    "b:9094",
-                    "--client-cert",
-                    "certs-dev/admin.pem",
-                ],
-                "--client-key",
-            ),
-            (&["--upstream", "nohost"], "--upstream"),
-            (
-                &[
-                    "--upstream",
-                    "b:9094",
-                    "--client-cert",
-                    "/nonexistent.pem",
-                    "--client-key",
-                    "certs-dev/admin.key",
-                ],
-                "--client-cert",
-            ),
-        ];
-        for (args, setting) in cases {
-            let err = parse(args).unwrap_err();
-            assert_eq!(err.setting, *setting, "{args:?}: {err}");
-        }
-        let err = parse(&with_certs(&[
-            "--upstream",
-            "b:9094",
-            "--broker-port",
-            "1=9092",
-        ]))
-        .unwrap_err();
-        assert_eq!(err.setting, "--broker-port");
-        assert!(err.problem.contains("9092"), "{err}");
-        let err = parse(&with_certs(&[
-            "--upstream",
-            "b:9094",
-            "--broker-port",
-            "1=9200,2=9200",
-        ]))
-        .unwrap_err();
-        assert!(err.problem.contains("node id 1"), "{err}");
-        let err = parse(&with_certs(&[
-            "--upstream",
-            "b:9094",
-            "--drain-timeout",
-            "5 parsecs",
-        ]))
-        .unwrap_err();
-        assert_eq!(err.setting, "--drain-timeout");
-    }
-
-    #[test]
-    fn refuses_plaintext_listener_off_loopback_unless_allowed() {
-        let err = parse(&with_certs(&[
-            "--upstream",
-            "b:9094",
-            "--bind-address",
-            "100.64.0.7",
-        ]))
-        .unwrap_err();
-        assert_eq!(err.setting, "--bind-address");
-        let s = parse(&with_certs(&[
-            "--upstream",
-            "b:9094",
-            "--bind-address",
-            "100.64.0.7",
-            "--allow-plaintext-listener",
-        ]))
-        .unwrap();
-        assert_eq!(s.advertised_host, "100.64.0.7");
-        let err = parse(&with_certs(&[
-            "--upstream",
-            "b:9094",
-            "--bind-address",
-            "0.0.0.0",
-            "--allow-plaintext-listener",
-        ]))
-        .unwrap_err();
-        assert_eq!(err.setting, "--advertised-host");
-    }
-
-    #[test]
-    fn file_fills_what_flags_leave_unset() {
-        let dir = std::env::temp_dir().join(format!("ktp-config-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("proxy.toml");
-        std::fs::write(
-            &file,
-            r#"
-upstream = ["b-1.msk.test:9094"]
-client-cert = "certs-dev/admin.pem"
-client-key = "certs-dev/admin.key"
-bootstrap-port = 19092
-broker-port = ["1001=19201"]
-drain-timeout = "5s"
-"#,
-        )
-        .unwrap();
-        let path = file.to_str().unwrap();
-        let s = parse(&["--config", path, "--bootstrap-port", "29092"]).unwrap();
-        assert_eq!(s.bootstrap_port, 29092, "flag wins over file");
-        assert_eq!(s.ports.port_for(1001), Ok(19201));
-        assert_eq!(s.drain_timeout, Duration::from_secs(5));
-        std::fs::write(&file, "no-such-option = 1\n").unwrap();
-        let err = parse(&["--config", path]).unwrap_err();
-        assert_eq!(err.setting, "--config");
-        assert!(err.problem.contains("no-such-option"), "{err}");
-    }
-
-    const TLS_LISTENER: [&str; 4] = [
-        "--listener-cert",
-        "certs-dev/proxy-server.pem",
-        "--listener-key",
-        "certs-dev/proxy-server.key",
-    ];
-
-    #[test]
-    fn refuses_unauthenticated_tls_listener_off_loopback_unless_allowed() {
-        let mut args = with_certs(&["--upstream", "b:9094", "--bind-address", "100.64.0.7"]);
-        args.extend_from_slice(&TLS_LISTENER);
-        let err = parse(&args).unwrap_err();
-        assert_eq!(err.setting, "--bind-address");
-        assert!(
-            err.problem.contains("--allow-unauthenticated-tls-listener"),
-            "{err}"
-        );
-        assert!(err.problem.contains("--listener-client-ca"), "{err}");
-        let mut allowed = args.clone();
-        allowed.push("--allow-unauthenticated-tls-listener");
-        assert!(parse(&allowed).is_ok());
-        let mut verified = args.clone();
-        verified.extend_from_slice(&["--listener-client-ca", "certs-dev/ca.pem"]);
-        assert!(parse(&verified).is_ok(), "client certificates required");
-        let mut local = with_certs(&["--upstream", "b:9094"]);
-        local.extend_from_slice(&TLS_LISTENER);
-        assert!(parse(&local).is_ok(), "loopback needs no flag");
-    }
-
-    #[test]
-    fn warns_about_every_way_clients_act_as_the_proxy() {
-        let warnings = |args: &[&str]| parse(args).unwrap().unauthenticated_warnings();
-        assert_eq!(
-            warnings(&with_certs(&["--upstream", "b:9094"])),
-            Vec::<String>::new(),
-            "mutual TLS upstream, plaintext on loopback"
-        );
-
-        let w = warnings(&["--upstream", "b:9094", "--upstream-plaintext"]);
-        assert_eq!(w.len(), 1, "{w:?}");
-        assert!(w[0].contains("--upstream-plaintext"), "{w:?}");
-        assert!(w[0].contains("talks plaintext to the brokers"), "{w:?}");
-        assert!(w[0].contains("127.0.0.1:9092"), "{w:?}");
-        assert!(w[0].contains("acts as the proxy's principal"), "{w:?}");
-
-        let w = warnings(&with_certs(&[
-            "--upstream",
-            "b:9094",
-            "--bind-address",
-            "100.64.0.7",
-            "--allow-plaintext-listener",
-        ]));
-        assert_eq!(w.len(), 1, "{w:?}");
-        assert!(w[0].contains("plaintext listener"), "{w:?}");
-        assert!(w[0].contains("100.64.0.7:9092"), "{w:?}");
-        assert!(w[0].contains("acts as the proxy's principal"), "{w:?}");
-
-        let mut tls = with_certs(&[
-            "--upstream",
-            "b:9094",
-            "--bind-address",
-            "0.0.0.0",
-            "--advertised-host",
-            "proxy.example",
-            "--allow-unauthenticated-tls-listener",
-        ]);
-        tls.extend_from_slice(&TLS_LISTENER);
-        let w = warnings(&tls);
-        assert_eq!(w.len(), 1, "{w:?}");
-        assert!(w[0].contains("verifies no client certificate"), "{w:?}");
-        assert!(w[0].contains("0.0.0.0:9092"), "{w:?}");
-        assert!(w[0].contains("acts as the proxy's principal"), "{w:?}");
-        tls.extend_from_slice(&["--listener-client-ca", "certs-dev/ca.pem"]);
-        assert_eq!(warnings(&tls), Vec::<String>::new());
-
-        let w = warnings(&[
-            "--upstream",
-            "b:9094",
-            "--upstream-plaintext",
-            "--bind-address",
-            "100.64.0.7",
-            "--allow-plaintext-listener",
-        ]);
-        assert_eq!(w.len(), 2, "both: {w:?}");
-    }
-
-    #[test]
-    fn max_brokers_defaults_and_bounds() {
-        let base = with_certs(&["--upstream", "b:9094"]);
-        assert_eq!(parse(&base).unwrap().max_brokers, DEFAULT_MAX_BROKERS);
-        let with = |extra: &[&'static str]| {
-            let mut args = base.clone();
-            args.extend_from_slice(extra);
-            parse(&args)
-        };
-        assert_eq!(with(&["--max-brokers", "1"]).unwrap().max_brokers, 1);
-        assert_eq!(with(&["--max-brokers", "4096"]).unwrap().max_brokers, 4096);
-        for bad in ["0", "4097"] {
-            let err = with(&["--max-brokers", bad]).unwrap_err();
-            assert_eq!(err.setting, "--max-brokers", "{err}");
-        }
-        // The last formula port must exist: 65280 + 256 - 1 = 65535 fits, one more does not.
-        assert!(with(&["--broker-port-base", "65280"]).is_ok());
-        let err = with(&["--broker-port-base", "65281"]).unwrap_err();
-        assert_eq!(err.setting, "--max-brokers");
-        assert!(err.problem.contains("--broker-port-base 65281"), "{err}");
-        assert!(err.problem.contains("--max-brokers 256"), "{err}");
-        assert!(with(&["--broker-port-base", "65281", "--max-brokers", "255"]).is_ok());
-    }
-
-    #[test]
-    fn host_patterns_default_to_the_upstream_domains() {
-        let patterns = |upstream: &'static str| {
-            parse(&with_certs(&["--upstream", upstream]))
-                .unwrap()
-                .upstream_host_patterns
-        };
-        assert_eq!(
-            patterns("b-1.mycluster.abc123.c2.kafka.eu-west-1.amazonaws.com:9094,b-2.mycluster.abc123.c2.kafka.eu-west-1.amazonaws.com:9094"),
-            ["*.mycluster.abc123.c2.kafka.eu-west-1.amazonaws.com"]
-        );
-        assert_eq!(patterns("B-1.MSK.test:9094"), ["*.msk.test"]);
-        assert_eq!(patterns("localhost:9094"), ["localhost"]);
-        assert_eq!(patterns("kafka.internal:9094"), ["kafka.internal"]);
-        assert_eq!(patterns("127.0.0.1:9094,[::1]:9094"), ["127.0.0.1", "::1"]);
-    }
-
-    #[test]
-    fn host_patterns_are_validated_and_lower_cased() {
-        let given = |value: &'static str| {
-            parse(&with_certs(&[
-                "--upstream",
-                "b-1.msk.test:9094",
-                "--upstream-host-pattern",
-                value,
-            ]))
-        };
-        assert_eq!(
-            given("*.MSK.test,b-9.Other.example,10.0.0.7,[FD7A::1]")
-                .unwrap()
-                .upstream_host_patterns,
-            ["*.msk.test", "b-9.other.example", "10.0.0.7", "fd7a::1"]
-        );
-        for bad in [
-            "",
-            "*",
-            "*.",
-            "*.com",
-            "*.*.msk.test",
-            "b-*.msk.test",
-            "msk.*",
-            "b_1.msk.test",
-            "b-1.msk.test:9094",
-            "host/x",
-            "a..b",
-            "*..test",
-        ] {
-            let err = given(bad).unwrap_err();
-            assert_eq!(err.setting, "--upstream-host-pattern", "{bad:?}: {err}");
-        }
-        assert_eq!(parse_host_pattern(" *.msk.test. "), Ok("*.msk.test".into()));
-    }
-
-    #[test]
-    fn host_matches_exact_hosts_and_subdomains() {
-        let yes = [
-            ("*.msk.test", "b-1.msk.test"),
-            ("*.msk.test", "B-1.MSK.TEST"),
-            ("*.msk.test", "a.b-1.msk.test"),
-            ("*.msk.test", "b-1.msk.test."),
-            (
-                "*.mycluster.abc123.c2.kafka.eu-west-1.amazonaws.com",
-                "b-3.mycluster.abc123.c2.kafka.eu-west-1.amazonaws.com",
-            ),
-            ("localhost", "LocalHost"),
-            ("127.0.0.1", "127.0.0.1"),
-            ("::1", "[::1]"),
-            ("::1", "0:0:0:0:0:0:0:1"),
-        ];
-        for (pattern, host) in yes {
-            assert!(host_matches(pattern, host), "{pattern} should match {host}");
-        }
-        let no = [
-            ("*.msk.test", "msk.test"),
-            ("*.msk.test", ".msk.test"),
-            ("*.msk.test", "a..msk.test"),
-            ("*.msk.test", "b-1.msk.test.evil.example"),
-            ("*.msk.test", "b-1xmsk.test"),
-            ("*.msk.test", "evilmsk.test"),
-            ("*.msk.test", "b/1.msk.test"),
-            ("*.msk.test", "b-1.msk.tést"),
-            ("*.0.0.1", "127.0.0.1"),
-            ("localhost", "localhost.evil.example"),
-            ("b-1.msk.test", "b-2.msk.test"),
-            ("127.0.0.1", "127.0.0.2"),
-            ("localhost", ""),
-        ];
-        for (pattern, host) in no {
-            assert!(
-                !host_matches(pattern, host),
-                "{pattern} must not match {host}"
-            );
-        }
-    }
-
-    #[test]
-    fn file_sets_the_new_security_options() {
-        let dir = std::env::temp_dir().join(format!("ktp-config-sec-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("proxy.toml");
-        std::fs::write(
-            &file,
-            r#"
-upstream = ["b-1.msk.test:9094"]
-client-cert = "certs-dev/admin.pem"
-client-key = "certs-dev/admin.key"
-bind-address = "100.64.0.7"
-listener-cert = "certs-dev/proxy-server.pem"
-listener-key = "certs-dev/proxy-server.key"
-allow-unauthenticated-tls-listener = true
-max-brokers = 16
-upstream-host-pattern = ["*.msk.test", "kafka.example"]
-"#,
-        )
-        .unwrap();
-        let path = file.to_str().unwrap();
-        let s = parse(&["--config", path]).unwrap();
-        assert_eq!(s.max_brokers, 16);
-        assert_eq!(s.upstream_host_patterns, ["*.msk.test", "kafka.example"]);
-        assert_eq!(s.unauthenticated_warnings().len(), 1);
-        let s = parse(&["--config", path, "--max-brokers", "8"]).unwrap();
-        assert_eq!(s.max_brokers, 8, "flag wins over file");
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert!(parse_duration("10h").is_err());
-        assert!(parse_duration("x").is_err());
-    }
-
-    /// Writes a TOML file under the target dir and parses the flags with --config pointing at it.
-    fn parse_with_file(name: &str, toml: &str, args: &[&str]) -> Result<Settings, ConfigError> {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/config-tests");
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join(format!("{name}.toml"));
-        std::fs::write(&file, toml).unwrap();
-        let file = file.to_str().unwrap().to_owned();
-        let mut all: Vec<&str> = vec!["--config", &file];
-        all.extend_from_slice(args);
-        parse(&all)
-    }
-
-    const IDENTITIES: &str = r#"
-[[identity]]
-name = "service"
-bootstrap-port = 19192
-broker-port-base = 19200
-client-cert = "certs-dev/service.pem"
-client-key = "certs-dev/service.key"
-policy = "no-admin"
-
-[[identity]]
-name = "ro"
-client-subject-cn = ["readonly", "svc-*"]
-client-san = ["*.data.example.com"]
-client-cert = "certs-dev/readonly.pem"
-client-key = "certs-dev/readonly.key"
-policy = "read-only"
-"#;
-
-    #[test]
-    fn identities_come_from_the_file_and_the_flags_stay_the_default() {
-        let tls = [
-            "--listener-cert",
-            "certs-dev/proxy-server.pem",
-            "--listener-key",
-            "certs-dev/proxy-server.key",
-            "--listener-client-ca",
-            "certs-dev/ca.pem",
-        ];
-        let mut args = with_certs(&["--upstream", "b-1.msk.test:9094", "--policy", "read-only"]);
-        args.extend_from_slice(&tls);
-        let s = parse_with_file("identities", IDENTITIES, &args).unwrap();
-        assert_eq!(s.policy, Policy::ReadOnly);
-        assert_eq!(s.identities.len(), 2);
-        let service = &s.identities[0];
-        assert_eq!(service.name, "service");
-        assert_eq!(service.policy, Policy::NoAdmin);
-        let (bootstrap, plan) = service.listeners.as_ref().unwrap();
-        assert_eq!((*bootstrap, plan.port_for(1)), (19192, Ok(19201)));
-        assert!(service.client_match.is_empty());
-        let ro = &s.identities[1];
-        assert!(ro.listeners.is_none());
-        assert!(ro.client_match.matches(Some("readonly"), &[]));
-        assert!(ro.client_match.matches(Some("SVC-orders"), &[]));
-        assert!(ro
-            .client_match
-            .matches(None, &["ch.data.example.com".into()]));
-        assert!(!ro
-            .client_match
-            .matches(Some("admin"), &["data.example.com".into()]));
-        // Certificate rules need verified client certificates.
-        let err = parse_with_file(
-            "identities-no-ca",
-            IDENTITIES,
-            &with_certs(&["--upstream", "b-1.msk.test:9094"]),
-        )
-        .unwrap_err();
-        assert!(err.problem.contains("--listener-client-ca"), "{err}");
-    }
-
-    #[test]
-    fn identity_port_collisions_name_both() {
-        let colliding = r#"
-[[identity]]
-name = "a"
-bootstrap-port = 19192
-broker-port-base = 9150
-client-cert = "certs-dev/service.pem"
-client-key = "certs-dev/service.key"
-"#;
-        let err = parse_with_file(
-            "collide",
-            colliding,
-            &with_certs(&["--upstream", "b-1.msk.test:9094"]),
-        )
-        .unwrap_err();
-        assert!(
-            err.problem.contains("identity 'default'") && err.problem.contains("identity 'a'"),
-            "{err}"
-        );
-        for (name, bad_table, needle) in [
-            ("noname", "[[identity]]\nname = \"\"\nclient-cert = \"x\"", "not a name"),
-            (
-                "both",
-                "[[identity]]\nname = \"b\"\nbootstrap-port = 19300\nbroker-port-base = 19400\nclient-subject-cn = [\"x\"]\nclient-cert = \"certs-dev/service.pem\"\nclient-key = \"certs-dev/service.key\"",
-                "not both",
-            ),
-            (
-                "policy",
-                "[[identity]]\nname = \"c\"\nbootstrap-port = 19300\nbroker-port-base = 19400\npolicy = \"root\"\nclient-cert = \"certs-dev/service.pem\"\nclient-key = \"certs-dev/service.key\"",
-                "unknown policy",
-            ),
-        ] {
-            let err = parse_with_file(
-                name,
-                bad_table,
-                &with_certs(&["--upstream", "b-1.msk.test:9094"]),
-            )
-            .unwrap_err();
-            assert!(err.problem.contains(needle), "{name}: {err}");
-        }
-    }
-
-    #[test]
-    fn globs() {
-        assert!(glob_matches("svc-*", "svc-orders"));
-        assert!(glob_matches("*", ""));
-        assert!(glob_matches("a*b*c", "aXXbYYc"));
-        assert!(!glob_matches("a*b*c", "aXXbYY"));
-        assert!(glob_matches("CN", "cn"));
-        assert!(!glob_matches("svc", "svc-x"));
-    }
-}
+#[path = "config_tests.rs"]
+mod tests;

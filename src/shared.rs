@@ -39,7 +39,7 @@ pub struct Shared {
     pub bytes_from_clients: Counter,
     /// Bytes read from brokers.
     pub bytes_from_brokers: Counter,
-    /// Memory for frames larger than [`crate::config::SMALL_FRAME_BYTES`], in bytes
+    /// Memory for frames larger than [`crate::kafka::frame::SMALL_FRAME_BYTES`], in bytes
     /// (--max-buffered-bytes); the connection pumps hold permits while such frames are in memory.
     pub budget: Arc<Budget>,
     /// Client connections open now, over all listeners (--max-connections).

@@ -11,8 +11,7 @@ use tokio::sync::watch;
 
 use super::ConnectionError;
 use crate::budget::Held;
-use crate::config::SMALL_FRAME_BYTES;
-use crate::kafka::frame::{FrameError, FrameReader, INITIAL_READ_CAPACITY};
+use crate::kafka::frame::{FrameError, FrameReader, INITIAL_READ_CAPACITY, SMALL_FRAME_BYTES};
 use crate::shared::Shared;
 
 /// One direction's read side: the frame reader, the read buffer, and the budget held for the

@@ -12,13 +12,16 @@ use kafka_protocol::messages::ApiKey;
 
 use super::codec;
 use super::wire::{Walker, WireResult};
-use crate::config::SMALL_FRAME_BYTES;
 
 /// Produce API key: the one request that may expect no response.
 const PRODUCE: i16 = ApiKey::Produce as i16;
 
 /// Size of the length prefix in front of every frame.
 pub const LENGTH_PREFIX: usize = 4;
+
+/// Frames up to this size are not charged to --max-buffered-bytes: every connection may hold
+/// one such frame per direction (README "Sizing and limits").
+pub const SMALL_FRAME_BYTES: usize = 64 * 1024;
 
 /// Largest read the proxy reserves ahead of data actually arriving. A peer that announces a
 /// huge frame makes the buffer grow only as fast as it really sends bytes.

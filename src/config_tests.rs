@@ -1,0 +1,486 @@
+//! Unit tests of src/config.rs: flags, environment and file merged and validated into settings.
+
+use super::*;
+
+fn parse(args: &[&str]) -> Result<Settings, ConfigError> {
+    let mut argv = vec!["kafka-tls-proxy"];
+    argv.extend_from_slice(args);
+    Cli::try_parse_from(argv)
+        .expect("flags parse")
+        .options
+        .merge_file()?
+        .into_settings(None)
+}
+
+const CERTS: [&str; 4] = [
+    "--client-cert",
+    "certs-dev/admin.pem",
+    "--client-key",
+    "certs-dev/admin.key",
+];
+
+fn with_certs(extra: &[&'static str]) -> Vec<&'static str> {
+    let mut args = CERTS.to_vec();
+    args.extend_from_slice(extra);
+    args
+}
+
+#[test]
+fn defaults_are_local_and_derive_ports() {
+    let s = parse(&with_certs(&[
+        "--upstream",
+        "b-1.msk.test:9094,b-2.msk.test:9094",
+    ]))
+    .unwrap();
+    assert_eq!(s.bind_address.to_string(), "127.0.0.1");
+    assert_eq!(s.advertised_host, "127.0.0.1");
+    assert_eq!(s.bootstrap_port, 9092);
+    assert_eq!(s.ports.port_for(1), Ok(9101));
+    assert_eq!(s.upstream.len(), 2);
+    assert_eq!(s.upstream[1].host, "b-2.msk.test");
+    assert_eq!(s.max_request_bytes, DEFAULT_MAX_REQUEST_BYTES);
+    assert_eq!(s.drain_timeout, Duration::from_secs(25));
+    assert_eq!(s.admin_address, Some("127.0.0.1:9644".parse().unwrap()));
+}
+
+#[test]
+fn errors_name_the_setting() {
+    let cases: &[(&[&str], &str)] = &[
+        (&CERTS, "--upstream"),
+        (&["--upstream", "b:9094"], "--client-cert"),
+        (
+            &[
+                "--upstream",
+                "b:9094",
+                "--client-cert",
+                "certs-dev/admin.pem",
+            ],
+            "--client-key",
+        ),
+        (&["--upstream", "nohost"], "--upstream"),
+        (
+            &[
+                "--upstream",
+                "b:9094",
+                "--client-cert",
+                "/nonexistent.pem",
+                "--client-key",
+                "certs-dev/admin.key",
+            ],
+            "--client-cert",
+        ),
+    ];
+    for (args, setting) in cases {
+        let err = parse(args).unwrap_err();
+        assert_eq!(err.setting, *setting, "{args:?}: {err}");
+    }
+    let err = parse(&with_certs(&[
+        "--upstream",
+        "b:9094",
+        "--broker-port",
+        "1=9092",
+    ]))
+    .unwrap_err();
+    assert_eq!(err.setting, "--broker-port");
+    assert!(err.problem.contains("9092"), "{err}");
+    let err = parse(&with_certs(&[
+        "--upstream",
+        "b:9094",
+        "--broker-port",
+        "1=9200,2=9200",
+    ]))
+    .unwrap_err();
+    assert!(err.problem.contains("node id 1"), "{err}");
+    let err = parse(&with_certs(&[
+        "--upstream",
+        "b:9094",
+        "--drain-timeout",
+        "5 parsecs",
+    ]))
+    .unwrap_err();
+    assert_eq!(err.setting, "--drain-timeout");
+}
+
+#[test]
+fn refuses_plaintext_listener_off_loopback_unless_allowed() {
+    let err = parse(&with_certs(&[
+        "--upstream",
+        "b:9094",
+        "--bind-address",
+        "100.64.0.7",
+    ]))
+    .unwrap_err();
+    assert_eq!(err.setting, "--bind-address");
+    let s = parse(&with_certs(&[
+        "--upstream",
+        "b:9094",
+        "--bind-address",
+        "100.64.0.7",
+        "--allow-plaintext-listener",
+    ]))
+    .unwrap();
+    assert_eq!(s.advertised_host, "100.64.0.7");
+    let err = parse(&with_certs(&[
+        "--upstream",
+        "b:9094",
+        "--bind-address",
+        "0.0.0.0",
+        "--allow-plaintext-listener",
+    ]))
+    .unwrap_err();
+    assert_eq!(err.setting, "--advertised-host");
+}
+
+#[test]
+fn file_fills_what_flags_leave_unset() {
+    let dir = std::env::temp_dir().join(format!("ktp-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("proxy.toml");
+    std::fs::write(
+        &file,
+        r#"
+upstream = ["b-1.msk.test:9094"]
+client-cert = "certs-dev/admin.pem"
+client-key = "certs-dev/admin.key"
+bootstrap-port = 19092
+broker-port = ["1001=19201"]
+drain-timeout = "5s"
+"#,
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let s = parse(&["--config", path, "--bootstrap-port", "29092"]).unwrap();
+    assert_eq!(s.bootstrap_port, 29092, "flag wins over file");
+    assert_eq!(s.ports.port_for(1001), Ok(19201));
+    assert_eq!(s.drain_timeout, Duration::from_secs(5));
+    std::fs::write(&file, "no-such-option = 1\n").unwrap();
+    let err = parse(&["--config", path]).unwrap_err();
+    assert_eq!(err.setting, "--config");
+    assert!(err.problem.contains("no-such-option"), "{err}");
+}
+
+const TLS_LISTENER: [&str; 4] = [
+    "--listener-cert",
+    "certs-dev/proxy-server.pem",
+    "--listener-key",
+    "certs-dev/proxy-server.key",
+];
+
+#[test]
+fn refuses_unauthenticated_tls_listener_off_loopback_unless_allowed() {
+    let mut args = with_certs(&["--upstream", "b:9094", "--bind-address", "100.64.0.7"]);
+    args.extend_from_slice(&TLS_LISTENER);
+    let err = parse(&args).unwrap_err();
+    assert_eq!(err.setting, "--bind-address");
+    assert!(
+        err.problem.contains("--allow-unauthenticated-tls-listener"),
+        "{err}"
+    );
+    assert!(err.problem.contains("--listener-client-ca"), "{err}");
+    let mut allowed = args.clone();
+    allowed.push("--allow-unauthenticated-tls-listener");
+    assert!(parse(&allowed).is_ok());
+    let mut verified = args.clone();
+    verified.extend_from_slice(&["--listener-client-ca", "certs-dev/ca.pem"]);
+    assert!(parse(&verified).is_ok(), "client certificates required");
+    let mut local = with_certs(&["--upstream", "b:9094"]);
+    local.extend_from_slice(&TLS_LISTENER);
+    assert!(parse(&local).is_ok(), "loopback needs no flag");
+}
+
+#[test]
+fn warns_about_every_way_clients_act_as_the_proxy() {
+    let warnings = |args: &[&str]| parse(args).unwrap().unauthenticated_warnings();
+    assert_eq!(
+        warnings(&with_certs(&["--upstream", "b:9094"])),
+        Vec::<String>::new(),
+        "mutual TLS upstream, plaintext on loopback"
+    );
+
+    let w = warnings(&["--upstream", "b:9094", "--upstream-plaintext"]);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("--upstream-plaintext"), "{w:?}");
+    assert!(w[0].contains("talks plaintext to the brokers"), "{w:?}");
+    assert!(w[0].contains("127.0.0.1:9092"), "{w:?}");
+    assert!(w[0].contains("acts as the proxy's principal"), "{w:?}");
+
+    let w = warnings(&with_certs(&[
+        "--upstream",
+        "b:9094",
+        "--bind-address",
+        "100.64.0.7",
+        "--allow-plaintext-listener",
+    ]));
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("plaintext listener"), "{w:?}");
+    assert!(w[0].contains("100.64.0.7:9092"), "{w:?}");
+    assert!(w[0].contains("acts as the proxy's principal"), "{w:?}");
+
+    let mut tls = with_certs(&[
+        "--upstream",
+        "b:9094",
+        "--bind-address",
+        "0.0.0.0",
+        "--advertised-host",
+        "proxy.example",
+        "--allow-unauthenticated-tls-listener",
+    ]);
+    tls.extend_from_slice(&TLS_LISTENER);
+    let w = warnings(&tls);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("verifies no client certificate"), "{w:?}");
+    assert!(w[0].contains("0.0.0.0:9092"), "{w:?}");
+    assert!(w[0].contains("acts as the proxy's principal"), "{w:?}");
+    tls.extend_from_slice(&["--listener-client-ca", "certs-dev/ca.pem"]);
+    assert_eq!(warnings(&tls), Vec::<String>::new());
+
+    let w = warnings(&[
+        "--upstream",
+        "b:9094",
+        "--upstream-plaintext",
+        "--bind-address",
+        "100.64.0.7",
+        "--allow-plaintext-listener",
+    ]);
+    assert_eq!(w.len(), 2, "both: {w:?}");
+}
+
+#[test]
+fn max_brokers_defaults_and_bounds() {
+    let base = with_certs(&["--upstream", "b:9094"]);
+    assert_eq!(parse(&base).unwrap().max_brokers, DEFAULT_MAX_BROKERS);
+    let with = |extra: &[&'static str]| {
+        let mut args = base.clone();
+        args.extend_from_slice(extra);
+        parse(&args)
+    };
+    assert_eq!(with(&["--max-brokers", "1"]).unwrap().max_brokers, 1);
+    assert_eq!(with(&["--max-brokers", "4096"]).unwrap().max_brokers, 4096);
+    for bad in ["0", "4097"] {
+        let err = with(&["--max-brokers", bad]).unwrap_err();
+        assert_eq!(err.setting, "--max-brokers", "{err}");
+    }
+    // The last formula port must exist: 65280 + 256 - 1 = 65535 fits, one more does not.
+    assert!(with(&["--broker-port-base", "65280"]).is_ok());
+    let err = with(&["--broker-port-base", "65281"]).unwrap_err();
+    assert_eq!(err.setting, "--max-brokers");
+    assert!(err.problem.contains("--broker-port-base 65281"), "{err}");
+    assert!(err.problem.contains("--max-brokers 256"), "{err}");
+    assert!(with(&["--broker-port-base", "65281", "--max-brokers", "255"]).is_ok());
+}
+
+#[test]
+fn host_patterns_default_to_the_upstream_domains() {
+    let patterns = |upstream: &'static str| {
+        parse(&with_certs(&["--upstream", upstream]))
+            .unwrap()
+            .upstream_host_patterns
+    };
+    assert_eq!(
+        patterns("b-1.mycluster.abc123.c2.kafka.eu-west-1.amazonaws.com:9094,b-2.mycluster.abc123.c2.kafka.eu-west-1.amazonaws.com:9094"),
+        ["*.mycluster.abc123.c2.kafka.eu-west-1.amazonaws.com"]
+    );
+    assert_eq!(patterns("B-1.MSK.test:9094"), ["*.msk.test"]);
+    assert_eq!(patterns("localhost:9094"), ["localhost"]);
+    assert_eq!(patterns("kafka.internal:9094"), ["kafka.internal"]);
+    assert_eq!(patterns("127.0.0.1:9094,[::1]:9094"), ["127.0.0.1", "::1"]);
+}
+
+#[test]
+fn host_patterns_are_validated_and_lower_cased() {
+    let given = |value: &'static str| {
+        parse(&with_certs(&[
+            "--upstream",
+            "b-1.msk.test:9094",
+            "--upstream-host-pattern",
+            value,
+        ]))
+    };
+    assert_eq!(
+        given("*.MSK.test,b-9.Other.example,10.0.0.7,[FD7A::1]")
+            .unwrap()
+            .upstream_host_patterns,
+        ["*.msk.test", "b-9.other.example", "10.0.0.7", "fd7a::1"]
+    );
+    for bad in [
+        "",
+        "*",
+        "*.",
+        "*.com",
+        "*.*.msk.test",
+        "b-*.msk.test",
+        "msk.*",
+        "b_1.msk.test",
+        "b-1.msk.test:9094",
+        "host/x",
+        "a..b",
+        "*..test",
+    ] {
+        let err = given(bad).unwrap_err();
+        assert_eq!(err.setting, "--upstream-host-pattern", "{bad:?}: {err}");
+    }
+    assert_eq!(parse_host_pattern(" *.msk.test. "), Ok("*.msk.test".into()));
+}
+
+#[test]
+fn file_sets_the_new_security_options() {
+    let dir = std::env::temp_dir().join(format!("ktp-config-sec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("proxy.toml");
+    std::fs::write(
+        &file,
+        r#"
+upstream = ["b-1.msk.test:9094"]
+client-cert = "certs-dev/admin.pem"
+client-key = "certs-dev/admin.key"
+bind-address = "100.64.0.7"
+listener-cert = "certs-dev/proxy-server.pem"
+listener-key = "certs-dev/proxy-server.key"
+allow-unauthenticated-tls-listener = true
+max-brokers = 16
+upstream-host-pattern = ["*.msk.test", "kafka.example"]
+"#,
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let s = parse(&["--config", path]).unwrap();
+    assert_eq!(s.max_brokers, 16);
+    assert_eq!(s.upstream_host_patterns, ["*.msk.test", "kafka.example"]);
+    assert_eq!(s.unauthenticated_warnings().len(), 1);
+    let s = parse(&["--config", path, "--max-brokers", "8"]).unwrap();
+    assert_eq!(s.max_brokers, 8, "flag wins over file");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn durations() {
+    assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+    assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+    assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+    assert!(parse_duration("10h").is_err());
+    assert!(parse_duration("x").is_err());
+}
+
+/// Writes a TOML file under the target dir and parses the flags with --config pointing at it.
+fn parse_with_file(name: &str, toml: &str, args: &[&str]) -> Result<Settings, ConfigError> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/config-tests");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(format!("{name}.toml"));
+    std::fs::write(&file, toml).unwrap();
+    let file = file.to_str().unwrap().to_owned();
+    let mut all: Vec<&str> = vec!["--config", &file];
+    all.extend_from_slice(args);
+    parse(&all)
+}
+
+const IDENTITIES: &str = r#"
+[[identity]]
+name = "service"
+bootstrap-port = 19192
+broker-port-base = 19200
+client-cert = "certs-dev/service.pem"
+client-key = "certs-dev/service.key"
+policy = "no-admin"
+
+[[identity]]
+name = "ro"
+client-subject-cn = ["readonly", "svc-*"]
+client-san = ["*.data.example.com"]
+client-cert = "certs-dev/readonly.pem"
+client-key = "certs-dev/readonly.key"
+policy = "read-only"
+"#;
+
+#[test]
+fn identities_come_from_the_file_and_the_flags_stay_the_default() {
+    let tls = [
+        "--listener-cert",
+        "certs-dev/proxy-server.pem",
+        "--listener-key",
+        "certs-dev/proxy-server.key",
+        "--listener-client-ca",
+        "certs-dev/ca.pem",
+    ];
+    let mut args = with_certs(&["--upstream", "b-1.msk.test:9094", "--policy", "read-only"]);
+    args.extend_from_slice(&tls);
+    let s = parse_with_file("identities", IDENTITIES, &args).unwrap();
+    assert_eq!(s.policy, Policy::ReadOnly);
+    assert_eq!(s.identities.len(), 2);
+    let service = &s.identities[0];
+    assert_eq!(service.name, "service");
+    assert_eq!(service.policy, Policy::NoAdmin);
+    let (bootstrap, plan) = service.listeners.as_ref().unwrap();
+    assert_eq!((*bootstrap, plan.port_for(1)), (19192, Ok(19201)));
+    assert!(service.client_match.is_empty());
+    let ro = &s.identities[1];
+    assert!(ro.listeners.is_none());
+    assert!(ro.client_match.matches(Some("readonly"), &[]));
+    assert!(ro.client_match.matches(Some("SVC-orders"), &[]));
+    assert!(ro
+        .client_match
+        .matches(None, &["ch.data.example.com".into()]));
+    assert!(!ro
+        .client_match
+        .matches(Some("admin"), &["data.example.com".into()]));
+    // Certificate rules need verified client certificates.
+    let err = parse_with_file(
+        "identities-no-ca",
+        IDENTITIES,
+        &with_certs(&["--upstream", "b-1.msk.test:9094"]),
+    )
+    .unwrap_err();
+    assert!(err.problem.contains("--listener-client-ca"), "{err}");
+}
+
+#[test]
+fn identity_port_collisions_name_both() {
+    let colliding = r#"
+[[identity]]
+name = "a"
+bootstrap-port = 19192
+broker-port-base = 9150
+client-cert = "certs-dev/service.pem"
+client-key = "certs-dev/service.key"
+"#;
+    let err = parse_with_file(
+        "collide",
+        colliding,
+        &with_certs(&["--upstream", "b-1.msk.test:9094"]),
+    )
+    .unwrap_err();
+    assert!(
+        err.problem.contains("identity 'default'") && err.problem.contains("identity 'a'"),
+        "{err}"
+    );
+    for (name, bad_table, needle) in [
+        ("noname", "[[identity]]\nname = \"\"\nclient-cert = \"x\"", "not a name"),
+        (
+            "both",
+            "[[identity]]\nname = \"b\"\nbootstrap-port = 19300\nbroker-port-base = 19400\nclient-subject-cn = [\"x\"]\nclient-cert = \"certs-dev/service.pem\"\nclient-key = \"certs-dev/service.key\"",
+            "not both",
+        ),
+        (
+            "policy",
+            "[[identity]]\nname = \"c\"\nbootstrap-port = 19300\nbroker-port-base = 19400\npolicy = \"root\"\nclient-cert = \"certs-dev/service.pem\"\nclient-key = \"certs-dev/service.key\"",
+            "unknown policy",
+        ),
+    ] {
+        let err = parse_with_file(
+            name,
+            bad_table,
+            &with_certs(&["--upstream", "b-1.msk.test:9094"]),
+        )
+        .unwrap_err();
+        assert!(err.problem.contains(needle), "{name}: {err}");
+    }
+}
+
+#[test]
+fn globs() {
+    assert!(glob_matches("svc-*", "svc-orders"));
+    assert!(glob_matches("*", ""));
+    assert!(glob_matches("a*b*c", "aXXbYYc"));
+    assert!(!glob_matches("a*b*c", "aXXbYY"));
+    assert!(glob_matches("CN", "cn"));
+    assert!(!glob_matches("svc", "svc-x"));
+}
