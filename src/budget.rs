@@ -1,8 +1,22 @@
-//! The process-wide memory budget for large frames (--max-buffered-bytes).
+//! The process-wide memory budget for large frames (--max-buffered-bytes), and the memory
+//! itself.
 //!
 //! A frame above the small-frame size is read only once budget for its whole length is held,
 //! so what all connections hold together is bounded, and a pump without budget stops reading
-//! (TCP backpressure), which never fails anything. Two properties matter for isolation:
+//! (TCP backpressure), which never fails anything.
+//!
+//! **The budget owns the memory.** Budget held comes with the buffer the frame is read into
+//! ([`Held::buf`]): an anonymous memory mapping of the frame's size class (at most an eighth
+//! more than the frame, whole pages), not memory of the general allocator. When the frame has
+//! left, the mapping goes back to the budget's pool and serves the next frame of its class
+//! without a page fault or a system call; a pooled mapping that the budget needs for a frame
+//! of another class is unmapped (its pages leave the process at once) before the new one is
+//! mapped. So the memory of large frames is at most the budget, held and pooled together,
+//! whatever the allocator does with freed memory and however long it keeps it, with no
+//! environment variable (a frame larger than the whole budget is the one exception: it takes
+//! all of the budget and a mapping of its own size, given back when it has left).
+//!
+//! Two properties of the queue matter for isolation:
 //!
 //! - **No hoarding.** A frame that fits in what is free now takes it at once, even while a
 //!   larger frame waits: a consumer that holds a 50 MiB answer and a second one waiting for
@@ -18,10 +32,11 @@
 //!   drain. The lane is what keeps ordinary clients moving while, say, a consumer that stopped
 //!   reading holds a 50 MiB answer until its write times out and another 50 MiB answer waits.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use memmap2::MmapMut;
 use tokio::sync::Notify;
 
 /// How long the oldest waiter lets any frame that fits overtake it.
@@ -39,7 +54,14 @@ pub struct Budget {
 
 #[derive(Debug)]
 struct State {
+    /// Budget not held by frames (pooled mappings count as free: a frame that needs the
+    /// budget gets it, unmapping pooled memory if it must).
     free: usize,
+    /// Mappings of frames that have left, by size, ready for the next frame of that class:
+    /// together never more than `free`.
+    pool: HashMap<usize, Vec<MmapMut>>,
+    /// Bytes of the mappings in `pool`.
+    pooled: usize,
     /// Held by frames that overtook a waiter past its grace (the small lane).
     lane: usize,
     /// Waiters in arrival order: (ticket, bytes wanted, since).
@@ -47,13 +69,33 @@ struct State {
     next_ticket: u64,
 }
 
-/// Budget held for one frame; given back when dropped.
+/// Budget held for one frame, with the memory the frame is read into; both go back to the
+/// budget when dropped (the memory into its pool).
 #[derive(Debug)]
 pub struct Held {
     budget: Arc<Budget>,
     bytes: usize,
     /// Taken through the small lane.
     lane: bool,
+    /// The frame's memory: at least the length asked for.
+    map: Option<MmapMut>,
+}
+
+impl Held {
+    /// The frame's memory, at least as long as the frame.
+    pub fn buf(&mut self) -> &mut [u8] {
+        self.map.as_deref_mut().unwrap_or_default()
+    }
+
+    /// The frame's memory, read-only.
+    pub fn bytes(&self) -> &[u8] {
+        self.map.as_deref().unwrap_or_default()
+    }
+
+    /// Bytes of budget held.
+    pub fn held(&self) -> usize {
+        self.bytes
+    }
 }
 
 impl Drop for Held {
@@ -63,9 +105,28 @@ impl Drop for Held {
         if self.lane {
             state.lane -= self.bytes;
         }
+        // Pooled and held together stay within the budget: this mapping was part of what
+        // was held. A mapping larger than its charge (a frame above the whole budget) is not
+        // kept.
+        if let Some(map) = self.map.take().filter(|m| m.len() == self.bytes) {
+            state.pooled += map.len();
+            state.pool.entry(map.len()).or_default().push(map);
+        }
         drop(state);
         self.budget.changed.notify_waiters();
     }
+}
+
+/// Page size the mappings are rounded to.
+const PAGE: usize = 4096;
+
+/// The size class of a frame of `len` bytes: whole pages, and at most an eighth more than
+/// `len` (eight classes per doubling), so that frames of similar sizes share pooled mappings.
+pub fn class(len: usize) -> usize {
+    let pages = len.max(1).next_multiple_of(PAGE);
+    let log2 = usize::BITS - 1 - pages.leading_zeros();
+    let step = (1usize << log2.saturating_sub(3)).max(PAGE);
+    pages.next_multiple_of(step)
 }
 
 /// Removes a waiter's ticket if its acquire is abandoned (shutdown, timeout).
@@ -91,6 +152,8 @@ impl Budget {
             total,
             state: Mutex::new(State {
                 free: total,
+                pool: HashMap::new(),
+                pooled: 0,
                 lane: 0,
                 queue: VecDeque::new(),
                 next_ticket: 0,
@@ -108,19 +171,85 @@ impl Budget {
         self.lock().free
     }
 
-    /// Takes `bytes` (at most the whole budget) if that is possible without waiting and
-    /// without overtaking a waiter past its grace, except through the small lane.
-    pub fn try_take(self: &Arc<Self>, bytes: usize) -> Option<Held> {
-        let bytes = bytes.min(self.total);
-        let mut state = self.lock();
-        self.admit(&mut state, bytes, None)
+    /// Bytes of pooled mappings now (memory of frames that have left, kept for the next).
+    pub fn pooled(&self) -> usize {
+        self.lock().pooled
     }
 
-    /// Takes `bytes` from `state` if `ticket` (or a newcomer, `None`) may have them now.
+    /// What a frame of `len` bytes is charged and mapped: its [`class`], or for a frame whose
+    /// class is above the whole budget, the whole budget and a mapping of its own pages.
+    fn sizes(&self, len: usize) -> (usize, usize) {
+        let class = class(len);
+        if class <= self.total {
+            (class, class)
+        } else {
+            let pages = len.max(1).next_multiple_of(PAGE);
+            (pages.min(self.total), pages)
+        }
+    }
+
+    /// Takes budget and memory for a frame of `len` bytes if that is possible without
+    /// waiting and without overtaking a waiter past its grace, except through the small lane.
+    /// `None` also when the memory cannot be mapped (the frame then waits and tries again).
+    pub fn try_take(self: &Arc<Self>, len: usize) -> Option<Held> {
+        let (charge, _) = self.sizes(len);
+        let admitted = {
+            let mut state = self.lock();
+            self.admit(&mut state, charge, len, None)
+        };
+        admitted.and_then(|held| self.with_memory(held, len))
+    }
+
+    /// Gives `held` its memory: a pooled mapping of its class, or a new one once pooled
+    /// mappings of other classes have been unmapped so that pooled and held memory together
+    /// stay within the budget.
+    fn with_memory(self: &Arc<Self>, mut held: Held, len: usize) -> Option<Held> {
+        let (charge, map_len) = self.sizes(len);
+        let victims = {
+            let mut state = self.lock();
+            if map_len == charge {
+                if let Some(map) = state.pool.get_mut(&charge).and_then(Vec::pop) {
+                    state.pooled -= map.len();
+                    held.map = Some(map);
+                    return Some(held);
+                }
+            }
+            let mut victims = Vec::new();
+            while state.pooled > state.free {
+                let Some(class) = state.pool.keys().next().copied() else {
+                    break;
+                };
+                let maps = state.pool.get_mut(&class).expect("a key of the pool");
+                let map = maps.pop().expect("pool entries are never empty");
+                if maps.is_empty() {
+                    state.pool.remove(&class);
+                }
+                state.pooled -= map.len();
+                victims.push(map);
+            }
+            victims
+        };
+        // Unmapped (outside the lock) before the new mapping is made.
+        drop(victims);
+        match MmapMut::map_anon(map_len) {
+            Ok(map) => {
+                held.map = Some(map);
+                Some(held)
+            }
+            Err(e) => {
+                tracing::warn!(bytes = map_len, error = %e, "cannot map frame memory");
+                None
+            }
+        }
+    }
+
+    /// Takes `bytes` of budget from `state` (no memory yet) if `ticket` (or a newcomer,
+    /// `None`) may have them now; `len` is the frame's own length (for the small lane).
     fn admit(
         self: &Arc<Self>,
         state: &mut State,
         bytes: usize,
+        len: usize,
         ticket: Option<u64>,
     ) -> Option<Held> {
         if state.free < bytes {
@@ -130,7 +259,7 @@ impl Budget {
         let first = head.is_none() || head.map(|(id, _, _)| Some(*id)) == Some(ticket);
         let head_patient = head.is_some_and(|(_, _, since)| since.elapsed() < BARGE_GRACE);
         let lane =
-            !first && !head_patient && bytes <= LANE_MAX && state.lane + bytes <= self.total / 8;
+            !first && !head_patient && len <= LANE_MAX && state.lane + bytes <= self.total / 8;
         if !(first || head_patient || lane) {
             return None;
         }
@@ -142,15 +271,16 @@ impl Budget {
             budget: self.clone(),
             bytes,
             lane,
+            map: None,
         })
     }
 
-    /// Takes `bytes` (at most the whole budget), waiting as long as needed.
-    pub async fn take(self: &Arc<Self>, bytes: usize) -> Held {
-        if let Some(held) = self.try_take(bytes) {
+    /// Takes budget and memory for a frame of `len` bytes, waiting as long as needed.
+    pub async fn take(self: &Arc<Self>, len: usize) -> Held {
+        if let Some(held) = self.try_take(len) {
             return held;
         }
-        let bytes = bytes.min(self.total);
+        let (bytes, _) = self.sizes(len);
         let ticket = {
             let mut state = self.lock();
             let id = state.next_ticket;
@@ -163,15 +293,23 @@ impl Budget {
             tokio::pin!(notified);
             // Register before looking, so a release in between is not missed.
             notified.as_mut().enable();
-            {
+            let admitted = {
                 let mut state = self.lock();
-                if let Some(held) = self.admit(&mut state, bytes, Some(ticket.id)) {
+                let held = self.admit(&mut state, bytes, len, Some(ticket.id));
+                if held.is_some() {
                     state.queue.retain(|(id, _, _)| *id != ticket.id);
-                    std::mem::forget(ticket);
-                    drop(state);
-                    self.changed.notify_waiters();
+                }
+                held
+            };
+            if let Some(held) = admitted {
+                std::mem::forget(ticket);
+                self.changed.notify_waiters();
+                // Without memory (mapping failed), the budget goes back and this waits on.
+                if let Some(held) = self.with_memory(held, len) {
                     return held;
                 }
+                tokio::time::sleep(BARGE_GRACE).await;
+                return Box::pin(self.take(len)).await;
             }
             // The grace of the head runs out without any release: look again then.
             tokio::select! {
@@ -183,71 +321,5 @@ impl Budget {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn a_frame_that_fits_is_not_held_up_by_a_larger_waiter() {
-        let budget = Budget::new(64);
-        let big = budget.take(50).await;
-        assert_eq!(budget.free(), 14);
-        // A second 50 waits...
-        let waiting = tokio::spawn({
-            let budget = budget.clone();
-            async move { budget.take(50).await }
-        });
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(!waiting.is_finished());
-        // ...but small frames still pass while it is within its grace.
-        let small = budget.try_take(1).expect("a small frame fits now");
-        drop(small);
-        assert_eq!(budget.free(), 14, "the waiter hoards nothing");
-        drop(big);
-        let second = tokio::time::timeout(Duration::from_secs(2), waiting)
-            .await
-            .expect("the waiter gets the budget once it is free")
-            .unwrap();
-        assert_eq!(budget.free(), 14);
-        drop(second);
-        assert_eq!(budget.free(), 64);
-    }
-
-    #[tokio::test]
-    async fn after_its_grace_the_oldest_waiter_is_not_overtaken() {
-        let budget = Budget::new(64);
-        let held = budget.take(30).await;
-        let waiting = tokio::spawn({
-            let budget = budget.clone();
-            async move { budget.take(40).await }
-        });
-        tokio::time::sleep(BARGE_GRACE + Duration::from_millis(50)).await;
-        assert!(
-            budget.try_take(9).is_none(),
-            "beyond the small lane (an eighth: 8 here) no overtaking once the head waited its grace"
-        );
-        let lane = budget.try_take(2).expect("the small lane still passes");
-        drop(lane);
-        drop(held);
-        let got = tokio::time::timeout(Duration::from_secs(2), waiting)
-            .await
-            .expect("served")
-            .unwrap();
-        assert_eq!(budget.free(), 24);
-        drop(got);
-        assert_eq!(budget.free(), 64);
-    }
-
-    #[tokio::test]
-    async fn an_abandoned_wait_gives_its_place_up_and_a_huge_frame_takes_everything() {
-        let budget = Budget::new(64);
-        let held = budget.take(10).await;
-        let abandoned = tokio::time::timeout(Duration::from_millis(20), budget.take(1000)).await;
-        assert!(abandoned.is_err());
-        assert!(budget.lock().queue.is_empty(), "the ticket left with it");
-        drop(held);
-        let all = budget.take(1000).await;
-        assert_eq!(budget.free(), 0, "larger than the budget: takes all of it");
-        drop(all);
-        assert_eq!(budget.free(), 64);
-    }
-}
+#[path = "budget_tests.rs"]
+mod tests;

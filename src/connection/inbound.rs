@@ -5,7 +5,9 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use std::ops::{Deref, DerefMut};
+
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadHalf};
 use tokio::sync::watch;
 
@@ -14,14 +16,15 @@ use crate::budget::Held;
 use crate::kafka::frame::{FrameError, FrameReader, INITIAL_READ_CAPACITY, SMALL_FRAME_BYTES};
 use crate::shared::Shared;
 
-/// One direction's read side: the frame reader, the read buffer, and the budget held for the
-/// large frame at the front of the buffer.
+/// One direction's read side: the frame reader, the read buffer, and the large frame being
+/// received.
 ///
 /// Memory rules: a frame up to [`SMALL_FRAME_BYTES`] is read into a small buffer that grows
 /// only as bytes arrive; a larger frame is read only once budget for its whole length is held,
-/// into a buffer allocated once at exactly that size; once the chunk holding it has been
-/// written on, that buffer is given back and reading continues in a small one. So what a
-/// connection holds outside the budget stays small, whatever frames came before.
+/// into the memory the budget hands out with it ([`crate::budget`]), never into memory of the
+/// general allocator; that memory goes back to the budget when the frame's [`Chunk`] is
+/// dropped, once it has been written on. So what a connection holds outside the budget stays
+/// small, whatever frames came before.
 ///
 /// Read size: each read is offered room for `read_ahead` bytes, which doubles (up to
 /// [`SMALL_FRAME_BYTES`]) while reads fill the room with more than one frame (the peer
@@ -37,10 +40,80 @@ use crate::shared::Shared;
 pub(super) struct Inbound {
     reader: FrameReader,
     buf: BytesMut,
-    charge: Option<Held>,
+    /// The large frame being received, in the budget's memory.
+    large: Option<Large>,
     read_ahead: usize,
     /// No buffer is held until the next bytes arrive.
     parked: bool,
+}
+
+/// A large frame being received: its memory (with the budget held for it), its length and
+/// how much of it has arrived.
+struct Large {
+    held: Held,
+    len: usize,
+    filled: usize,
+}
+
+/// Complete frames as read, ready to be forwarded: a run of small frames from the read
+/// buffer, or one large frame in the budget's memory (whose budget and memory go back when the
+/// chunk is dropped). Both are mutable in place (correlation ids).
+pub(super) enum Chunk {
+    /// Frames up to [`SMALL_FRAME_BYTES`], several at a time.
+    Small(BytesMut),
+    /// One frame above [`SMALL_FRAME_BYTES`].
+    Large(LargeFrame),
+}
+
+/// One complete large frame in the budget's memory.
+pub(super) struct LargeFrame {
+    held: Held,
+    len: usize,
+}
+
+impl AsRef<[u8]> for LargeFrame {
+    fn as_ref(&self) -> &[u8] {
+        &self.held.bytes()[..self.len]
+    }
+}
+
+impl Deref for Chunk {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Chunk::Small(b) => b,
+            Chunk::Large(f) => f.as_ref(),
+        }
+    }
+}
+
+impl DerefMut for Chunk {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        match self {
+            Chunk::Small(b) => b,
+            Chunk::Large(f) => &mut f.held.buf()[..f.len],
+        }
+    }
+}
+
+impl Chunk {
+    /// Takes the frames before `end` off the front of the chunk as shared bytes, leaving the
+    /// rest. A large frame's memory then goes back to the budget when the last clone of those
+    /// bytes is dropped.
+    pub(super) fn split_to(&mut self, end: usize) -> Bytes {
+        match self {
+            Chunk::Small(b) => b.split_to(end).freeze(),
+            Chunk::Large(_) => {
+                let Chunk::Large(frame) = std::mem::replace(self, Chunk::Small(BytesMut::new()))
+                else {
+                    unreachable!("matched a large chunk")
+                };
+                // A large chunk is one frame: `end` is its end.
+                debug_assert_eq!(end, frame.len);
+                Bytes::from_owner(frame)
+            }
+        }
+    }
 }
 
 /// How long a direction with nothing buffered keeps its read buffer.
@@ -54,7 +127,7 @@ impl Inbound {
         Self {
             reader: FrameReader::new(max_frame),
             buf: BytesMut::new(),
-            charge: None,
+            large: None,
             read_ahead: INITIAL_READ_CAPACITY,
             parked: true,
         }
@@ -62,7 +135,7 @@ impl Inbound {
 
     /// Whether this direction may give its buffer back now: nothing buffered, no budget held.
     pub(super) fn can_park(&self) -> bool {
-        !self.parked && self.buf.is_empty() && self.charge.is_none()
+        !self.parked && self.buf.is_empty() && self.large.is_none()
     }
 
     /// Gives the read buffer back (see [`Inbound::can_park`]).
@@ -92,14 +165,18 @@ impl Inbound {
             }
             return Ok(n);
         }
+        if let Some(large) = &mut self.large {
+            // A large frame's body, into its own memory and no further than its end: it says
+            // nothing of the frames around it.
+            let n = from
+                .read(&mut large.held.buf()[large.filled..large.len])
+                .await?;
+            large.filled += n;
+            return Ok(n);
+        }
         let room = self.buf.capacity() - self.buf.len();
         let n = from.read_buf(&mut self.buf).await?;
-        if self.charge.is_some() {
-            // A large frame's body: its buffer is sized already; it says nothing of the
-            // frames around it.
-        } else if n >= room
-            && room >= self.read_ahead
-            && self.reader.holds_more_than_one_frame(&self.buf)
+        if n >= room && room >= self.read_ahead && self.reader.holds_more_than_one_frame(&self.buf)
         {
             self.read_ahead = (self.read_ahead * 2).min(SMALL_FRAME_BYTES);
         } else if n * 4 < self.read_ahead {
@@ -116,13 +193,13 @@ impl Inbound {
         shared: &Shared,
         stop: impl Future<Output = S>,
     ) -> Result<Result<(), S>, FrameError> {
-        if self.parked {
+        if self.parked || self.large.is_some() {
             return Ok(Ok(()));
         }
         let incomplete = self.reader.incomplete_frame_len(&self.buf)?;
         if let Some(len) = incomplete.filter(|len| *len > SMALL_FRAME_BYTES) {
-            if self.charge.is_none() {
-                let held = match shared.budget.try_take(len) {
+            {
+                let mut held = match shared.budget.try_take(len) {
                     Some(held) => held,
                     None => {
                         shared.limit_reached(
@@ -137,13 +214,11 @@ impl Inbound {
                         }
                     }
                 };
-                self.charge = Some(held);
-            }
-            if self.buf.capacity() < len {
-                // One allocation of the frame's size, instead of doubling as bytes arrive.
-                let mut sized = BytesMut::with_capacity(len);
-                sized.extend_from_slice(&self.buf);
-                self.buf = sized;
+                // What arrived of the frame so far is all the buffer holds (it is incomplete).
+                let filled = self.buf.len();
+                held.buf()[..filled].copy_from_slice(&self.buf);
+                self.buf.clear();
+                self.large = Some(Large { held, len, filled });
             }
         } else {
             self.reader
@@ -152,15 +227,23 @@ impl Inbound {
         Ok(Ok(()))
     }
 
-    /// Every complete frame at the front of the buffer, as one chunk.
-    pub(super) fn take_chunk(&mut self) -> Result<Option<BytesMut>, FrameError> {
-        self.reader.next_chunk(&mut self.buf)
+    /// Every complete frame at the front of the buffer, as one chunk; or the large frame,
+    /// once all of it has arrived.
+    pub(super) fn take_chunk(&mut self) -> Result<Option<Chunk>, FrameError> {
+        if let Some(large) = &self.large {
+            if large.filled < large.len {
+                return Ok(None);
+            }
+            let Large { held, len, .. } = self.large.take().expect("checked above");
+            return Ok(Some(Chunk::Large(LargeFrame { held, len })));
+        }
+        Ok(self.reader.next_chunk(&mut self.buf)?.map(Chunk::Small))
     }
 
-    /// The last chunk taken has been written on: release its budget, and give back a buffer
-    /// that grew for a large frame.
+    /// The last chunk taken has been written on: give back a read buffer that grew beyond
+    /// twice the small-frame size.
     pub(super) fn release(&mut self) {
-        if self.charge.take().is_some() || self.buf.capacity() > 2 * SMALL_FRAME_BYTES {
+        if self.buf.capacity() > 2 * SMALL_FRAME_BYTES {
             let mut small = BytesMut::with_capacity(INITIAL_READ_CAPACITY.max(self.buf.len()));
             small.extend_from_slice(&self.buf);
             self.buf = small;
@@ -216,7 +299,7 @@ impl<R: AsyncRead + AsyncWrite> Requests<R> {
         &mut self,
         shared: &Shared,
         shutdown: &mut watch::Receiver<bool>,
-    ) -> Result<Option<BytesMut>, ConnectionError> {
+    ) -> Result<Option<Chunk>, ConnectionError> {
         self.inbound.release();
         loop {
             match self.inbound.take_chunk() {

@@ -28,14 +28,14 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, watch};
 
 mod inbound;
 mod plan;
 
-use self::inbound::{Inbound, Requests, IDLE_PARK};
+use self::inbound::{Chunk, Inbound, Requests, IDLE_PARK};
 use self::plan::{Awaited, Expected, Plan, Refusal};
 use crate::brokers::Lookup;
 use crate::identity::Identity;
@@ -249,7 +249,7 @@ async fn request_pump<R, W>(
     shared: &Arc<Shared>,
     who: &Client,
     mut requests: Requests<R>,
-    first: BytesMut,
+    first: Chunk,
     mut upstream: WriteHalf<W>,
     expect: mpsc::Sender<Expected>,
     shutdown: &mut watch::Receiver<bool>,
@@ -565,7 +565,7 @@ where
             // Write what precedes this frame, then this frame (rewritten or not), then any
             // local answers due after it; the rest of the chunk starts afresh.
             write_to_client(shared, &mut client, &chunk[run_start..range.start]).await?;
-            let frame = chunk.split_to(range.end).split_off(range.start).freeze();
+            let frame = chunk.split_to(range.end).slice(range.start..);
             let replaced = if inspect_it {
                 inspect(
                     shared,
