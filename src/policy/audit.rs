@@ -3,16 +3,16 @@
 
 use kafka_protocol::messages::ApiKey;
 
-use super::{rule, Access, PolicyError};
+use super::{rule, PolicyError};
 use crate::kafka::codec;
 use crate::kafka::frame::RequestHeader;
 use crate::kafka::requests::{self, Capped, Request, Topic, NIL_ID};
 use crate::kafka::wire::Walker;
 
-/// True for the requests whose audit line is written: the ones that change the cluster
-/// ([`Access::Admin`]). Reads only the table.
+/// True for the requests whose audit line is written: the ones that change the cluster (the
+/// table's `audited` column). Reads only the table.
 pub fn audited(api_key: i16) -> bool {
-    ApiKey::try_from(api_key).is_ok_and(|key| rule(key).access == Access::Admin)
+    ApiKey::try_from(api_key).is_ok_and(|key| rule(key).audited)
 }
 
 /// The API of a request or response the policy reads at `version`: `None` when it reads
@@ -34,7 +34,7 @@ fn readable(api_key: i16, version: i16) -> Result<Option<ApiKey>, PolicyError> {
 /// bindings, configuration resources and keys (never values), quota entities, SCRAM users
 /// (never credentials), and so on, at most [`requests::AUDIT_CAP`] entries and then a count of
 /// the rest. Works for every request the policy may deny natively (Produce and transactions
-/// too, for denial lines); empty for the others. `frame` as for [`decide`].
+/// too, for denial lines); empty for the others. `frame` as for [`decide`](super::decide).
 pub fn audit_resources(header: &RequestHeader, frame: &[u8]) -> Result<Vec<String>, PolicyError> {
     let (api_key, version) = (header.api_key, header.api_version);
     let Some(key) = readable(api_key, version)? else {

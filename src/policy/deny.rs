@@ -6,8 +6,8 @@ use kafka_protocol::messages::{self as km, ApiKey, ResponseHeader};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 
 use super::{
-    Policy, PolicyError, CLUSTER_AUTHORIZATION_FAILED, DELEGATION_TOKEN_AUTHORIZATION_FAILED,
-    GROUP_AUTHORIZATION_FAILED, TOPIC_AUTHORIZATION_FAILED, TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+    Policy, PolicyError, CLUSTER_AUTHORIZATION_FAILED, GROUP_AUTHORIZATION_FAILED,
+    TOPIC_AUTHORIZATION_FAILED,
 };
 use crate::kafka::codec::{self, CodecError};
 use crate::kafka::requests::{Request, Topic};
@@ -18,6 +18,8 @@ pub(super) struct Answer {
     pub(super) key: ApiKey,
     pub(super) version: i16,
     pub(super) correlation_id: i32,
+    /// The error code of the API's [`Denial`](super::Denial) in the policy table.
+    pub(super) code: i16,
 }
 
 fn s(text: &str) -> StrBytes {
@@ -59,14 +61,13 @@ impl Answer {
     /// The error response to `request` and its error code.
     pub(super) fn deny(&self, request: &Request) -> Result<(Bytes, i16), PolicyError> {
         use km::*;
-        let v = self.version;
+        let (v, code) = (self.version, self.code);
         let msg = self.message();
         let topic = |name: &str| TopicName(s(name));
         Ok(match request {
-            Request::Produce { topics, .. } if v < 3 => (
-                produce_v0_v2(self.correlation_id, v, topics),
-                TOPIC_AUTHORIZATION_FAILED,
-            ),
+            Request::Produce { topics, .. } if v < 3 => {
+                (produce_v0_v2(self.correlation_id, v, topics, code), code)
+            }
             Request::Produce { topics, .. } => {
                 use produce_response::*;
                 let responses = topics
@@ -81,7 +82,7 @@ impl Answer {
                                     .map(|p| {
                                         PartitionProduceResponse::default()
                                             .with_index(*p)
-                                            .with_error_code(TOPIC_AUTHORIZATION_FAILED)
+                                            .with_error_code(code)
                                             .with_base_offset(-1)
                                             .with_error_message(msg.clone())
                                     })
@@ -91,7 +92,7 @@ impl Answer {
                     .collect();
                 (
                     self.frame(&ProduceResponse::default().with_responses(responses))?,
-                    TOPIC_AUTHORIZATION_FAILED,
+                    code,
                 )
             }
             Request::CreateTopics { topics, .. } => {
@@ -101,14 +102,14 @@ impl Answer {
                     .map(|t| {
                         CreatableTopicResult::default()
                             .with_name(topic(t))
-                            .with_error_code(TOPIC_AUTHORIZATION_FAILED)
+                            .with_error_code(code)
                             .with_error_message(msg.clone())
                             .with_configs(None)
                     })
                     .collect();
                 (
                     self.frame(&CreateTopicsResponse::default().with_topics(topics))?,
-                    TOPIC_AUTHORIZATION_FAILED,
+                    code,
                 )
             }
             Request::DeleteTopics(topics) => {
@@ -119,13 +120,13 @@ impl Answer {
                         DeletableTopicResult::default()
                             .with_name((v < 6 || !t.name.is_empty()).then(|| topic(&t.name)))
                             .with_topic_id(topic_id(&t.id))
-                            .with_error_code(TOPIC_AUTHORIZATION_FAILED)
+                            .with_error_code(code)
                             .with_error_message(msg.clone())
                     })
                     .collect();
                 (
                     self.frame(&DeleteTopicsResponse::default().with_responses(responses))?,
-                    TOPIC_AUTHORIZATION_FAILED,
+                    code,
                 )
             }
             Request::CreatePartitions { topics, .. } => {
@@ -135,13 +136,13 @@ impl Answer {
                     .map(|(t, _)| {
                         CreatePartitionsTopicResult::default()
                             .with_name(topic(t))
-                            .with_error_code(TOPIC_AUTHORIZATION_FAILED)
+                            .with_error_code(code)
                             .with_error_message(msg.clone())
                     })
                     .collect();
                 (
                     self.frame(&CreatePartitionsResponse::default().with_results(results))?,
-                    TOPIC_AUTHORIZATION_FAILED,
+                    code,
                 )
             }
             Request::DeleteRecords(topics) => {
@@ -158,7 +159,7 @@ impl Answer {
                                         DeleteRecordsPartitionResult::default()
                                             .with_partition_index(*p)
                                             .with_low_watermark(-1)
-                                            .with_error_code(TOPIC_AUTHORIZATION_FAILED)
+                                            .with_error_code(code)
                                     })
                                     .collect(),
                             )
@@ -166,7 +167,7 @@ impl Answer {
                     .collect();
                 (
                     self.frame(&DeleteRecordsResponse::default().with_topics(topics))?,
-                    TOPIC_AUTHORIZATION_FAILED,
+                    code,
                 )
             }
             Request::CreateAcls(acls) => {
@@ -175,13 +176,13 @@ impl Answer {
                     .iter()
                     .map(|_| {
                         AclCreationResult::default()
-                            .with_error_code(CLUSTER_AUTHORIZATION_FAILED)
+                            .with_error_code(code)
                             .with_error_message(msg.clone())
                     })
                     .collect();
                 (
                     self.frame(&CreateAclsResponse::default().with_results(results))?,
-                    CLUSTER_AUTHORIZATION_FAILED,
+                    code,
                 )
             }
             Request::DeleteAcls(filters) => {
@@ -190,32 +191,30 @@ impl Answer {
                     .iter()
                     .map(|_| {
                         DeleteAclsFilterResult::default()
-                            .with_error_code(CLUSTER_AUTHORIZATION_FAILED)
+                            .with_error_code(code)
                             .with_error_message(msg.clone())
                     })
                     .collect();
                 (
                     self.frame(&DeleteAclsResponse::default().with_filter_results(results))?,
-                    CLUSTER_AUTHORIZATION_FAILED,
+                    code,
                 )
             }
             Request::AlterConfigs { resources, .. } => {
                 // As the broker answers: per resource type (topic, group, else cluster).
-                let code = |t: i8| match t {
+                let code_of = |t: i8| match t {
                     2 => TOPIC_AUTHORIZATION_FAILED,
                     32 => GROUP_AUTHORIZATION_FAILED,
-                    _ => CLUSTER_AUTHORIZATION_FAILED,
+                    _ => code,
                 };
-                let first = resources
-                    .first()
-                    .map_or(CLUSTER_AUTHORIZATION_FAILED, |r| code(r.resource_type));
+                let first = resources.first().map_or(code, |r| code_of(r.resource_type));
                 let response = if self.key == ApiKey::AlterConfigs {
                     use alter_configs_response::*;
                     let responses = resources
                         .iter()
                         .map(|r| {
                             AlterConfigsResourceResponse::default()
-                                .with_error_code(code(r.resource_type))
+                                .with_error_code(code_of(r.resource_type))
                                 .with_error_message(msg.clone())
                                 .with_resource_type(r.resource_type)
                                 .with_resource_name(s(&r.name))
@@ -228,7 +227,7 @@ impl Answer {
                         .iter()
                         .map(|r| {
                             AlterConfigsResourceResponse::default()
-                                .with_error_code(code(r.resource_type))
+                                .with_error_code(code_of(r.resource_type))
                                 .with_error_message(msg.clone())
                                 .with_resource_type(r.resource_type)
                                 .with_resource_name(s(&r.name))
@@ -246,7 +245,7 @@ impl Answer {
                     .iter()
                     .map(|e| {
                         EntryData::default()
-                            .with_error_code(CLUSTER_AUTHORIZATION_FAILED)
+                            .with_error_code(code)
                             .with_error_message(msg.clone())
                             .with_entity(
                                 e.entity
@@ -262,7 +261,7 @@ impl Answer {
                     .collect();
                 (
                     self.frame(&AlterClientQuotasResponse::default().with_entries(entries))?,
-                    CLUSTER_AUTHORIZATION_FAILED,
+                    code,
                 )
             }
             Request::AlterUserScramCredentials(changes) => {
@@ -279,7 +278,7 @@ impl Answer {
                     .map(|u| {
                         AlterUserScramCredentialsResult::default()
                             .with_user(s(u))
-                            .with_error_code(CLUSTER_AUTHORIZATION_FAILED)
+                            .with_error_code(code)
                             .with_error_message(msg.clone())
                     })
                     .collect();
@@ -287,7 +286,7 @@ impl Answer {
                     self.frame(
                         &AlterUserScramCredentialsResponse::default().with_results(results),
                     )?,
-                    CLUSTER_AUTHORIZATION_FAILED,
+                    code,
                 )
             }
             Request::AlterPartitionReassignments(topics) => {
@@ -303,7 +302,7 @@ impl Answer {
                                     .map(|(p, _)| {
                                         ReassignablePartitionResponse::default()
                                             .with_partition_index(*p)
-                                            .with_error_code(CLUSTER_AUTHORIZATION_FAILED)
+                                            .with_error_code(code)
                                             .with_error_message(msg.clone())
                                     })
                                     .collect(),
@@ -313,11 +312,11 @@ impl Answer {
                 (
                     self.frame(
                         &AlterPartitionReassignmentsResponse::default()
-                            .with_error_code(CLUSTER_AUTHORIZATION_FAILED)
+                            .with_error_code(code)
                             .with_error_message(msg.clone())
                             .with_responses(responses),
                     )?,
-                    CLUSTER_AUTHORIZATION_FAILED,
+                    code,
                 )
             }
             Request::ElectLeaders { topics, .. } => {
@@ -334,7 +333,7 @@ impl Answer {
                                     .map(|p| {
                                         PartitionResult::default()
                                             .with_partition_id(*p)
-                                            .with_error_code(CLUSTER_AUTHORIZATION_FAILED)
+                                            .with_error_code(code)
                                             .with_error_message(msg.clone())
                                     })
                                     .collect(),
@@ -342,18 +341,14 @@ impl Answer {
                     })
                     .collect();
                 // v0 has no top-level error code.
-                let top = if v >= 1 {
-                    CLUSTER_AUTHORIZATION_FAILED
-                } else {
-                    0
-                };
+                let top = if v >= 1 { code } else { 0 };
                 (
                     self.frame(
                         &ElectLeadersResponse::default()
                             .with_error_code(top)
                             .with_replica_election_results(results),
                     )?,
-                    CLUSTER_AUTHORIZATION_FAILED,
+                    code,
                 )
             }
             Request::UpdateFeatures { features, .. } => {
@@ -365,7 +360,7 @@ impl Answer {
                         .map(|(f, _)| {
                             UpdatableFeatureResult::default()
                                 .with_feature(s(f))
-                                .with_error_code(CLUSTER_AUTHORIZATION_FAILED)
+                                .with_error_code(code)
                                 .with_error_message(msg.clone())
                         })
                         .collect()
@@ -375,11 +370,11 @@ impl Answer {
                 (
                     self.frame(
                         &UpdateFeaturesResponse::default()
-                            .with_error_code(CLUSTER_AUTHORIZATION_FAILED)
+                            .with_error_code(code)
                             .with_error_message(msg.clone())
                             .with_results(results),
                     )?,
-                    CLUSTER_AUTHORIZATION_FAILED,
+                    code,
                 )
             }
             Request::AlterReplicaLogDirs(dirs) => {
@@ -390,7 +385,7 @@ impl Answer {
                     let partitions = t.partitions.iter().map(|p| {
                         AlterReplicaLogDirPartitionResult::default()
                             .with_partition_index(*p)
-                            .with_error_code(CLUSTER_AUTHORIZATION_FAILED)
+                            .with_error_code(code)
                     });
                     match results
                         .iter_mut()
@@ -406,22 +401,22 @@ impl Answer {
                 }
                 (
                     self.frame(&AlterReplicaLogDirsResponse::default().with_results(results))?,
-                    CLUSTER_AUTHORIZATION_FAILED,
+                    code,
                 )
             }
             Request::UnregisterBroker(_) => (
                 self.frame(
                     &UnregisterBrokerResponse::default()
-                        .with_error_code(CLUSTER_AUTHORIZATION_FAILED)
+                        .with_error_code(code)
                         .with_error_message(msg.clone()),
                 )?,
-                CLUSTER_AUTHORIZATION_FAILED,
+                code,
             ),
             Request::InitProducerId(transactional_id) => {
                 // As the broker answers: the transactional id, or for an idempotent producer
                 // the cluster's IdempotentWrite.
                 let code = if transactional_id.is_some() {
-                    TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+                    code
                 } else {
                     CLUSTER_AUTHORIZATION_FAILED
                 };
@@ -458,9 +453,7 @@ impl Answer {
                                     .map(|p| {
                                         AddPartitionsToTxnPartitionResult::default()
                                             .with_partition_index(*p)
-                                            .with_partition_error_code(
-                                                TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
-                                            )
+                                            .with_partition_error_code(code)
                                     })
                                     .collect(),
                             )
@@ -471,22 +464,16 @@ impl Answer {
                         &AddPartitionsToTxnResponse::default()
                             .with_results_by_topic_v3_and_below(results),
                     )?,
-                    TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                    code,
                 )
             }
             Request::AddOffsetsToTxn { .. } => (
-                self.frame(
-                    &AddOffsetsToTxnResponse::default()
-                        .with_error_code(TRANSACTIONAL_ID_AUTHORIZATION_FAILED),
-                )?,
-                TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                self.frame(&AddOffsetsToTxnResponse::default().with_error_code(code))?,
+                code,
             ),
             Request::EndTxn { .. } => (
-                self.frame(
-                    &EndTxnResponse::default()
-                        .with_error_code(TRANSACTIONAL_ID_AUTHORIZATION_FAILED),
-                )?,
-                TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                self.frame(&EndTxnResponse::default().with_error_code(code))?,
+                code,
             ),
             Request::TxnOffsetCommit { topics, .. } => {
                 use txn_offset_commit_response::*;
@@ -501,7 +488,7 @@ impl Answer {
                                     .map(|p| {
                                         TxnOffsetCommitResponsePartition::default()
                                             .with_partition_index(*p)
-                                            .with_error_code(TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+                                            .with_error_code(code)
                                     })
                                     .collect(),
                             )
@@ -509,7 +496,7 @@ impl Answer {
                     .collect();
                 (
                     self.frame(&TxnOffsetCommitResponse::default().with_topics(topics))?,
-                    TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                    code,
                 )
             }
             Request::DeleteGroups(groups) => {
@@ -519,12 +506,12 @@ impl Answer {
                     .map(|g| {
                         DeletableGroupResult::default()
                             .with_group_id(GroupId(s(g)))
-                            .with_error_code(GROUP_AUTHORIZATION_FAILED)
+                            .with_error_code(code)
                     })
                     .collect();
                 (
                     self.frame(&DeleteGroupsResponse::default().with_results(results))?,
-                    GROUP_AUTHORIZATION_FAILED,
+                    code,
                 )
             }
             Request::OffsetDelete { topics, .. } => {
@@ -540,7 +527,7 @@ impl Answer {
                                     .map(|p| {
                                         OffsetDeleteResponsePartition::default()
                                             .with_partition_index(*p)
-                                            .with_error_code(GROUP_AUTHORIZATION_FAILED)
+                                            .with_error_code(code)
                                     })
                                     .collect(),
                             )
@@ -549,48 +536,39 @@ impl Answer {
                 (
                     self.frame(
                         &OffsetDeleteResponse::default()
-                            .with_error_code(GROUP_AUTHORIZATION_FAILED)
+                            .with_error_code(code)
                             .with_topics(topics),
                     )?,
-                    GROUP_AUTHORIZATION_FAILED,
+                    code,
                 )
             }
             Request::CreateDelegationToken { .. } => (
-                self.frame(
-                    &CreateDelegationTokenResponse::default()
-                        .with_error_code(DELEGATION_TOKEN_AUTHORIZATION_FAILED),
-                )?,
-                DELEGATION_TOKEN_AUTHORIZATION_FAILED,
+                self.frame(&CreateDelegationTokenResponse::default().with_error_code(code))?,
+                code,
             ),
             Request::RenewDelegationToken => (
-                self.frame(
-                    &RenewDelegationTokenResponse::default()
-                        .with_error_code(DELEGATION_TOKEN_AUTHORIZATION_FAILED),
-                )?,
-                DELEGATION_TOKEN_AUTHORIZATION_FAILED,
+                self.frame(&RenewDelegationTokenResponse::default().with_error_code(code))?,
+                code,
             ),
             Request::ExpireDelegationToken => (
-                self.frame(
-                    &ExpireDelegationTokenResponse::default()
-                        .with_error_code(DELEGATION_TOKEN_AUTHORIZATION_FAILED),
-                )?,
-                DELEGATION_TOKEN_AUTHORIZATION_FAILED,
+                self.frame(&ExpireDelegationTokenResponse::default().with_error_code(code))?,
+                code,
             ),
             Request::AlterShareGroupOffsets { .. } => (
                 self.frame(
                     &AlterShareGroupOffsetsResponse::default()
-                        .with_error_code(GROUP_AUTHORIZATION_FAILED)
+                        .with_error_code(code)
                         .with_error_message(msg.clone()),
                 )?,
-                GROUP_AUTHORIZATION_FAILED,
+                code,
             ),
             Request::DeleteShareGroupOffsets { .. } => (
                 self.frame(
                     &DeleteShareGroupOffsetsResponse::default()
-                        .with_error_code(GROUP_AUTHORIZATION_FAILED)
+                        .with_error_code(code)
                         .with_error_message(msg.clone()),
                 )?,
-                GROUP_AUTHORIZATION_FAILED,
+                code,
             ),
         })
     }
@@ -600,7 +578,7 @@ impl Answer {
 /// `responses[name, partitions[index, error_code, base_offset, log_append_time_ms (v2)]]` and
 /// `throttle_time_ms` (v1+). Names and counts came from an int16-length string and an int32
 /// count of the request, so they fit again.
-fn produce_v0_v2(correlation_id: i32, version: i16, topics: &[Topic]) -> Bytes {
+fn produce_v0_v2(correlation_id: i32, version: i16, topics: &[Topic], code: i16) -> Bytes {
     let mut out = BytesMut::new();
     out.put_i32(0); // length, below
     out.put_i32(correlation_id);
@@ -611,7 +589,7 @@ fn produce_v0_v2(correlation_id: i32, version: i16, topics: &[Topic]) -> Bytes {
         out.put_i32(t.partitions.len() as i32);
         for p in &t.partitions {
             out.put_i32(*p);
-            out.put_i16(TOPIC_AUTHORIZATION_FAILED);
+            out.put_i16(code);
             out.put_i64(-1); // base_offset
             if version >= 2 {
                 out.put_i64(-1); // log_append_time_ms

@@ -9,9 +9,10 @@
 //! some of its clients should be.
 //!
 //! [`rule`] is the one table: every API key of kafka-protocol, each with what it needs
-//! ([`Access`]) and how a denial is answered. A denied request gets the error response of its
-//! own API at the version it was sent, with the client's correlation id (topic, group, cluster
-//! or transactional-id authorization failed, per resource where the response has resources),
+//! ([`Access`]), how a denial is answered ([`Denial`]), whether it is audited and which versions
+//! the proxy reads. A denied request gets the error response of its own API at the version it
+//! was sent, with the client's correlation id (topic, group, cluster, transactional-id or
+//! delegation-token authorization failed, per resource where the response has resources),
 //! so that clients report an authorization failure instead of reconnecting in a loop. A
 //! request no response can carry the error for is answered by closing the connection: Produce
 //! with acks=0, inter-broker and controller APIs, API keys the proxy does not know, versions
@@ -41,8 +42,9 @@ mod table;
 
 pub use audit::{audit_outcome, audit_resources, audited};
 pub use table::{
-    rule, Access, Rule, CLUSTER_AUTHORIZATION_FAILED, DELEGATION_TOKEN_AUTHORIZATION_FAILED,
-    GROUP_AUTHORIZATION_FAILED, TOPIC_AUTHORIZATION_FAILED, TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+    rule, Access, Denial, Rule, CLUSTER_AUTHORIZATION_FAILED,
+    DELEGATION_TOKEN_AUTHORIZATION_FAILED, GROUP_AUTHORIZATION_FAILED, TOPIC_AUTHORIZATION_FAILED,
+    TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
 };
 
 use deny::Answer;
@@ -168,13 +170,16 @@ pub fn decide(policy: Policy, header: &RequestHeader, frame: &[u8]) -> Decision 
     if policy.allows(rule.access) {
         return Decision::Allow;
     }
-    let Some(versions) = rule.answer else {
+    let Some(code) = rule.denial.error_code() else {
         return Decision::Close {
             reason: "the policy denies this API, whose responses cannot carry a denial",
         };
     };
     let version = header.api_version;
-    if !(versions.min..=versions.max).contains(&version) {
+    if !rule
+        .answer
+        .is_some_and(|v| (v.min..=v.max).contains(&version))
+    {
         return Decision::Close {
             reason: "the policy denies this API, at a version the proxy cannot answer",
         };
@@ -203,6 +208,7 @@ pub fn decide(policy: Policy, header: &RequestHeader, frame: &[u8]) -> Decision 
         key,
         version,
         correlation_id: header.correlation_id,
+        code,
     };
     match answer.deny(&request) {
         Ok((response, error_code)) => Decision::Deny {

@@ -48,3 +48,12 @@ fn every_api_key_is_classified() {
         assert_eq!(audited(key as i16), r.access == Access::Admin, "{key:?}");
     }
 }
+
+#[test]
+fn a_row_answers_a_denial_exactly_where_the_proxy_reads_the_api() {
+    for key in ApiKey::iter() {
+        let r = rule(key);
+        assert_eq!(r.denial == Denial::Close, r.answer.is_none(), "{key:?}");
+        assert_eq!(r.denial.error_code().is_none(), r.denial == Denial::Close);
+    }
+}
