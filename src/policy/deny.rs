@@ -58,42 +58,78 @@ impl Answer {
         codec::encode_frame(api_key, self.version, &header, msg)
     }
 
+    /// The error code the broker answers `request` with (the first, where resources differ):
+    /// the row's, but the cluster's where the request needs a cluster permission instead (see
+    /// [`Denial`](super::Denial)).
+    fn code_of(&self, request: &Request) -> i16 {
+        match request {
+            // An idempotent producer needs the cluster's IdempotentWrite.
+            Request::InitProducerId(None) => CLUSTER_AUTHORIZATION_FAILED,
+            // v4+ is the brokers' batched verification, which needs ClusterAction; the broker
+            // answers a missing one with a top-level error only.
+            Request::AddPartitionsToTxn(_) if self.version >= 4 => CLUSTER_AUTHORIZATION_FAILED,
+            Request::AlterConfigs { resources, .. } => resources
+                .first()
+                .map_or(self.code, |r| self.config_code(r.resource_type)),
+            _ => self.code,
+        }
+    }
+
+    /// The error code of a configuration resource of `resource_type`, as the broker answers
+    /// (topic 2, group 32, else the cluster's).
+    fn config_code(&self, resource_type: i8) -> i16 {
+        match resource_type {
+            2 => TOPIC_AUTHORIZATION_FAILED,
+            32 => GROUP_AUTHORIZATION_FAILED,
+            _ => self.code,
+        }
+    }
+
+    /// A response whose whole denial is its top-level error, as a frame.
+    fn top_level<M: ErrorOnly>(&self, code: i16) -> Result<Bytes, CodecError> {
+        self.frame(&M::denied(code, self.message()))
+    }
+
     /// The error response to `request` and its error code.
     pub(super) fn deny(&self, request: &Request) -> Result<(Bytes, i16), PolicyError> {
         use km::*;
-        let (v, code) = (self.version, self.code);
+        let v = self.version;
+        let code = self.code_of(request);
         let msg = self.message();
         let topic = |name: &str| TopicName(s(name));
-        Ok(match request {
-            Request::Produce { topics, .. } if v < 3 => {
-                (produce_v0_v2(self.correlation_id, v, topics, code), code)
+        let response = match request {
+            // The top-level error is the whole answer.
+            Request::UnregisterBroker(_) => self.top_level::<UnregisterBrokerResponse>(code)?,
+            Request::InitProducerId(_) => self.top_level::<InitProducerIdResponse>(code)?,
+            Request::AddPartitionsToTxn(_) if v >= 4 => {
+                self.top_level::<AddPartitionsToTxnResponse>(code)?
             }
-            Request::Produce { topics, .. } => {
-                use produce_response::*;
-                let responses = topics
-                    .iter()
-                    .map(|t| {
-                        TopicProduceResponse::default()
-                            .with_name(topic(&t.name))
-                            .with_topic_id(topic_id(&t.id))
-                            .with_partition_responses(
-                                t.partitions
-                                    .iter()
-                                    .map(|p| {
-                                        PartitionProduceResponse::default()
-                                            .with_index(*p)
-                                            .with_error_code(code)
-                                            .with_base_offset(-1)
-                                            .with_error_message(msg.clone())
-                                    })
-                                    .collect(),
-                            )
-                    })
-                    .collect();
-                (
-                    self.frame(&ProduceResponse::default().with_responses(responses))?,
-                    code,
-                )
+            Request::AddOffsetsToTxn { .. } => self.top_level::<AddOffsetsToTxnResponse>(code)?,
+            Request::EndTxn { .. } => self.top_level::<EndTxnResponse>(code)?,
+            Request::CreateDelegationToken { .. } => {
+                self.top_level::<CreateDelegationTokenResponse>(code)?
+            }
+            Request::RenewDelegationToken => {
+                self.top_level::<RenewDelegationTokenResponse>(code)?
+            }
+            Request::ExpireDelegationToken => {
+                self.top_level::<ExpireDelegationTokenResponse>(code)?
+            }
+            Request::AlterShareGroupOffsets { .. } => {
+                self.top_level::<AlterShareGroupOffsetsResponse>(code)?
+            }
+            Request::DeleteShareGroupOffsets { .. } => {
+                self.top_level::<DeleteShareGroupOffsetsResponse>(code)?
+            }
+
+            // One error per entry of the request.
+            Request::CreateAcls(acls) => {
+                let results = acls.iter().map(|_| ErrorOnly::denied(code, msg.clone()));
+                self.frame(&CreateAclsResponse::default().with_results(results.collect()))?
+            }
+            Request::DeleteAcls(filters) => {
+                let results = filters.iter().map(|_| ErrorOnly::denied(code, msg.clone()));
+                self.frame(&DeleteAclsResponse::default().with_filter_results(results.collect()))?
             }
             Request::CreateTopics { topics, .. } => {
                 use create_topics_response::*;
@@ -107,10 +143,7 @@ impl Answer {
                             .with_configs(None)
                     })
                     .collect();
-                (
-                    self.frame(&CreateTopicsResponse::default().with_topics(topics))?,
-                    code,
-                )
+                self.frame(&CreateTopicsResponse::default().with_topics(topics))?
             }
             Request::DeleteTopics(topics) => {
                 use delete_topics_response::*;
@@ -124,10 +157,7 @@ impl Answer {
                             .with_error_message(msg.clone())
                     })
                     .collect();
-                (
-                    self.frame(&DeleteTopicsResponse::default().with_responses(responses))?,
-                    code,
-                )
+                self.frame(&DeleteTopicsResponse::default().with_responses(responses))?
             }
             Request::CreatePartitions { topics, .. } => {
                 use create_partitions_response::*;
@@ -140,104 +170,33 @@ impl Answer {
                             .with_error_message(msg.clone())
                     })
                     .collect();
-                (
-                    self.frame(&CreatePartitionsResponse::default().with_results(results))?,
-                    code,
-                )
-            }
-            Request::DeleteRecords(topics) => {
-                use delete_records_response::*;
-                let topics = topics
-                    .iter()
-                    .map(|(t, parts)| {
-                        DeleteRecordsTopicResult::default()
-                            .with_name(topic(t))
-                            .with_partitions(
-                                parts
-                                    .iter()
-                                    .map(|(p, _)| {
-                                        DeleteRecordsPartitionResult::default()
-                                            .with_partition_index(*p)
-                                            .with_low_watermark(-1)
-                                            .with_error_code(code)
-                                    })
-                                    .collect(),
-                            )
-                    })
-                    .collect();
-                (
-                    self.frame(&DeleteRecordsResponse::default().with_topics(topics))?,
-                    code,
-                )
-            }
-            Request::CreateAcls(acls) => {
-                use create_acls_response::*;
-                let results = acls
-                    .iter()
-                    .map(|_| {
-                        AclCreationResult::default()
-                            .with_error_code(code)
-                            .with_error_message(msg.clone())
-                    })
-                    .collect();
-                (
-                    self.frame(&CreateAclsResponse::default().with_results(results))?,
-                    code,
-                )
-            }
-            Request::DeleteAcls(filters) => {
-                use delete_acls_response::*;
-                let results = filters
-                    .iter()
-                    .map(|_| {
-                        DeleteAclsFilterResult::default()
-                            .with_error_code(code)
-                            .with_error_message(msg.clone())
-                    })
-                    .collect();
-                (
-                    self.frame(&DeleteAclsResponse::default().with_filter_results(results))?,
-                    code,
-                )
+                self.frame(&CreatePartitionsResponse::default().with_results(results))?
             }
             Request::AlterConfigs { resources, .. } => {
-                // As the broker answers: per resource type (topic, group, else cluster).
-                let code_of = |t: i8| match t {
-                    2 => TOPIC_AUTHORIZATION_FAILED,
-                    32 => GROUP_AUTHORIZATION_FAILED,
-                    _ => code,
-                };
-                let first = resources.first().map_or(code, |r| code_of(r.resource_type));
-                let response = if self.key == ApiKey::AlterConfigs {
-                    use alter_configs_response::*;
-                    let responses = resources
-                        .iter()
-                        .map(|r| {
-                            AlterConfigsResourceResponse::default()
-                                .with_error_code(code_of(r.resource_type))
-                                .with_error_message(msg.clone())
-                                .with_resource_type(r.resource_type)
-                                .with_resource_name(s(&r.name))
-                        })
-                        .collect();
-                    self.frame(&AlterConfigsResponse::default().with_responses(responses))?
+                // The same answer in two APIs' types.
+                macro_rules! per_resource {
+                    ($module:ident :: $response:ident) => {{
+                        use $module::*;
+                        let responses = resources
+                            .iter()
+                            .map(|r| {
+                                AlterConfigsResourceResponse::default()
+                                    .with_error_code(self.config_code(r.resource_type))
+                                    .with_error_message(msg.clone())
+                                    .with_resource_type(r.resource_type)
+                                    .with_resource_name(s(&r.name))
+                            })
+                            .collect();
+                        self.frame(&$response::default().with_responses(responses))?
+                    }};
+                }
+                if self.key == ApiKey::AlterConfigs {
+                    per_resource!(alter_configs_response::AlterConfigsResponse)
                 } else {
-                    use incremental_alter_configs_response::*;
-                    let responses = resources
-                        .iter()
-                        .map(|r| {
-                            AlterConfigsResourceResponse::default()
-                                .with_error_code(code_of(r.resource_type))
-                                .with_error_message(msg.clone())
-                                .with_resource_type(r.resource_type)
-                                .with_resource_name(s(&r.name))
-                        })
-                        .collect();
-                    self.frame(
-                        &IncrementalAlterConfigsResponse::default().with_responses(responses),
-                    )?
-                };
-                (response, first)
+                    per_resource!(
+                        incremental_alter_configs_response::IncrementalAlterConfigsResponse
+                    )
+                }
             }
             Request::AlterClientQuotas { entries, .. } => {
                 use alter_client_quotas_response::*;
@@ -259,10 +218,7 @@ impl Answer {
                             )
                     })
                     .collect();
-                (
-                    self.frame(&AlterClientQuotasResponse::default().with_entries(entries))?,
-                    code,
-                )
+                self.frame(&AlterClientQuotasResponse::default().with_entries(entries))?
             }
             Request::AlterUserScramCredentials(changes) => {
                 use alter_user_scram_credentials_response::*;
@@ -282,74 +238,19 @@ impl Answer {
                             .with_error_message(msg.clone())
                     })
                     .collect();
-                (
-                    self.frame(
-                        &AlterUserScramCredentialsResponse::default().with_results(results),
-                    )?,
-                    code,
-                )
+                self.frame(&AlterUserScramCredentialsResponse::default().with_results(results))?
             }
-            Request::AlterPartitionReassignments(topics) => {
-                use alter_partition_reassignments_response::*;
-                let responses = topics
+            Request::DeleteGroups(groups) => {
+                use delete_groups_response::*;
+                let results = groups
                     .iter()
-                    .map(|(t, parts)| {
-                        ReassignableTopicResponse::default()
-                            .with_name(topic(t))
-                            .with_partitions(
-                                parts
-                                    .iter()
-                                    .map(|(p, _)| {
-                                        ReassignablePartitionResponse::default()
-                                            .with_partition_index(*p)
-                                            .with_error_code(code)
-                                            .with_error_message(msg.clone())
-                                    })
-                                    .collect(),
-                            )
-                    })
-                    .collect();
-                (
-                    self.frame(
-                        &AlterPartitionReassignmentsResponse::default()
+                    .map(|g| {
+                        DeletableGroupResult::default()
+                            .with_group_id(GroupId(s(g)))
                             .with_error_code(code)
-                            .with_error_message(msg.clone())
-                            .with_responses(responses),
-                    )?,
-                    code,
-                )
-            }
-            Request::ElectLeaders { topics, .. } => {
-                use elect_leaders_response::*;
-                let results = topics
-                    .iter()
-                    .flatten()
-                    .map(|t| {
-                        ReplicaElectionResult::default()
-                            .with_topic(topic(&t.name))
-                            .with_partition_result(
-                                t.partitions
-                                    .iter()
-                                    .map(|p| {
-                                        PartitionResult::default()
-                                            .with_partition_id(*p)
-                                            .with_error_code(code)
-                                            .with_error_message(msg.clone())
-                                    })
-                                    .collect(),
-                            )
                     })
                     .collect();
-                // v0 has no top-level error code.
-                let top = if v >= 1 { code } else { 0 };
-                (
-                    self.frame(
-                        &ElectLeadersResponse::default()
-                            .with_error_code(top)
-                            .with_replica_election_results(results),
-                    )?,
-                    code,
-                )
+                self.frame(&DeleteGroupsResponse::default().with_results(results))?
             }
             Request::UpdateFeatures { features, .. } => {
                 use update_features_response::*;
@@ -367,15 +268,119 @@ impl Answer {
                 } else {
                     Vec::new()
                 };
-                (
-                    self.frame(
-                        &UpdateFeaturesResponse::default()
+                self.frame(
+                    &UpdateFeaturesResponse::default()
+                        .with_error_code(code)
+                        .with_error_message(msg.clone())
+                        .with_results(results),
+                )?
+            }
+
+            // One error per partition of the request.
+            Request::Produce { topics, .. } if v < 3 => {
+                produce_v0_v2(self.correlation_id, v, topics, code)
+            }
+            Request::Produce { topics, .. } => {
+                use produce_response::*;
+                let responses = per_partition(
+                    topics,
+                    |t, partitions| {
+                        TopicProduceResponse::default()
+                            .with_name(topic(&t.name))
+                            .with_topic_id(topic_id(&t.id))
+                            .with_partition_responses(partitions)
+                    },
+                    |p| {
+                        PartitionProduceResponse::default()
+                            .with_index(p)
+                            .with_error_code(code)
+                            .with_base_offset(-1)
+                            .with_error_message(msg.clone())
+                    },
+                );
+                self.frame(&ProduceResponse::default().with_responses(responses))?
+            }
+            Request::ElectLeaders { topics, .. } => {
+                use elect_leaders_response::*;
+                let results = per_partition(
+                    topics.iter().flatten(),
+                    |t, partitions| {
+                        ReplicaElectionResult::default()
+                            .with_topic(topic(&t.name))
+                            .with_partition_result(partitions)
+                    },
+                    |p| {
+                        PartitionResult::default()
+                            .with_partition_id(p)
                             .with_error_code(code)
                             .with_error_message(msg.clone())
-                            .with_results(results),
-                    )?,
-                    code,
-                )
+                    },
+                );
+                // v0 has no top-level error code.
+                let top = if v >= 1 { code } else { 0 };
+                self.frame(
+                    &ElectLeadersResponse::default()
+                        .with_error_code(top)
+                        .with_replica_election_results(results),
+                )?
+            }
+            Request::AddPartitionsToTxn(transactions) => {
+                use add_partitions_to_txn_response::*;
+                let results = per_partition(
+                    transactions.iter().flat_map(|(_, topics)| topics),
+                    |t, partitions| {
+                        AddPartitionsToTxnTopicResult::default()
+                            .with_name(topic(&t.name))
+                            .with_results_by_partition(partitions)
+                    },
+                    |p| {
+                        AddPartitionsToTxnPartitionResult::default()
+                            .with_partition_index(p)
+                            .with_partition_error_code(code)
+                    },
+                );
+                self.frame(
+                    &AddPartitionsToTxnResponse::default()
+                        .with_results_by_topic_v3_and_below(results),
+                )?
+            }
+            Request::TxnOffsetCommit { topics, .. } => {
+                use txn_offset_commit_response::*;
+                let topics = per_partition(
+                    topics,
+                    |t, partitions| {
+                        TxnOffsetCommitResponseTopic::default()
+                            .with_name(topic(&t.name))
+                            .with_partitions(partitions)
+                    },
+                    |p| {
+                        TxnOffsetCommitResponsePartition::default()
+                            .with_partition_index(p)
+                            .with_error_code(code)
+                    },
+                );
+                self.frame(&TxnOffsetCommitResponse::default().with_topics(topics))?
+            }
+            Request::OffsetDelete { topics, .. } => {
+                use offset_delete_response::*;
+                let topics = per_partition(
+                    topics,
+                    |t, partitions| {
+                        OffsetDeleteResponseTopic::default()
+                            .with_name(topic(&t.name))
+                            .with_partitions(partitions)
+                    },
+                    |p| {
+                        OffsetDeleteResponsePartition::default()
+                            .with_partition_index(p)
+                            .with_error_code(code)
+                    },
+                );
+                self.frame(
+                    &OffsetDeleteResponse::default()
+                        .with_error_code(code)
+                        .with_topics(topics),
+                )?
             }
             Request::AlterReplicaLogDirs(dirs) => {
                 use alter_replica_log_dirs_response::*;
@@ -399,178 +404,123 @@ impl Answer {
                         ),
                     }
                 }
-                (
-                    self.frame(&AlterReplicaLogDirsResponse::default().with_results(results))?,
-                    code,
-                )
+                self.frame(&AlterReplicaLogDirsResponse::default().with_results(results))?
             }
-            Request::UnregisterBroker(_) => (
-                self.frame(
-                    &UnregisterBrokerResponse::default()
-                        .with_error_code(code)
-                        .with_error_message(msg.clone()),
-                )?,
-                code,
-            ),
-            Request::InitProducerId(transactional_id) => {
-                // As the broker answers: the transactional id, or for an idempotent producer
-                // the cluster's IdempotentWrite.
-                let code = if transactional_id.is_some() {
-                    code
-                } else {
-                    CLUSTER_AUTHORIZATION_FAILED
-                };
-                (
-                    self.frame(
-                        &InitProducerIdResponse::default()
-                            .with_error_code(code)
-                            .with_producer_id((-1).into())
-                            .with_producer_epoch(-1),
-                    )?,
-                    code,
-                )
-            }
-            Request::AddPartitionsToTxn(_) if v >= 4 => (
-                // v4+ is the brokers' batched verification, which needs ClusterAction; the
-                // broker answers a missing one with a top-level error only.
-                self.frame(
-                    &AddPartitionsToTxnResponse::default()
-                        .with_error_code(CLUSTER_AUTHORIZATION_FAILED),
-                )?,
-                CLUSTER_AUTHORIZATION_FAILED,
-            ),
-            Request::AddPartitionsToTxn(transactions) => {
-                use add_partitions_to_txn_response::*;
-                let results = transactions
-                    .iter()
-                    .flat_map(|(_, topics)| topics)
-                    .map(|t| {
-                        AddPartitionsToTxnTopicResult::default()
-                            .with_name(topic(&t.name))
-                            .with_results_by_partition(
-                                t.partitions
-                                    .iter()
-                                    .map(|p| {
-                                        AddPartitionsToTxnPartitionResult::default()
-                                            .with_partition_index(*p)
-                                            .with_partition_error_code(code)
-                                    })
-                                    .collect(),
-                            )
-                    })
-                    .collect();
-                (
-                    self.frame(
-                        &AddPartitionsToTxnResponse::default()
-                            .with_results_by_topic_v3_and_below(results),
-                    )?,
-                    code,
-                )
-            }
-            Request::AddOffsetsToTxn { .. } => (
-                self.frame(&AddOffsetsToTxnResponse::default().with_error_code(code))?,
-                code,
-            ),
-            Request::EndTxn { .. } => (
-                self.frame(&EndTxnResponse::default().with_error_code(code))?,
-                code,
-            ),
-            Request::TxnOffsetCommit { topics, .. } => {
-                use txn_offset_commit_response::*;
+            Request::DeleteRecords(topics) => {
+                use delete_records_response::*;
                 let topics = topics
                     .iter()
-                    .map(|t| {
-                        TxnOffsetCommitResponseTopic::default()
-                            .with_name(topic(&t.name))
+                    .map(|(t, parts)| {
+                        DeleteRecordsTopicResult::default()
+                            .with_name(topic(t))
                             .with_partitions(
-                                t.partitions
+                                parts
                                     .iter()
-                                    .map(|p| {
-                                        TxnOffsetCommitResponsePartition::default()
+                                    .map(|(p, _)| {
+                                        DeleteRecordsPartitionResult::default()
                                             .with_partition_index(*p)
+                                            .with_low_watermark(-1)
                                             .with_error_code(code)
                                     })
                                     .collect(),
                             )
                     })
                     .collect();
-                (
-                    self.frame(&TxnOffsetCommitResponse::default().with_topics(topics))?,
-                    code,
-                )
+                self.frame(&DeleteRecordsResponse::default().with_topics(topics))?
             }
-            Request::DeleteGroups(groups) => {
-                use delete_groups_response::*;
-                let results = groups
+            Request::AlterPartitionReassignments(topics) => {
+                use alter_partition_reassignments_response::*;
+                let responses = topics
                     .iter()
-                    .map(|g| {
-                        DeletableGroupResult::default()
-                            .with_group_id(GroupId(s(g)))
-                            .with_error_code(code)
-                    })
-                    .collect();
-                (
-                    self.frame(&DeleteGroupsResponse::default().with_results(results))?,
-                    code,
-                )
-            }
-            Request::OffsetDelete { topics, .. } => {
-                use offset_delete_response::*;
-                let topics = topics
-                    .iter()
-                    .map(|t| {
-                        OffsetDeleteResponseTopic::default()
-                            .with_name(topic(&t.name))
+                    .map(|(t, parts)| {
+                        ReassignableTopicResponse::default()
+                            .with_name(topic(t))
                             .with_partitions(
-                                t.partitions
+                                parts
                                     .iter()
-                                    .map(|p| {
-                                        OffsetDeleteResponsePartition::default()
+                                    .map(|(p, _)| {
+                                        ReassignablePartitionResponse::default()
                                             .with_partition_index(*p)
                                             .with_error_code(code)
+                                            .with_error_message(msg.clone())
                                     })
                                     .collect(),
                             )
                     })
                     .collect();
-                (
-                    self.frame(
-                        &OffsetDeleteResponse::default()
-                            .with_error_code(code)
-                            .with_topics(topics),
-                    )?,
-                    code,
-                )
+                self.frame(
+                    &AlterPartitionReassignmentsResponse::default()
+                        .with_error_code(code)
+                        .with_error_message(msg.clone())
+                        .with_responses(responses),
+                )?
             }
-            Request::CreateDelegationToken { .. } => (
-                self.frame(&CreateDelegationTokenResponse::default().with_error_code(code))?,
-                code,
-            ),
-            Request::RenewDelegationToken => (
-                self.frame(&RenewDelegationTokenResponse::default().with_error_code(code))?,
-                code,
-            ),
-            Request::ExpireDelegationToken => (
-                self.frame(&ExpireDelegationTokenResponse::default().with_error_code(code))?,
-                code,
-            ),
-            Request::AlterShareGroupOffsets { .. } => (
-                self.frame(
-                    &AlterShareGroupOffsetsResponse::default()
-                        .with_error_code(code)
-                        .with_error_message(msg.clone()),
-                )?,
-                code,
-            ),
-            Request::DeleteShareGroupOffsets { .. } => (
-                self.frame(
-                    &DeleteShareGroupOffsetsResponse::default()
-                        .with_error_code(code)
-                        .with_error_message(msg.clone()),
-                )?,
-                code,
-            ),
-        })
+        };
+        Ok((response, code))
+    }
+}
+
+/// One result per topic, each with one result per partition, the shape of most per-partition
+/// answers: `topic` makes a topic's result from its request entry and its partitions' results,
+/// `partition` a partition's result from its index.
+fn per_partition<'a, T, P>(
+    topics: impl IntoIterator<Item = &'a Topic>,
+    topic: impl Fn(&Topic, Vec<P>) -> T,
+    partition: impl Fn(i32) -> P,
+) -> Vec<T> {
+    topics
+        .into_iter()
+        .map(|t| topic(t, t.partitions.iter().map(|p| partition(*p)).collect()))
+        .collect()
+}
+
+/// A message a denial fills in with its error code (and error message, where it has one) and
+/// leaves at kafka-protocol's defaults otherwise, bar what the broker sets on an error: every
+/// response whose answer is its top-level error, and the per-entry results of the ACL APIs.
+trait ErrorOnly: Default + Encodable {
+    /// The message with `code` and `message`.
+    fn denied(code: i16, message: Option<StrBytes>) -> Self;
+}
+
+/// [`ErrorOnly`] for messages with an error message field and for those with a code only.
+macro_rules! error_only {
+    (with message: $($m:ty),+; code only: $($c:ty),+ $(,)?) => {
+        $(impl ErrorOnly for $m {
+            fn denied(code: i16, message: Option<StrBytes>) -> Self {
+                Self::default().with_error_code(code).with_error_message(message)
+            }
+        })+
+        $(impl ErrorOnly for $c {
+            fn denied(code: i16, _: Option<StrBytes>) -> Self {
+                Self::default().with_error_code(code)
+            }
+        })+
+    };
+}
+
+error_only! {
+    with message:
+        km::UnregisterBrokerResponse,
+        km::AlterShareGroupOffsetsResponse,
+        km::DeleteShareGroupOffsetsResponse,
+        km::create_acls_response::AclCreationResult,
+        km::delete_acls_response::DeleteAclsFilterResult;
+    code only:
+        km::AddPartitionsToTxnResponse,
+        km::AddOffsetsToTxnResponse,
+        km::EndTxnResponse,
+        km::CreateDelegationTokenResponse,
+        km::RenewDelegationTokenResponse,
+        km::ExpireDelegationTokenResponse,
+}
+
+impl ErrorOnly for km::InitProducerIdResponse {
+    /// No producer id or epoch, as the broker answers an error.
+    fn denied(code: i16, _: Option<StrBytes>) -> Self {
+        Self::default()
+            .with_error_code(code)
+            .with_producer_id((-1).into())
+            .with_producer_epoch(-1)
     }
 }
 
