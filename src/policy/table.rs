@@ -35,7 +35,7 @@ pub enum Access {
 }
 
 /// How a denial of an API is answered: the authorization error its own response carries, or
-/// closing the connection. [`deny`](super::deny) builds every answer from this kind.
+/// closing the connection. The denial builders take the error of every answer from here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Denial {
     /// No response of the API can carry a denial, or no policy denies it: a denial closes the
