@@ -14,9 +14,13 @@ use crate::kafka::requests::{Request, Topic};
 
 /// How to answer one denied request.
 pub(super) struct Answer {
+    /// The policy that denied it, which the error message names.
     pub(super) policy: Policy,
+    /// Its API.
     pub(super) key: ApiKey,
+    /// The version it was sent at, which the response is encoded at.
     pub(super) version: i16,
+    /// The client's correlation id, which the response carries.
     pub(super) correlation_id: i32,
     /// The error code of the API's [`Denial`](super::Denial) in the policy table.
     pub(super) code: i16,
