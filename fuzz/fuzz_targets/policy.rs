@@ -1,4 +1,4 @@
-//! Identity policy (src/policy.rs and its walkers, src/kafka/requests.rs): a client request of
+//! Identity policy (src/policy/ and its walkers, src/kafka/requests.rs): a client request of
 //! one of the APIs a policy may deny, judged by `policy::decide` under a policy from the input
 //! and named by `policy::audit_resources`; or a broker response read by `policy::audit_outcome`.
 //! Every byte after the control bytes is what a client or a broker chose.

@@ -1,0 +1,227 @@
+//! What a client acting as one of the proxy's identities may ask of the cluster, and the audit
+//! of requests that change it.
+//!
+//! Each identity has a [`Policy`]: `full` (everything; the default), `read-only` (consume,
+//! group membership and offset commits, metadata and describes) or `no-admin` (also produce,
+//! transactions and idempotent producers, but no change to topics, partitions, records,
+//! configuration, ACLs, quotas, credentials, groups or the cluster itself). A policy is defence
+//! in depth on top of the cluster's ACLs: the proxy's certificate may be allowed more than
+//! some of its clients should be.
+//!
+//! [`rule`] is the one table: every API key of kafka-protocol, each with what it needs
+//! ([`Access`]), how a denial is answered ([`Denial`]), whether it is audited and which versions
+//! the proxy reads. A denied request gets the error response of its own API at the version it
+//! was sent, with the client's correlation id (topic, group, cluster, transactional-id or
+//! delegation-token authorization failed, per resource where the response has resources),
+//! so that clients report an authorization failure instead of reconnecting in a loop. A
+//! request no response can carry the error for is answered by closing the connection: Produce
+//! with acks=0, inter-broker and controller APIs, API keys the proxy does not know, versions
+//! the proxy cannot encode, and requests that do not parse.
+//!
+//! Requests are read only when they are denied or audited, through the bounds-checked walkers
+//! of [`crate::kafka::requests`]; allowed requests under a policy cost one table lookup. Denial
+//! responses are kafka-protocol messages the proxy builds itself and encodes with
+//! [`crate::kafka::codec::encode_frame`].
+//!
+//! The audit ([`audited`], [`audit_resources`], [`audit_outcome`]) names what a
+//! cluster-changing request changes and what the broker answered, for the connection's
+//! structured log line (which adds time, identity, principal, client address, API, version).
+
+use std::fmt;
+
+use bytes::Bytes;
+use kafka_protocol::messages::ApiKey;
+
+use crate::kafka::codec::CodecError;
+use crate::kafka::frame::RequestHeader;
+use crate::kafka::requests::{self, Request};
+
+mod audit;
+mod deny;
+mod table;
+
+pub use audit::{audit_outcome, audit_resources, audited};
+pub use table::{
+    rule, Access, Denial, Rule, CLUSTER_AUTHORIZATION_FAILED,
+    DELEGATION_TOKEN_AUTHORIZATION_FAILED, GROUP_AUTHORIZATION_FAILED, TOPIC_AUTHORIZATION_FAILED,
+    TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+};
+
+use deny::Answer;
+
+/// What an identity may ask of the cluster through the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    /// Everything the cluster's ACLs allow the proxy's certificate.
+    #[default]
+    Full,
+    /// Consume, group membership and offset commits, metadata and describes.
+    ReadOnly,
+    /// [`Policy::ReadOnly`] plus produce, transactions and idempotent producers; no change to
+    /// the cluster.
+    NoAdmin,
+}
+
+impl Policy {
+    /// Every policy, for flags and tests.
+    pub const ALL: [Policy; 3] = [Policy::Full, Policy::ReadOnly, Policy::NoAdmin];
+
+    /// The name as configured: `full`, `read-only`, `no-admin`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::Full => "full",
+            Policy::ReadOnly => "read-only",
+            Policy::NoAdmin => "no-admin",
+        }
+    }
+
+    /// True when this policy lets a request needing `access` through.
+    pub fn allows(self, access: Access) -> bool {
+        match self {
+            Policy::Full => true,
+            Policy::NoAdmin => matches!(access, Access::Read | Access::Write),
+            Policy::ReadOnly => access == Access::Read,
+        }
+    }
+}
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Policy {
+    type Err = String;
+
+    /// Parses a configured name, as the TOML file spells it.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Policy::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| format!("unknown policy {s:?} (expected full, read-only or no-admin)"))
+    }
+}
+
+/// What to do with one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Forward it.
+    Allow,
+    /// Do not forward it; answer with `response` in its place among the responses.
+    Deny {
+        /// The complete response frame, length prefix included, with the client's
+        /// correlation id.
+        response: Bytes,
+        /// The error code the response carries (the first, where resources differ).
+        error_code: i16,
+    },
+    /// Do not forward it; close the connection: no response could carry the denial, or the
+    /// request cannot be read.
+    Close {
+        /// Why, for the log.
+        reason: &'static str,
+    },
+}
+
+/// Why a request or response could not be read for the audit.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// The bytes are not a valid message of that API at that version.
+    #[error("api key {api_key} v{version}: {reason}")]
+    Malformed {
+        /// Api key.
+        api_key: i16,
+        /// Version.
+        version: i16,
+        /// What was wrong.
+        reason: &'static str,
+    },
+    /// The proxy cannot read this version of this API.
+    #[error("api key {api_key} v{version} is outside the versions the proxy reads")]
+    UnsupportedVersion {
+        /// Api key.
+        api_key: i16,
+        /// Version.
+        version: i16,
+    },
+    /// A denial response could not be encoded.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+}
+
+/// Decides what happens to one request of a client acting under `policy`. `frame` is the
+/// complete request frame, length prefix included, as the client sent it (with the client's
+/// correlation id, which a denial response carries); `header` is its header as
+/// [`crate::kafka::frame::request_header`] read it.
+///
+/// Under `full`, and for requests the policy allows, nothing is read beyond the header.
+pub fn decide(policy: Policy, header: &RequestHeader, frame: &[u8]) -> Decision {
+    if policy == Policy::Full {
+        return Decision::Allow;
+    }
+    let Ok(key) = ApiKey::try_from(header.api_key) else {
+        return Decision::Close {
+            reason: "api key unknown to the proxy, which cannot tell what it does",
+        };
+    };
+    let rule = rule(key);
+    if policy.allows(rule.access) {
+        return Decision::Allow;
+    }
+    let Some(code) = rule.denial.error_code() else {
+        return Decision::Close {
+            reason: "the policy denies this API, whose responses cannot carry a denial",
+        };
+    };
+    let version = header.api_version;
+    if !rule
+        .answer
+        .is_some_and(|v| (v.min..=v.max).contains(&version))
+    {
+        return Decision::Close {
+            reason: "the policy denies this API, at a version the proxy cannot answer",
+        };
+    }
+    let Ok(request) = requests::request_body(frame, header.api_key, version)
+        .and_then(|body| requests::parse(key, version, body))
+    else {
+        return Decision::Close {
+            reason: "the policy denies this request, which does not parse",
+        };
+    };
+    if let Request::Produce { acks: 0, .. } = request {
+        return Decision::Close {
+            reason: "the policy denies this Produce, whose acks=0 leaves no response to carry it",
+        };
+    }
+    if let (0, Request::ElectLeaders { topics: None, .. }) = (version, &request) {
+        // v0 has no top-level error code: an answer for "all partitions" would name none and
+        // read as a success.
+        return Decision::Close {
+            reason: "the policy denies this ElectLeaders v0 for all partitions, whose response cannot carry it",
+        };
+    }
+    let answer = Answer {
+        policy,
+        key,
+        version,
+        correlation_id: header.correlation_id,
+        code,
+    };
+    match answer.deny(&request) {
+        Ok((response, error_code)) => Decision::Deny {
+            response,
+            error_code,
+        },
+        Err(_) => Decision::Close {
+            reason: "the policy denies this request, whose error response cannot be encoded",
+        },
+    }
+}
+
+#[cfg(test)]
+mod samples;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,267 @@
+use bytes::{BufMut, BytesMut};
+use kafka_protocol::messages::*;
+
+use super::samples::*;
+use super::*;
+
+#[test]
+fn a_denied_produce_with_acks_0_closes_the_connection() {
+    for v in versions(ApiKey::Produce) {
+        let frame = if v < 3 {
+            produce_v0_v2_request(v, 0)
+        } else {
+            produce_request(v, 0)
+        };
+        assert!(
+            matches!(
+                decide(Policy::ReadOnly, &header(&frame), &frame),
+                Decision::Close { .. }
+            ),
+            "v{v}"
+        );
+        assert_eq!(
+            decide(Policy::NoAdmin, &header(&frame), &frame),
+            Decision::Allow
+        );
+        assert_eq!(
+            decide(Policy::Full, &header(&frame), &frame),
+            Decision::Allow
+        );
+    }
+}
+
+#[test]
+fn unknown_api_keys_close_under_a_restricted_policy() {
+    // 4-7 (LeaderAndIsr, StopReplica, UpdateMetadata, ControlledShutdown) left Kafka 4 and
+    // kafka-protocol with it: inter-broker APIs, closed like any key the proxy does not know.
+    for api_key in [9999, 4, 5, 6, 7, 88, 89, 93, -1, i16::MAX, i16::MIN] {
+        let frame = bare_frame(api_key, 0);
+        let h = header(&frame);
+        assert_eq!(decide(Policy::Full, &h, &frame), Decision::Allow);
+        for policy in [Policy::ReadOnly, Policy::NoAdmin] {
+            assert!(
+                matches!(decide(policy, &h, &frame), Decision::Close { .. }),
+                "{api_key} under {policy}"
+            );
+        }
+        assert!(!audited(api_key));
+        assert!(audit_resources(&h, &frame).unwrap().is_empty());
+        assert!(audit_outcome(api_key, 0, &[0, 0, 0, 1]).unwrap().is_empty());
+    }
+}
+
+#[test]
+fn the_table_decides_per_policy_without_reading_allowed_requests() {
+    for key in ApiKey::iter() {
+        let r = rule(key);
+        for v in [0, 3, 9] {
+            // Only a header: an allowed request is never read, so it cannot fail to parse.
+            let frame = bare_frame(key as i16, v);
+            let h = header(&frame);
+            for policy in Policy::ALL {
+                let got = decide(policy, &h, &frame);
+                if policy.allows(r.access) {
+                    assert_eq!(got, Decision::Allow, "{key:?} under {policy}");
+                } else {
+                    assert!(
+                        matches!(got, Decision::Close { .. }),
+                        "{key:?} under {policy}: {got:?}"
+                    );
+                }
+            }
+        }
+    }
+    // What the policies mean, spelled out for the APIs clients use most.
+    let allowed = |policy: Policy, key: ApiKey| policy.allows(rule(key).access);
+    for key in [
+        ApiKey::Fetch,
+        ApiKey::Metadata,
+        ApiKey::OffsetCommit,
+        ApiKey::JoinGroup,
+        ApiKey::ConsumerGroupHeartbeat,
+        ApiKey::DescribeConfigs,
+        ApiKey::ShareFetch,
+    ] {
+        assert!(allowed(Policy::ReadOnly, key), "{key:?}");
+    }
+    for key in [
+        ApiKey::Produce,
+        ApiKey::InitProducerId,
+        ApiKey::EndTxn,
+        ApiKey::TxnOffsetCommit,
+    ] {
+        assert!(!allowed(Policy::ReadOnly, key), "{key:?}");
+        assert!(allowed(Policy::NoAdmin, key), "{key:?}");
+    }
+    for key in [
+        ApiKey::CreateTopics,
+        ApiKey::DeleteGroups,
+        ApiKey::OffsetDelete,
+        ApiKey::AlterConfigs,
+        ApiKey::CreateAcls,
+    ] {
+        assert!(!allowed(Policy::NoAdmin, key), "{key:?}");
+        assert!(allowed(Policy::Full, key), "{key:?}");
+    }
+    for key in [
+        ApiKey::Vote,
+        ApiKey::WriteTxnMarkers,
+        ApiKey::BrokerHeartbeat,
+        ApiKey::Envelope,
+    ] {
+        assert_eq!(rule(key).access, Access::Internal);
+    }
+}
+
+#[test]
+fn truncated_or_corrupted_requests_close_and_never_panic() {
+    for (key, v, frame) in samples() {
+        let h = header(&frame);
+        for policy in [Policy::ReadOnly, Policy::NoAdmin] {
+            if policy.allows(rule(key).access) {
+                continue;
+            }
+            // Cut short, with the length prefix fixed up (as the frame reader delivers it)
+            // or left as it was.
+            for cut in 12..frame.len() {
+                let mut short = BytesMut::from(&frame[..cut]);
+                let got = decide(policy, &h, &short);
+                assert!(
+                    matches!(got, Decision::Close { .. }),
+                    "{key:?} v{v} cut {cut}: {got:?}"
+                );
+                short[..4].copy_from_slice(&((cut - 4) as i32).to_be_bytes());
+                let got = decide(policy, &h, &short);
+                assert!(
+                    matches!(got, Decision::Close { .. }),
+                    "{key:?} v{v} cut {cut}: {got:?}"
+                );
+                assert!(
+                    audit_resources(&h, &short).is_err(),
+                    "{key:?} v{v} cut {cut}"
+                );
+            }
+            // A byte more than the message.
+            let mut long = BytesMut::from(&frame[..]);
+            long.put_u8(0);
+            let len = (long.len() - 4) as i32;
+            long[..4].copy_from_slice(&len.to_be_bytes());
+            assert!(matches!(decide(policy, &h, &long), Decision::Close { .. }));
+            // Every byte of the body replaced: anything may come out but a panic, and a
+            // denial must still be a well-formed frame with the client's id.
+            for at in 12..frame.len() {
+                for byte in [0x00, 0x01, 0x7f, 0x80, 0xff] {
+                    let mut bad = BytesMut::from(&frame[..]);
+                    bad[at] = byte;
+                    let _ = audit_resources(&h, &bad);
+                    if let Decision::Deny { response, .. } = decide(policy, &h, &bad) {
+                        let len = i32::from_be_bytes(response[..4].try_into().unwrap());
+                        assert_eq!(len as usize, response.len() - 4);
+                        assert_eq!(&response[4..8], &CID.to_be_bytes());
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn requests_at_versions_the_proxy_cannot_answer_close() {
+    for key in natively_denied() {
+        let range = rule(key).answer.unwrap();
+        for v in [range.min - 1, range.max + 1] {
+            if v < 0 {
+                continue;
+            }
+            let frame = bare_frame(key as i16, v);
+            let h = header(&frame);
+            assert!(
+                matches!(decide(Policy::ReadOnly, &h, &frame), Decision::Close { .. }),
+                "{key:?} v{v}"
+            );
+            assert!(
+                matches!(
+                    audit_resources(&h, &frame),
+                    Err(PolicyError::UnsupportedVersion { .. })
+                ),
+                "{key:?} v{v}"
+            );
+        }
+    }
+}
+
+#[test]
+fn policies_parse_from_their_configured_names() {
+    #[derive(serde::Deserialize)]
+    struct Identity {
+        #[serde(default)]
+        policy: Policy,
+    }
+    for (text, want) in [
+        ("policy = \"read-only\"", Policy::ReadOnly),
+        ("policy = \"no-admin\"", Policy::NoAdmin),
+        ("policy = \"full\"", Policy::Full),
+        ("", Policy::Full),
+    ] {
+        let got: Identity = toml::from_str(text).unwrap();
+        assert_eq!(got.policy, want, "{text}");
+    }
+    assert!(toml::from_str::<Identity>("policy = \"readonly\"").is_err());
+    for p in Policy::ALL {
+        assert_eq!(p.name().parse::<Policy>(), Ok(p));
+        assert_eq!(p.to_string(), p.name());
+    }
+    assert!("admin".parse::<Policy>().is_err());
+}
+
+/// Writes the seed corpus of the `policy` fuzz target (fuzz/fuzz_targets/policy.rs, whose
+/// input format this follows) into `$POLICY_SEEDS_DIR`:
+/// `POLICY_SEEDS_DIR=fuzz/corpus/policy cargo test --lib write_fuzz_seeds`; without the
+/// variable the seeds go to target/policy-seeds, and the test checks they were all written.
+#[test]
+fn write_fuzz_seeds() {
+    let dir = std::env::var_os("POLICY_SEEDS_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/policy-seeds")
+        });
+    std::fs::create_dir_all(&dir).unwrap();
+    let keys = natively_denied();
+    let index = |key| keys.iter().position(|k| *k == key).unwrap() as u8;
+    let write = |name: String, bytes: Vec<u8>| std::fs::write(dir.join(name), bytes).unwrap();
+    for (key, v, frame) in samples() {
+        let policy = if rule(key).access == Access::Write {
+            0
+        } else {
+            1
+        };
+        let mut seed = vec![policy, index(key), v as u8];
+        seed.extend_from_slice(&frame[8..]);
+        let null = match &sample(key, v) {
+            f if *f == frame => "",
+            _ => "-null",
+        };
+        write(format!("request-{key:?}-v{v}{null}"), seed);
+    }
+    for key in audited_keys() {
+        for v in versions(key) {
+            let (payload, _) = outcome_sample(key, v);
+            let mut seed = vec![3, index(key), v as u8];
+            seed.extend_from_slice(&payload);
+            write(format!("response-{key:?}-v{v}"), seed);
+        }
+    }
+    // Produce with acks=0, and a truncated request.
+    let frame = produce_request(9, 0);
+    let mut seed = vec![0, index(ApiKey::Produce), 9];
+    seed.extend_from_slice(&frame[8..]);
+    write("request-Produce-v9-acks0".into(), seed.clone());
+    seed.truncate(seed.len() / 2);
+    write("request-Produce-v9-truncated".into(), seed);
+    let written = std::fs::read_dir(&dir).unwrap().count();
+    assert!(
+        written >= samples().len() + 2,
+        "{written} seeds in {}",
+        dir.display()
+    );
+}
