@@ -55,7 +55,9 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
-use common::{assert_success, cluster, unique, Cluster};
+// This file has always read admin answers leniently: a read error keeps what arrived.
+use common::http_get_lenient as http_get;
+use common::{assert_success, cluster, free_port, metric, unique, Cluster};
 use proxy::Proxy;
 
 const MIB: u64 = 1024 * 1024;
@@ -233,42 +235,6 @@ fn raise_nofile() -> u64 {
 }
 
 // ------------------------------------------------------------------ admin / metrics
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// GET over plain HTTP/1.0; returns status and body.
-fn http_get(port: u16, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("admin listener");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
-    let mut text = String::new();
-    let _ = stream.read_to_string(&mut text);
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    (status, body.to_owned())
-}
-
-/// Sum of every sample of a metric whose line contains all `labels`.
-fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter(|l| labels.iter().all(|label| l.contains(label)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
 
 /// `kafka_proxy_limit_reached_total{limit}` of a proxy's admin listener.
 fn limit_reached(admin: u16, limit: &str) -> f64 {

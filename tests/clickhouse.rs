@@ -24,7 +24,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{assert_success, run, TempDir};
+use common::{assert_success, free_port, run, TempDir};
 use proxy::Proxy;
 
 /// Rows per batch.
@@ -41,14 +41,6 @@ fn find_program(names: &[&str]) -> Option<PathBuf> {
         }
     }
     None
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A clickhouse-server process with its own config and data in a temp dir.

@@ -39,7 +39,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{assert_success, run, Cluster, TempDir};
+use common::{assert_success, free_port, run, Cluster, TempDir};
 use proxy::Relay;
 
 /// The address clients are given (the proxies' `--advertised-host`): the recording relay.
@@ -477,14 +477,6 @@ struct ClickHouse {
     client: PathBuf,
     tcp_port: u16,
     dir: TempDir,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl ClickHouse {

@@ -46,7 +46,9 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
-use common::{cluster, unique, Cluster, Principal, TempDir};
+use common::{
+    cluster, free_port, http_get, metric, unique, wait_until, Cluster, Principal, TempDir,
+};
 use proxy::Proxy;
 
 const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
@@ -88,14 +90,6 @@ fn ports() -> Ports {
         }
     }
     panic!("no free block of 25 ports in 10000..20000");
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind((HOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// An `[[identity]]` table of the `--config` file.
@@ -238,44 +232,8 @@ impl Setup {
     }
 }
 
-/// GET over plain HTTP/1.0; returns status and body.
-fn http_get(port: u16, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect((HOST, port)).expect("admin listener");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    (status, body.to_owned())
-}
-
-/// Sum of every sample of a metric whose line contains all `labels`.
-fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter(|l| labels.iter().all(|label| l.contains(label)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 fn label(key: &str, value: &str) -> String {
     format!("{key}=\"{value}\"")
-}
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(200));
-    }
 }
 
 // ------------------------------------------------------------------ clients

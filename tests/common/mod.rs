@@ -1,5 +1,6 @@
 //! Shared support for the integration tests: the real mutual-TLS Kafka cluster started by
-//! `tests/cluster/cluster.sh start` (see `tests/run`). std only.
+//! `tests/cluster/cluster.sh start` (see `tests/run`), and the helpers several test files
+//! share. std only.
 //!
 //! Use from a test file with `mod common;` then `let c = common::cluster();`.
 //!
@@ -15,13 +16,13 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A client identity of the test cluster (certificate CN = principal name).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,6 +100,70 @@ pub fn unique(prefix: &str) -> String {
         .as_millis()
         % 100_000_000;
     format!("{prefix}-{}-{n}-{t}", std::process::id())
+}
+
+/// A free port on 127.0.0.1 (just released by the kernel, so nothing listens on it).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Calls `f` every 200 ms until it returns true; panics after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// GET over plain HTTP/1.0 from 127.0.0.1:`port` (an admin listener); returns status and
+/// body. Panics when nothing listens or the answer cannot be read to its end.
+pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    let (text, read) = http_get_text(port, path);
+    read.unwrap();
+    http_status_and_body(&text)
+}
+
+/// [`http_get`] that keeps what arrived before a read error or the 5 s timeout (status 0 when
+/// nothing did), for listeners that may be starved or cut the answer short.
+pub fn http_get_lenient(port: u16, path: &str) -> (u16, String) {
+    let (text, _) = http_get_text(port, path);
+    http_status_and_body(&text)
+}
+
+fn http_get_text(port: u16, path: &str) -> (String, std::io::Result<usize>) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("admin listener");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut text = String::new();
+    let read = stream.read_to_string(&mut text);
+    (text, read)
+}
+
+fn http_status_and_body(text: &str) -> (u16, String) {
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, body.to_owned())
+}
+
+/// Sum of every sample of a Prometheus metric whose line contains all `labels`.
+pub fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter(|l| labels.iter().all(|label| l.contains(label)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// Runs a command and returns its output (panics only if it cannot be started).
