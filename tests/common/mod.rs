@@ -1,6 +1,6 @@
 //! Shared support for the integration tests: the real mutual-TLS Kafka cluster started by
 //! `tests/cluster/cluster.sh start` (see `tests/run`), and the helpers several test files
-//! share. std only.
+//! share. std only, but for the submodule [`fake_broker`] (tokio; needs no cluster).
 //!
 //! Use from a test file with `mod common;` then `let c = common::cluster();`.
 //!
@@ -14,6 +14,8 @@
 //! Tests that stop or restart brokers must hold `c.exclusive()` for their whole duration; all
 //! other tests that depend on every broker being up may hold `c.shared()`.
 #![allow(dead_code)]
+
+pub mod fake_broker;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
