@@ -56,6 +56,7 @@ use kafka_protocol::records::{
 };
 
 // This file has always read admin answers leniently: a read error keeps what arrived.
+use common::fake_broker::{encode, response_frame};
 use common::http_get_lenient as http_get;
 use common::{assert_success, cluster, free_port, metric, unique, Cluster};
 use proxy::Proxy;
@@ -2032,25 +2033,6 @@ struct FakeStats {
     connections: AtomicUsize,
 }
 
-fn response_frame(corr: i32, header_version: i16, body: &[u8]) -> Vec<u8> {
-    let mut out = BytesMut::new();
-    out.put_i32(0);
-    ResponseHeader::default()
-        .with_correlation_id(corr)
-        .encode(&mut out, header_version)
-        .unwrap();
-    out.put_slice(body);
-    let len = (out.len() - 4) as i32;
-    out[..4].copy_from_slice(&len.to_be_bytes());
-    out.to_vec()
-}
-
-fn encode_body<M: Encodable>(m: &M, version: i16) -> Vec<u8> {
-    let mut out = BytesMut::new();
-    m.encode(&mut out, version).unwrap();
-    out.to_vec()
-}
-
 /// A Fetch v12 response frame (correlation id 0; patched per answer) carrying `records`.
 fn fetch_response_frame(records: Bytes) -> Vec<u8> {
     let response = FetchResponse::default().with_responses(vec![FetchableTopicResponse::default()
@@ -2060,7 +2042,7 @@ fn fetch_response_frame(records: Bytes) -> Vec<u8> {
             .with_high_watermark(1 << 40)
             .with_last_stable_offset(1 << 40)
             .with_records(Some(records))])]);
-    response_frame(0, 1, &encode_body(&response, 12))
+    response_frame(0, 1, &encode(&response, 12)).to_vec()
 }
 
 /// A plaintext fake broker on 127.0.0.1 (std threads): Metadata names itself node 1 at
@@ -2115,11 +2097,8 @@ fn slow_fake_broker(
                                 .with_host(StrBytes::from_static_str("localhost"))
                                 .with_port(i32::from(port)),
                         ]);
-                        response_frame(
-                            corr,
-                            if version >= 9 { 1 } else { 0 },
-                            &encode_body(&m, version),
-                        )
+                        response_frame(corr, if version >= 9 { 1 } else { 0 }, &encode(&m, version))
+                            .to_vec()
                     }
                     0 => {
                         let r = ProduceResponse::default().with_responses(vec![
@@ -2129,7 +2108,7 @@ fn slow_fake_broker(
                                 )
                                 .with_index(0)]),
                         ]);
-                        response_frame(corr, 1, &encode_body(&r, version))
+                        response_frame(corr, 1, &encode(&r, version)).to_vec()
                     }
                     1 if client == "good-consumer" => {
                         // Like a long poll that returns as new records arrive.
@@ -2156,7 +2135,7 @@ fn slow_fake_broker(
                         st.big_sent.fetch_add(1, Ordering::SeqCst);
                         continue;
                     }
-                    _ => response_frame(corr, 0, b""),
+                    _ => response_frame(corr, 0, b"").to_vec(),
                 };
                 if conn.write_all(&answer).is_err() {
                     return;
