@@ -1,6 +1,7 @@
 //! Shared support for the integration tests: the real mutual-TLS Kafka cluster started by
 //! `tests/cluster/cluster.sh start` (see `tests/run`), and the helpers several test files
-//! share. std only, but for the submodule [`fake_broker`] (tokio; needs no cluster).
+//! share. std only, but for the submodule [`fake_broker`] (tokio; needs no cluster); the
+//! submodule [`clickhouse`] runs a clickhouse-server of the test's own.
 //!
 //! Use from a test file with `mod common;` then `let c = common::cluster();`.
 //!
@@ -15,6 +16,7 @@
 //! other tests that depend on every broker being up may hold `c.shared()`.
 #![allow(dead_code)]
 
+pub mod clickhouse;
 pub mod fake_broker;
 
 use std::collections::HashMap;
@@ -102,6 +104,17 @@ pub fn unique(prefix: &str) -> String {
         .as_millis()
         % 100_000_000;
     format!("{prefix}-{}-{n}-{t}", std::process::id())
+}
+
+/// `name` on `$PATH` or in /usr/sbin, /usr/bin, /sbin.
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let found = path
+        .split(':')
+        .chain(["/usr/sbin", "/usr/bin", "/sbin"])
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file());
+    found
 }
 
 /// A free port on 127.0.0.1 (just released by the kernel, so nothing listens on it).
