@@ -40,7 +40,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::clickhouse::ClickHouse;
-use common::{assert_success, find_program, run, Cluster, TempDir};
+use common::{assert_success, find_program, openssl, run, Cluster, TempDir};
 use proxy::Relay;
 
 /// The address clients are given (the proxies' `--advertised-host`): the recording relay.
@@ -460,11 +460,6 @@ fn partition_and_value(line: &str) -> (i32, &str) {
 }
 
 // ------------------------------------------------------------------------------------ ClickHouse
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = run(Command::new("openssl").args(args).current_dir(dir), None);
-    assert_success(&format!("openssl {args:?}"), &out);
-}
 
 /// The fleet's TLS listener certificate: names the balancer's address (librdkafka verifies
 /// it), signed by the dev CA. Returns (cert, key).

@@ -15,8 +15,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{
-    assert_success, cluster, free_port, http_get, metric, run, unique, wait_until, Cluster,
-    Principal,
+    cluster, free_port, http_get, metric, openssl, run, unique, wait_until, Cluster, Principal,
 };
 use proxy::Proxy;
 
@@ -397,11 +396,6 @@ fn check_with(
     check(&args)
 }
 
-fn openssl(args: &[&str], dir: &Path) {
-    let out = run(Command::new("openssl").args(args).current_dir(dir), None);
-    assert_success(&format!("openssl {args:?}"), &out);
-}
-
 #[test]
 fn check_reports_success_and_each_failure_class() {
     let c = cluster();
@@ -424,6 +418,7 @@ fn check_reports_success_and_each_failure_class() {
 
     // A CA that did not sign the brokers.
     openssl(
+        d,
         &[
             "req",
             "-x509",
@@ -439,7 +434,6 @@ fn check_reports_success_and_each_failure_class() {
             "-days",
             "2",
         ],
-        d,
     );
     let (ok, text) = check_with(
         &"b-1.msk.test:9094",
@@ -472,6 +466,7 @@ fn check_reports_success_and_each_failure_class() {
 
     // An expired broker certificate (a TLS server on broker 1's address with one).
     openssl(
+        d,
         &[
             "req",
             "-newkey",
@@ -484,10 +479,10 @@ fn check_reports_success_and_each_failure_class() {
             "-subj",
             "/CN=b-1.msk.test",
         ],
-        d,
     );
     std::fs::write(d.join("ext"), "subjectAltName=DNS:b-1.msk.test\n").unwrap();
     openssl(
+        d,
         &[
             "x509",
             "-req",
@@ -504,7 +499,6 @@ fn check_reports_success_and_each_failure_class() {
             "-out",
             "exp.pem",
         ],
-        d,
     );
     let port = TcpListener::bind("127.0.0.11:0")
         .unwrap()
@@ -574,6 +568,7 @@ fn check_reports_success_and_each_failure_class() {
 
     // An expired client certificate of our own is flagged before any connection.
     openssl(
+        d,
         &[
             "req",
             "-newkey",
@@ -586,9 +581,9 @@ fn check_reports_success_and_each_failure_class() {
             "-subj",
             "/CN=admin",
         ],
-        d,
     );
     openssl(
+        d,
         &[
             "x509",
             "-req",
@@ -603,7 +598,6 @@ fn check_reports_success_and_each_failure_class() {
             "-out",
             "old.pem",
         ],
-        d,
     );
     let (ok, text) = check_with(&bootstrap, &ca, &d.join("old.pem"), &d.join("old.key"), &[]);
     assert!(!ok && text.contains("EXPIRED"), "{text}");

@@ -639,6 +639,12 @@ impl Drop for StoppedBroker<'_> {
     }
 }
 
+/// Runs the openssl CLI with `args` in `dir`; panics with its output on failure.
+pub fn openssl(dir: &Path, args: &[&str]) {
+    let out = run(Command::new("openssl").args(args).current_dir(dir), None);
+    assert_success(&format!("openssl {args:?}"), &out);
+}
+
 /// A fresh temporary directory (removed on drop).
 pub struct TempDir(pub PathBuf);
 
@@ -670,55 +676,60 @@ pub fn untrusted_client_cert(dir: &Path, cn: &str) -> (PathBuf, PathBuf, PathBuf
     let ext = dir.join("client.ext");
     std::fs::write(&ext, "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n")
         .unwrap();
-    let openssl = |args: &[&str]| {
-        let out = run(Command::new("openssl").args(args), None);
-        assert_success(&format!("openssl {args:?}"), &out);
-    };
     let p = |p: &Path| p.to_str().unwrap().to_string();
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        &p(&ca_key),
-        "-out",
-        &p(&ca),
-        "-days",
-        "2",
-        "-subj",
-        "/CN=rogue test CA",
-    ]);
-    openssl(&[
-        "req",
-        "-new",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        &p(&key),
-        "-out",
-        &p(&csr),
-        "-subj",
-        &format!("/CN={cn}"),
-    ]);
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        &p(&csr),
-        "-CA",
-        &p(&ca),
-        "-CAkey",
-        &p(&ca_key),
-        "-CAcreateserial",
-        "-out",
-        &p(&cert),
-        "-days",
-        "2",
-        "-extfile",
-        &p(&ext),
-    ]);
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &p(&ca_key),
+            "-out",
+            &p(&ca),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=rogue test CA",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &p(&key),
+            "-out",
+            &p(&csr),
+            "-subj",
+            &format!("/CN={cn}"),
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &p(&csr),
+            "-CA",
+            &p(&ca),
+            "-CAkey",
+            &p(&ca_key),
+            "-CAcreateserial",
+            "-out",
+            &p(&cert),
+            "-days",
+            "2",
+            "-extfile",
+            &p(&ext),
+        ],
+    );
     (ca, cert, key)
 }
