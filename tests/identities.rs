@@ -17,7 +17,7 @@ use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -47,7 +47,7 @@ use kafka_protocol::records::{
 };
 
 use common::{
-    cluster, free_port, http_get, metric, unique, wait_until, Cluster, Principal, TempDir,
+    cluster, free_port, http_get, metric, unique, wait_until, Cluster, Load, Principal, TempDir,
 };
 use proxy::Proxy;
 
@@ -838,88 +838,6 @@ fn numbers(text: &str) -> Vec<i64> {
 }
 
 // ------------------------------------------------------------------ live producer
-
-/// The Java verifiable producer through `bootstrap`; stdout/stderr go to files.
-struct Load {
-    child: Child,
-    out: PathBuf,
-    err: PathBuf,
-    total: u32,
-}
-
-impl Load {
-    fn start(c: &Cluster, dir: &Path, bootstrap: &str, topic: &str, total: u32, rate: u32) -> Load {
-        let props = dir.join("load.properties");
-        std::fs::write(
-            &props,
-            "enable.idempotence=true\nacks=all\nretries=2147483647\ndelivery.timeout.ms=120000\n\
-             request.timeout.ms=10000\nreconnect.backoff.ms=50\nlinger.ms=5\n",
-        )
-        .unwrap();
-        let out = dir.join("load.out");
-        let err = dir.join("load.err");
-        let child = c
-            .cluster_sh()
-            .args([
-                "cli",
-                "verifiable-producer",
-                "--bootstrap-server",
-                bootstrap,
-            ])
-            .args(["--topic", topic, "--max-messages", &total.to_string()])
-            .args(["--throughput", &rate.to_string(), "--acks", "-1"])
-            .arg("--producer.config")
-            .arg(&props)
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&out).unwrap())
-            .stderr(std::fs::File::create(&err).unwrap())
-            .spawn()
-            .unwrap();
-        Load {
-            child,
-            out,
-            err,
-            total,
-        }
-    }
-
-    fn acked(&self) -> usize {
-        std::fs::read_to_string(&self.out)
-            .unwrap_or_default()
-            .matches("\"producer_send_success\"")
-            .count()
-    }
-
-    /// Waits for the producer; returns (acknowledged, failed).
-    fn finish(mut self) -> (usize, usize) {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "producer did not finish in 120 s"
-            );
-            thread::sleep(Duration::from_millis(200));
-        };
-        let stdout = std::fs::read_to_string(&self.out).unwrap();
-        let stderr = std::fs::read_to_string(&self.err).unwrap_or_default();
-        assert!(status.success(), "producer failed: {stderr}");
-        let failed = stdout.matches("\"producer_send_error\"").count();
-        let acked = stdout.matches("\"producer_send_success\"").count();
-        assert_eq!(failed, 0, "failed sends:\n{stdout}");
-        assert_eq!(acked, self.total as usize, "acknowledged");
-        (acked, failed)
-    }
-}
-
-impl Drop for Load {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Write then rename, as Nomad's templates do, so the proxy never reads half a file.
 fn replace_file(from: &Path, to: &Path) {
@@ -1883,7 +1801,7 @@ fn rotating_one_identitys_certificate_leaves_the_others_untouched() {
     assert_eq!(got.assert_ok().trim(), "before");
     kcat_produce(&s.bootstrap(), &plain_topic, "plain-1\n", &[]).assert_ok();
 
-    let (acked, failed) = load.finish();
+    let (acked, failed) = load.finish("rotation");
     let m = s.metrics();
     assert_eq!(
         metric(&m, "kafka_proxy_tls_reload_failures_total", &[]),

@@ -7,15 +7,16 @@ mod proxy;
 
 use std::ffi::OsString;
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::path::Path;
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{
-    cluster, free_port, http_get, metric, openssl, run, unique, wait_until, Cluster, Principal,
+    cluster, free_port, http_get, metric, openssl, run, unique, wait_until, Cluster, Load,
+    Principal,
 };
 use proxy::Proxy;
 
@@ -140,87 +141,6 @@ fn metrics_move_with_traffic_and_readiness_follows_the_cluster() {
     proxy.assert_no_upstream_leak();
 }
 
-/// Runs the Java verifiable producer through `bootstrap`; stdout/stderr go to files (one JSON
-/// line per record would fill a pipe).
-struct Load {
-    child: Child,
-    out: PathBuf,
-    err: PathBuf,
-    total: u32,
-}
-
-impl Load {
-    fn start(c: &Cluster, bootstrap: &str, topic: &str, total: u32, rate: u32) -> Load {
-        let dir = std::env::temp_dir();
-        let props = dir.join(format!("{topic}.properties"));
-        std::fs::write(
-            &props,
-            "enable.idempotence=true\nacks=all\nretries=2147483647\ndelivery.timeout.ms=120000\n\
-             request.timeout.ms=10000\nreconnect.backoff.ms=50\nlinger.ms=5\n",
-        )
-        .unwrap();
-        let out = dir.join(format!("{topic}.out"));
-        let err = dir.join(format!("{topic}.err"));
-        let child = c
-            .cluster_sh()
-            .args([
-                "cli",
-                "verifiable-producer",
-                "--bootstrap-server",
-                bootstrap,
-            ])
-            .args(["--topic", topic, "--max-messages", &total.to_string()])
-            .args([
-                "--throughput",
-                &rate.to_string(),
-                "--acks",
-                "-1",
-                "--producer.config",
-            ])
-            .arg(&props)
-            .stdout(std::fs::File::create(&out).unwrap())
-            .stderr(std::fs::File::create(&err).unwrap())
-            .spawn()
-            .unwrap();
-        Load {
-            child,
-            out,
-            err,
-            total,
-        }
-    }
-
-    /// Waits for the producer and asserts every record was acknowledged, none failed.
-    fn finish(mut self, context: &str) {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("{context}: producer did not finish in 120 s");
-            }
-            thread::sleep(Duration::from_millis(200));
-        };
-        let stdout = std::fs::read_to_string(&self.out).unwrap();
-        let stderr = std::fs::read_to_string(&self.err).unwrap_or_default();
-        assert!(status.success(), "{context}: producer failed: {stderr}");
-        let failed = stdout.matches("\"producer_send_error\"").count();
-        let acked = stdout.matches("\"producer_send_success\"").count();
-        assert_eq!(failed, 0, "{context}: failed sends:\n{stdout}");
-        assert_eq!(acked, self.total as usize, "{context}: acknowledged");
-    }
-}
-
-impl Drop for Load {
-    /// A test that fails before `finish` must not leave a producer running.
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Values of a topic read through the proxy, each with its count.
 fn read_all(proxy: &Proxy, c: &Cluster, topic: &str) -> std::collections::BTreeMap<String, u32> {
     let mut counts = std::collections::BTreeMap::new();
@@ -237,7 +157,14 @@ fn sigterm_drains_under_load_and_a_restarted_proxy_takes_over() {
     let mut proxy = Proxy::start(c, &["--drain-timeout", "10s"]);
     let topic = unique("drain");
     c.create_topic(&topic, 3, 3);
-    let load = Load::start(c, &proxy.bootstrap(), &topic, 6000, 1000);
+    let load = Load::start(
+        c,
+        &std::env::temp_dir(),
+        &proxy.bootstrap(),
+        &topic,
+        6000,
+        1000,
+    );
     thread::sleep(Duration::from_secs(2));
 
     let (status, took) = proxy.terminate();
@@ -297,7 +224,14 @@ fn certificates_rotate_under_live_traffic() {
     // Live traffic on a topic both identities may write (service: prefix "svc.").
     let topic = unique("svc.rotate");
     c.create_topic(&topic, 3, 3);
-    let load = Load::start(c, &proxy.bootstrap(), &topic, 6000, 600);
+    let load = Load::start(
+        c,
+        &std::env::temp_dir(),
+        &proxy.bootstrap(),
+        &topic,
+        6000,
+        600,
+    );
     thread::sleep(Duration::from_secs(2));
 
     // A broken file is refused; the old pair stays in use.

@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -643,6 +643,101 @@ impl Drop for StoppedBroker<'_> {
 pub fn openssl(dir: &Path, args: &[&str]) {
     let out = run(Command::new("openssl").args(args).current_dir(dir), None);
     assert_success(&format!("openssl {args:?}"), &out);
+}
+
+/// The Java verifiable producer (idempotent, acks=all) writing `total` records at `rate` per
+/// second through `bootstrap`; stdout/stderr go to files in a directory (one JSON line per
+/// record would fill a pipe). Killed on drop, so a test that fails before
+/// [`Load::finish`] leaves no producer running.
+pub struct Load {
+    child: Child,
+    out: PathBuf,
+    err: PathBuf,
+    total: u32,
+}
+
+impl Load {
+    /// Starts it; its properties, stdout and stderr are `dir/<topic>.{properties,out,err}`.
+    pub fn start(
+        c: &Cluster,
+        dir: &Path,
+        bootstrap: &str,
+        topic: &str,
+        total: u32,
+        rate: u32,
+    ) -> Load {
+        let props = dir.join(format!("{topic}.properties"));
+        std::fs::write(
+            &props,
+            "enable.idempotence=true\nacks=all\nretries=2147483647\ndelivery.timeout.ms=120000\n\
+             request.timeout.ms=10000\nreconnect.backoff.ms=50\nlinger.ms=5\n",
+        )
+        .unwrap();
+        let out = dir.join(format!("{topic}.out"));
+        let err = dir.join(format!("{topic}.err"));
+        let child = c
+            .cluster_sh()
+            .args([
+                "cli",
+                "verifiable-producer",
+                "--bootstrap-server",
+                bootstrap,
+            ])
+            .args(["--topic", topic, "--max-messages", &total.to_string()])
+            .args(["--throughput", &rate.to_string(), "--acks", "-1"])
+            .arg("--producer.config")
+            .arg(&props)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .spawn()
+            .unwrap();
+        Load {
+            child,
+            out,
+            err,
+            total,
+        }
+    }
+
+    /// Records acknowledged so far.
+    pub fn acked(&self) -> usize {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .matches("\"producer_send_success\"")
+            .count()
+    }
+
+    /// Waits (120 s) for the producer and asserts every record was acknowledged, none failed;
+    /// returns (acknowledged, failed). `context` starts every failure message.
+    pub fn finish(mut self, context: &str) -> (usize, usize) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{context}: producer did not finish in 120 s"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let stdout = std::fs::read_to_string(&self.out).unwrap();
+        let stderr = std::fs::read_to_string(&self.err).unwrap_or_default();
+        assert!(status.success(), "{context}: producer failed: {stderr}");
+        let failed = stdout.matches("\"producer_send_error\"").count();
+        let acked = stdout.matches("\"producer_send_success\"").count();
+        assert_eq!(failed, 0, "{context}: failed sends:\n{stdout}");
+        assert_eq!(acked, self.total as usize, "{context}: acknowledged");
+        (acked, failed)
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// A fresh temporary directory (removed on drop).
