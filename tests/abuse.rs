@@ -56,8 +56,8 @@ use kafka_protocol::records::{
 };
 
 // This file has always read admin answers leniently: a read error keeps what arrived.
-use common::fake_broker::{encode, response_frame};
 use common::http_get_lenient as http_get;
+use common::kafka::{encode, response_frame};
 use common::{assert_success, cluster, free_port, metric, unique, Cluster};
 use proxy::Proxy;
 

@@ -45,7 +45,7 @@ use kafka_tls_proxy::tls::TlsState;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use common::fake_broker::{encode, response_frame};
+use common::kafka::{encode, response_frame};
 
 // ---------------------------------------------------------------- the counting allocator
 
@@ -219,7 +219,7 @@ async fn fake_broker() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let canned = canned();
-    common::fake_broker::serve(listener, 16 << 20, move |h, _| {
+    common::kafka::serve_fake_broker(listener, 16 << 20, move |h, _| {
         let answer = match h.api_key {
             0 => canned.produce.clone(),
             1 => canned.fetch.clone(),

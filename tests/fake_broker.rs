@@ -27,7 +27,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
-use common::fake_broker::{encode, response_frame};
+use common::kafka::{encode, response_frame};
 
 /// What the fake broker answers to one request frame (length prefix included); `None` sends
 /// nothing back.
@@ -69,7 +69,7 @@ async fn fake_broker_with_delay(handler: Handler, delay: Duration) -> (SocketAdd
     let addr = listener.local_addr().unwrap();
     let seen: Seen = Arc::default();
     let recorded = seen.clone();
-    common::fake_broker::serve(listener, 1 << 20, move |header, f| {
+    common::kafka::serve_fake_broker(listener, 1 << 20, move |header, f| {
         recorded.lock().unwrap().push((
             header.api_key,
             header.api_version,

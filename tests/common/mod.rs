@@ -1,7 +1,7 @@
 //! Shared support for the integration tests: the real mutual-TLS Kafka cluster started by
 //! `tests/cluster/cluster.sh start` (see `tests/run`), and the helpers several test files
-//! share. std only, but for the submodule [`fake_broker`] (tokio; needs no cluster); the
-//! submodule [`clickhouse`] runs a clickhouse-server of the test's own.
+//! share. std only, but for the submodules [`kafka`] (hand-built frames and a fake broker on
+//! tokio; needs no cluster) and [`clickhouse`] (a clickhouse-server of the test's own).
 //!
 //! Use from a test file with `mod common;` then `let c = common::cluster();`.
 //!
@@ -17,7 +17,7 @@
 #![allow(dead_code)]
 
 pub mod clickhouse;
-pub mod fake_broker;
+pub mod kafka;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};

@@ -1,5 +1,6 @@
-//! An in-process fake Kafka broker for the tests that run without the cluster: a plaintext
-//! tokio accept loop that reads request frames and writes back what the test's handler answers.
+//! Kafka frames built by hand, and an in-process fake broker for the tests that run without the
+//! cluster: a plaintext tokio accept loop that reads request frames and writes back what the
+//! test's handler answers.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use tokio::net::TcpListener;
 /// frames of up to `max_frame` bytes and, frame by frame, writes what `answer(header, frame)`
 /// (length prefix included) resolves to; `None` sends nothing back. A connection ends at
 /// EOF or on a read or write error; bytes that are no request frame panic its task.
-pub fn serve<A, F>(listener: TcpListener, max_frame: usize, answer: A)
+pub fn serve_fake_broker<A, F>(listener: TcpListener, max_frame: usize, answer: A)
 where
     A: Fn(&frame::RequestHeader, &[u8]) -> F + Send + Sync + 'static,
     F: Future<Output = Option<Bytes>> + Send + 'static,
