@@ -39,7 +39,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
@@ -48,7 +48,7 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
     ApiKey, BrokerId, FetchRequest, FetchResponse, MetadataRequest, MetadataResponse,
-    ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+    ProduceRequest, ProduceResponse, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::records::{
@@ -57,7 +57,7 @@ use kafka_protocol::records::{
 
 // This file has always read admin answers leniently: a read error keeps what arrived.
 use common::http_get_lenient as http_get;
-use common::kafka::{encode, response_frame};
+use common::kafka::{encode, request_frame, response_frame};
 use common::{assert_success, cluster, free_port, metric, unique, Cluster};
 use proxy::Proxy;
 
@@ -300,19 +300,8 @@ fn encode_request<R: Encodable>(
     corr: i32,
     req: &R,
 ) -> Vec<u8> {
-    let mut out = BytesMut::new();
-    out.put_i32(0);
-    RequestHeader::default()
-        .with_request_api_key(key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(corr)
-        .with_client_id(Some(StrBytes::from_string(client_id.to_owned())))
-        .encode(&mut out, key.request_header_version(version))
-        .unwrap();
-    req.encode(&mut out, version).unwrap();
-    let len = (out.len() - 4) as i32;
-    out[..4].copy_from_slice(&len.to_be_bytes());
-    out.to_vec()
+    let header_version = key.request_header_version(version);
+    request_frame(client_id, key as i16, version, header_version, corr, req)
 }
 
 /// A blocking raw-protocol connection; reads and writes give up when `stop` is set.

@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use clap::Parser;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
@@ -36,7 +36,7 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
     ApiKey, BrokerId, FetchRequest, FetchResponse, MetadataResponse, ProduceRequest,
-    ProduceResponse, RequestHeader, TopicName,
+    ProduceResponse, TopicName,
 };
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use kafka_tls_proxy::config::Cli;
@@ -45,7 +45,7 @@ use kafka_tls_proxy::tls::TlsState;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use common::kafka::{encode, response_frame};
+use common::kafka::{encode, request_frame, response_frame};
 
 // ---------------------------------------------------------------- the counting allocator
 
@@ -119,24 +119,16 @@ where
         .expect("uuid")
 }
 
-fn finish(mut out: BytesMut) -> Bytes {
-    let len = (out.len() - 4) as i32;
-    out[..4].copy_from_slice(&len.to_be_bytes());
-    out.freeze()
-}
-
 fn request<M: Encodable>(key: ApiKey, version: i16, body: &M) -> Bytes {
-    let mut out = BytesMut::new();
-    out.put_i32(0);
-    RequestHeader::default()
-        .with_request_api_key(key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(0)
-        .with_client_id(Some(StrBytes::from_static_str("alloc-test")))
-        .encode(&mut out, key.request_header_version(version))
-        .unwrap();
-    body.encode(&mut out, version).unwrap();
-    finish(out)
+    let header_version = key.request_header_version(version);
+    Bytes::from(request_frame(
+        "alloc-test",
+        key as i16,
+        version,
+        header_version,
+        0,
+        body,
+    ))
 }
 
 fn response<M: Encodable>(key: ApiKey, version: i16, corr: i32, body: &M) -> Bytes {

@@ -16,7 +16,7 @@ use clap::Parser;
 use kafka_protocol::messages::metadata_response::MetadataResponseBroker;
 use kafka_protocol::messages::{
     ApiVersionsResponse, BrokerId, MetadataRequest, MetadataResponse, ProduceRequest,
-    RequestHeader, ResponseHeader,
+    ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_tls_proxy::config::Cli;
@@ -93,7 +93,7 @@ fn request_frame<M: Encodable>(
     correlation_id: i32,
     body: &M,
 ) -> Vec<u8> {
-    request_frame_from(
+    common::kafka::request_frame(
         "edge-test",
         api_key,
         version,
@@ -101,30 +101,6 @@ fn request_frame<M: Encodable>(
         correlation_id,
         body,
     )
-}
-
-/// [`request_frame`] with another client id.
-fn request_frame_from<M: Encodable>(
-    client: &'static str,
-    api_key: i16,
-    version: i16,
-    header_version: i16,
-    correlation_id: i32,
-    body: &M,
-) -> Vec<u8> {
-    let mut out = BytesMut::new();
-    out.put_i32(0);
-    RequestHeader::default()
-        .with_request_api_key(api_key)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_static_str(client)))
-        .encode(&mut out, header_version)
-        .unwrap();
-    body.encode(&mut out, version).unwrap();
-    let len = (out.len() - 4) as i32;
-    out[..4].copy_from_slice(&len.to_be_bytes());
-    out.to_vec()
 }
 
 /// A raw request frame for an API key the protocol library does not know.
@@ -543,7 +519,7 @@ async fn a_client_response_cannot_move_a_broker_or_open_a_listener() {
     // "node 1 is at the attacker's port": the client is told node 1's proxy port, and the
     // table does not change.
     let mut moved = TcpStream::connect(proxy.bootstrap).await.unwrap();
-    let request = request_frame_from("moved", 3, 1, 1, 5, &MetadataRequest::default());
+    let request = common::kafka::request_frame("moved", 3, 1, 1, 5, &MetadataRequest::default());
     moved.write_all(&request).await.unwrap();
     let answer = read_frames(&mut moved, 1).await;
     let mut body = answer[0].slice(4..);

@@ -6,8 +6,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::ResponseHeader;
-use kafka_protocol::protocol::Encodable;
+use kafka_protocol::messages::{RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Encodable, StrBytes};
 use kafka_tls_proxy::kafka::frame;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -47,6 +47,31 @@ where
             });
         }
     });
+}
+
+/// A request frame: length, header at `header_version` naming `client_id`, `body` encoded at
+/// `version`.
+pub fn request_frame<M: Encodable>(
+    client_id: &str,
+    api_key: i16,
+    version: i16,
+    header_version: i16,
+    correlation_id: i32,
+    body: &M,
+) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    out.put_i32(0);
+    RequestHeader::default()
+        .with_request_api_key(api_key)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_string(client_id.to_owned())))
+        .encode(&mut out, header_version)
+        .unwrap();
+    body.encode(&mut out, version).unwrap();
+    let len = (out.len() - 4) as i32;
+    out[..4].copy_from_slice(&len.to_be_bytes());
+    out.to_vec()
 }
 
 /// A response frame: length, correlation id, optional header tagged fields, body.
