@@ -1560,18 +1560,7 @@ fn big_topic(c: &Cluster) -> &'static str {
     static TOPIC: OnceLock<String> = OnceLock::new();
     TOPIC.get_or_init(|| {
         let topic = unique("abuse-big");
-        let out = c.admin_cli(
-            "topics",
-            &[
-                "--create",
-                "--topic",
-                &topic,
-                "--replica-assignment",
-                "1:2:3,2:3:1,3:1:2",
-            ],
-        );
-        assert_success("create the big topic", &out);
-        c.wait_for_topic(&topic, 3);
+        c.create_topic_assigned(&topic, "1:2:3,2:3:1,3:1:2");
         let t0 = Instant::now();
         let value = "x".repeat(BIG_RECORD_BYTES);
         let mut input = String::with_capacity(BIG_RECORDS * (BIG_RECORD_BYTES + 8));

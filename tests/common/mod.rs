@@ -485,6 +485,23 @@ impl Cluster {
         assert_success(&format!("creating topic {name}"), &out);
         self.wait_for_topic(name, partitions);
     }
+    /// Creates a topic as admin with an explicit replica assignment (`1:2:3,2:3:1`: one
+    /// partition per entry, its first broker the preferred leader); panics on failure. Waits
+    /// until every broker knows it.
+    pub fn create_topic_assigned(&self, name: &str, assignment: &str) {
+        let out = self.admin_cli(
+            "topics",
+            &[
+                "--create",
+                "--topic",
+                name,
+                "--replica-assignment",
+                assignment,
+            ],
+        );
+        assert_success(&format!("creating topic {name}"), &out);
+        self.wait_for_topic(name, assignment.split(',').count() as u32);
+    }
     /// Deletes a topic as admin; panics on failure.
     pub fn delete_topic(&self, name: &str) {
         let out = self.admin_cli("topics", &["--delete", "--topic", name]);
