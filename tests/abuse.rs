@@ -39,7 +39,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
@@ -48,14 +48,17 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
     ApiKey, BrokerId, FetchRequest, FetchResponse, MetadataRequest, MetadataResponse,
-    ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+    ProduceRequest, ProduceResponse, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
-use common::{assert_success, cluster, unique, Cluster};
+// This file has always read admin answers leniently: a read error keeps what arrived.
+use common::http_get_lenient as http_get;
+use common::kafka::{encode, request_frame, response_frame};
+use common::{assert_success, cluster, free_port, metric, unique, Cluster};
 use proxy::Proxy;
 
 const MIB: u64 = 1024 * 1024;
@@ -234,42 +237,6 @@ fn raise_nofile() -> u64 {
 
 // ------------------------------------------------------------------ admin / metrics
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// GET over plain HTTP/1.0; returns status and body.
-fn http_get(port: u16, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("admin listener");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
-    let mut text = String::new();
-    let _ = stream.read_to_string(&mut text);
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    (status, body.to_owned())
-}
-
-/// Sum of every sample of a metric whose line contains all `labels`.
-fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter(|l| labels.iter().all(|label| l.contains(label)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// `kafka_proxy_limit_reached_total{limit}` of a proxy's admin listener.
 fn limit_reached(admin: u16, limit: &str) -> f64 {
     let (_, text) = http_get(admin, "/metrics");
@@ -333,19 +300,8 @@ fn encode_request<R: Encodable>(
     corr: i32,
     req: &R,
 ) -> Vec<u8> {
-    let mut out = BytesMut::new();
-    out.put_i32(0);
-    RequestHeader::default()
-        .with_request_api_key(key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(corr)
-        .with_client_id(Some(StrBytes::from_string(client_id.to_owned())))
-        .encode(&mut out, key.request_header_version(version))
-        .unwrap();
-    req.encode(&mut out, version).unwrap();
-    let len = (out.len() - 4) as i32;
-    out[..4].copy_from_slice(&len.to_be_bytes());
-    out.to_vec()
+    let header_version = key.request_header_version(version);
+    request_frame(client_id, key as i16, version, header_version, corr, req)
 }
 
 /// A blocking raw-protocol connection; reads and writes give up when `stop` is set.
@@ -1604,18 +1560,7 @@ fn big_topic(c: &Cluster) -> &'static str {
     static TOPIC: OnceLock<String> = OnceLock::new();
     TOPIC.get_or_init(|| {
         let topic = unique("abuse-big");
-        let out = c.admin_cli(
-            "topics",
-            &[
-                "--create",
-                "--topic",
-                &topic,
-                "--replica-assignment",
-                "1:2:3,2:3:1,3:1:2",
-            ],
-        );
-        assert_success("create the big topic", &out);
-        c.wait_for_topic(&topic, 3);
+        c.create_topic_assigned(&topic, "1:2:3,2:3:1,3:1:2");
         let t0 = Instant::now();
         let value = "x".repeat(BIG_RECORD_BYTES);
         let mut input = String::with_capacity(BIG_RECORDS * (BIG_RECORD_BYTES + 8));
@@ -2066,25 +2011,6 @@ struct FakeStats {
     connections: AtomicUsize,
 }
 
-fn response_frame(corr: i32, header_version: i16, body: &[u8]) -> Vec<u8> {
-    let mut out = BytesMut::new();
-    out.put_i32(0);
-    ResponseHeader::default()
-        .with_correlation_id(corr)
-        .encode(&mut out, header_version)
-        .unwrap();
-    out.put_slice(body);
-    let len = (out.len() - 4) as i32;
-    out[..4].copy_from_slice(&len.to_be_bytes());
-    out.to_vec()
-}
-
-fn encode_body<M: Encodable>(m: &M, version: i16) -> Vec<u8> {
-    let mut out = BytesMut::new();
-    m.encode(&mut out, version).unwrap();
-    out.to_vec()
-}
-
 /// A Fetch v12 response frame (correlation id 0; patched per answer) carrying `records`.
 fn fetch_response_frame(records: Bytes) -> Vec<u8> {
     let response = FetchResponse::default().with_responses(vec![FetchableTopicResponse::default()
@@ -2094,7 +2020,7 @@ fn fetch_response_frame(records: Bytes) -> Vec<u8> {
             .with_high_watermark(1 << 40)
             .with_last_stable_offset(1 << 40)
             .with_records(Some(records))])]);
-    response_frame(0, 1, &encode_body(&response, 12))
+    response_frame(0, 1, &encode(&response, 12)).to_vec()
 }
 
 /// A plaintext fake broker on 127.0.0.1 (std threads): Metadata names itself node 1 at
@@ -2149,11 +2075,8 @@ fn slow_fake_broker(
                                 .with_host(StrBytes::from_static_str("localhost"))
                                 .with_port(i32::from(port)),
                         ]);
-                        response_frame(
-                            corr,
-                            if version >= 9 { 1 } else { 0 },
-                            &encode_body(&m, version),
-                        )
+                        response_frame(corr, if version >= 9 { 1 } else { 0 }, &encode(&m, version))
+                            .to_vec()
                     }
                     0 => {
                         let r = ProduceResponse::default().with_responses(vec![
@@ -2163,7 +2086,7 @@ fn slow_fake_broker(
                                 )
                                 .with_index(0)]),
                         ]);
-                        response_frame(corr, 1, &encode_body(&r, version))
+                        response_frame(corr, 1, &encode(&r, version)).to_vec()
                     }
                     1 if client == "good-consumer" => {
                         // Like a long poll that returns as new records arrive.
@@ -2190,7 +2113,7 @@ fn slow_fake_broker(
                         st.big_sent.fetch_add(1, Ordering::SeqCst);
                         continue;
                     }
-                    _ => response_frame(corr, 0, b""),
+                    _ => response_frame(corr, 0, b"").to_vec(),
                 };
                 if conn.write_all(&answer).is_err() {
                     return;

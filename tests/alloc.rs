@@ -18,6 +18,8 @@
 //!
 //! `cargo test --test alloc -- --nocapture` shows the figures.
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -25,7 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use clap::Parser;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
@@ -34,15 +36,16 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
     ApiKey, BrokerId, FetchRequest, FetchResponse, MetadataResponse, ProduceRequest,
-    ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+    ProduceResponse, TopicName,
 };
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use kafka_tls_proxy::config::Cli;
-use kafka_tls_proxy::kafka::frame;
 use kafka_tls_proxy::server;
 use kafka_tls_proxy::tls::TlsState;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+use common::kafka::{encode, request_frame, response_frame};
 
 // ---------------------------------------------------------------- the counting allocator
 
@@ -116,35 +119,21 @@ where
         .expect("uuid")
 }
 
-fn finish(mut out: BytesMut) -> Bytes {
-    let len = (out.len() - 4) as i32;
-    out[..4].copy_from_slice(&len.to_be_bytes());
-    out.freeze()
-}
-
 fn request<M: Encodable>(key: ApiKey, version: i16, body: &M) -> Bytes {
-    let mut out = BytesMut::new();
-    out.put_i32(0);
-    RequestHeader::default()
-        .with_request_api_key(key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(0)
-        .with_client_id(Some(StrBytes::from_static_str("alloc-test")))
-        .encode(&mut out, key.request_header_version(version))
-        .unwrap();
-    body.encode(&mut out, version).unwrap();
-    finish(out)
+    let header_version = key.request_header_version(version);
+    Bytes::from(request_frame(
+        "alloc-test",
+        key as i16,
+        version,
+        header_version,
+        0,
+        body,
+    ))
 }
 
 fn response<M: Encodable>(key: ApiKey, version: i16, corr: i32, body: &M) -> Bytes {
-    let mut out = BytesMut::new();
-    out.put_i32(0);
-    ResponseHeader::default()
-        .with_correlation_id(corr)
-        .encode(&mut out, key.response_header_version(version))
-        .unwrap();
-    body.encode(&mut out, version).unwrap();
-    finish(out)
+    let header_version = key.response_header_version(version);
+    response_frame(corr, header_version, &encode(body, version))
 }
 
 const PRODUCE_VERSION: i16 = 11;
@@ -221,47 +210,25 @@ fn canned() -> Canned {
 async fn fake_broker() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let canned = Arc::new(canned());
-    tokio::spawn(async move {
-        loop {
-            let (mut socket, _) = listener.accept().await.unwrap();
-            let canned = canned.clone();
-            tokio::spawn(async move {
-                let reader = frame::FrameReader::new(16 << 20);
-                let mut buf = BytesMut::new();
-                loop {
-                    reader.reserve_for_next_read(&mut buf, 0);
-                    match socket.read_buf(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(_) => {}
-                    }
-                    while let Some(f) = reader.next_frame(&mut buf).unwrap() {
-                        let h = frame::request_header(&f).unwrap();
-                        let answer = match h.api_key {
-                            0 => canned.produce.clone(),
-                            1 => canned.fetch.clone(),
-                            3 => response(
-                                ApiKey::Metadata,
-                                h.api_version,
-                                0,
-                                &MetadataResponse::default().with_brokers(vec![
-                                    MetadataResponseBroker::default()
-                                        .with_node_id(BrokerId(1))
-                                        .with_host(StrBytes::from_static_str("127.0.0.1"))
-                                        .with_port(i32::from(addr.port())),
-                                ]),
-                            ),
-                            other => panic!("fake broker: unexpected api key {other}"),
-                        };
-                        let mut answer = BytesMut::from(&answer[..]);
-                        answer[4..8].copy_from_slice(&h.correlation_id.to_be_bytes());
-                        if socket.write_all(&answer).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
-        }
+    let canned = canned();
+    common::kafka::serve_fake_broker(listener, 16 << 20, move |h, _| {
+        let answer = match h.api_key {
+            0 => canned.produce.clone(),
+            1 => canned.fetch.clone(),
+            3 => response(
+                ApiKey::Metadata,
+                h.api_version,
+                0,
+                &MetadataResponse::default().with_brokers(vec![MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(1))
+                    .with_host(StrBytes::from_static_str("127.0.0.1"))
+                    .with_port(i32::from(addr.port()))]),
+            ),
+            other => panic!("fake broker: unexpected api key {other}"),
+        };
+        let mut answer = BytesMut::from(&answer[..]);
+        answer[4..8].copy_from_slice(&h.correlation_id.to_be_bytes());
+        std::future::ready(Some(answer.freeze()))
     });
     addr
 }

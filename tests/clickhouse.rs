@@ -19,180 +19,17 @@ mod common;
 mod proxy;
 
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{assert_success, run, TempDir};
+use common::clickhouse::ClickHouse;
+use common::{assert_success, run};
 use proxy::Proxy;
 
 /// Rows per batch.
 const BATCH: u64 = 500;
-
-fn find_program(names: &[&str]) -> Option<PathBuf> {
-    let path = std::env::var("PATH").unwrap_or_default();
-    for name in names {
-        for dir in path.split(':').chain(["/usr/sbin", "/usr/bin", "/sbin"]) {
-            let p = Path::new(dir).join(name);
-            if p.is_file() {
-                return Some(p);
-            }
-        }
-    }
-    None
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A clickhouse-server process with its own config and data in a temp dir.
-struct ClickHouse {
-    child: Child,
-    client: PathBuf,
-    tcp_port: u16,
-    dir: TempDir,
-}
-
-impl ClickHouse {
-    fn start() -> ClickHouse {
-        let server = find_program(&["clickhouse-server"]).unwrap_or_else(|| {
-            panic!(
-                "clickhouse-server is not installed: apt-get install clickhouse-server \
-                 clickhouse-client (tests/run installs them)"
-            )
-        });
-        let client = find_program(&["clickhouse-client"]).unwrap_or_else(|| {
-            panic!("clickhouse-client is not installed (apt-get install clickhouse-client)")
-        });
-        let dir = TempDir::new("ktp-clickhouse");
-        let d = dir.path().display().to_string();
-        let (tcp_port, http_port) = (free_port(), free_port());
-        // librdkafka settings for every Kafka engine table (the <kafka> section).
-        let config = format!(
-            r#"<?xml version="1.0"?>
-<yandex>
-  <logger><level>trace</level><log>{d}/server.log</log><errorlog>{d}/server.err.log</errorlog><console>0</console></logger>
-  <listen_host>127.0.0.1</listen_host>
-  <tcp_port>{tcp_port}</tcp_port>
-  <http_port>{http_port}</http_port>
-  <path>{d}/data/</path>
-  <tmp_path>{d}/tmp/</tmp_path>
-  <format_schema_path>{d}/format_schemas/</format_schema_path>
-  <users_config>{d}/users.xml</users_config>
-  <default_profile>default</default_profile>
-  <default_database>default</default_database>
-  <mark_cache_size>5368709120</mark_cache_size>
-  <kafka>
-    <auto_offset_reset>smallest</auto_offset_reset>
-    <debug>cgrp,broker</debug>
-  </kafka>
-</yandex>
-"#
-        );
-        let users = r#"<?xml version="1.0"?>
-<yandex>
-  <profiles><default><stream_flush_interval_ms>500</stream_flush_interval_ms></default></profiles>
-  <users><default><password></password><networks><ip>127.0.0.1</ip></networks><profile>default</profile><quota>default</quota></default></users>
-  <quotas><default></default></quotas>
-</yandex>
-"#;
-        std::fs::write(dir.path().join("config.xml"), config).unwrap();
-        std::fs::write(dir.path().join("users.xml"), users).unwrap();
-        let out = std::fs::File::create(dir.path().join("stdout.log")).unwrap();
-        let child = Command::new(&server)
-            .arg(format!("--config-file={d}/config.xml"))
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", server.display()));
-        let mut ch = ClickHouse {
-            child,
-            client,
-            tcp_port,
-            dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(Some(status)) = ch.child.try_wait() {
-                panic!(
-                    "clickhouse-server exited at start ({status}):\n{}",
-                    ch.logs()
-                );
-            }
-            let out = ch.query_raw("SELECT version()");
-            if out.status.success() {
-                let v = String::from_utf8_lossy(&out.stdout).trim().to_string();
-                eprintln!("clickhouse: server {v} on 127.0.0.1:{tcp_port}");
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "clickhouse-server not answering after 60 s:\n{}",
-                ch.logs()
-            );
-            thread::sleep(Duration::from_millis(200));
-        }
-        ch
-    }
-
-    fn query_raw(&self, sql: &str) -> std::process::Output {
-        run(
-            Command::new(&self.client)
-                .args(["--host", "127.0.0.1", "--port", &self.tcp_port.to_string()])
-                .args(["--query", sql]),
-            None,
-        )
-    }
-
-    /// Runs one statement; panics with the server log on failure. Returns stdout, trimmed.
-    fn query(&self, sql: &str) -> String {
-        let out = self.query_raw(sql);
-        if !out.status.success() {
-            panic!(
-                "clickhouse query failed: {sql}\n{}\n--- server log tail\n{}",
-                String::from_utf8_lossy(&out.stderr),
-                self.logs()
-            );
-        }
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-
-    fn logs(&self) -> String {
-        let mut all = String::new();
-        for f in ["stdout.log", "server.err.log", "server.log"] {
-            let text = std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default();
-            let lines: Vec<&str> = text.lines().collect();
-            let tail = &lines[lines.len().saturating_sub(60)..];
-            all += &format!("--- {f} (last {} lines)\n{}\n", tail.len(), tail.join("\n"));
-        }
-        all
-    }
-
-    /// Lines of the server log matching `needle` (e.g. librdkafka messages).
-    fn log_lines(&self, needle: &str) -> Vec<String> {
-        std::fs::read_to_string(self.dir.path().join("server.log"))
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.contains(needle))
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
-impl Drop for ClickHouse {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// librdkafka's version as ClickHouse loads it (the system's librdkafka1 on Debian).
 fn librdkafka_version() -> String {
@@ -226,9 +63,7 @@ fn produce(c: &common::Cluster, bootstrap: &str, topic: &str, from: u64, to: u64
 fn wait_rows(ch: &ClickHouse, n: u64, within: Duration) -> (u64, u64) {
     let deadline = Instant::now() + within;
     loop {
-        let line = ch.query("SELECT count(), uniqExact(id) FROM events");
-        let mut it = line.split_whitespace().map(|v| v.parse::<u64>().unwrap());
-        let (count, distinct) = (it.next().unwrap(), it.next().unwrap());
+        let (count, distinct) = ch.counts();
         if distinct >= n {
             return (count, distinct);
         }
@@ -366,7 +201,8 @@ fn clickhouse_kafka_engine_reads_through_the_proxy_across_a_restart() {
     let t0 = Instant::now();
     let c = common::cluster();
     let _shared = c.shared();
-    let ch = ClickHouse::start();
+    // Trace logging and librdkafka's cgrp,broker debug: wait_rows shows the Kafka lines.
+    let ch = ClickHouse::start("ktp-clickhouse", "trace", "<debug>cgrp,broker</debug>");
     eprintln!(
         "clickhouse: librdkafka {}, Kafka {}",
         librdkafka_version(),
@@ -379,13 +215,7 @@ fn clickhouse_kafka_engine_reads_through_the_proxy_across_a_restart() {
     let p = Proxy::start(c, &[]);
     let bootstrap = p.bootstrap();
 
-    ch.query("CREATE TABLE events (id UInt64, msg String) ENGINE = MergeTree ORDER BY id");
-    ch.query(&format!(
-        "CREATE TABLE events_queue (id UInt64, msg String) ENGINE = Kafka \
-         SETTINGS kafka_broker_list = '{bootstrap}', kafka_topic_list = '{topic}', \
-         kafka_group_name = '{group}', kafka_format = 'JSONEachRow', kafka_num_consumers = 1"
-    ));
-    ch.query("CREATE MATERIALIZED VIEW events_mv TO events AS SELECT id, msg FROM events_queue");
+    ch.consume_events(&bootstrap, &topic, &group);
 
     produce(c, &bootstrap, &topic, 1, BATCH);
     let (count1, distinct1) = wait_rows(&ch, BATCH, Duration::from_secs(90));
@@ -448,6 +278,5 @@ fn clickhouse_kafka_engine_reads_through_the_proxy_across_a_restart() {
         checked > 0,
         "no Metadata/FindCoordinator response crossed the relay"
     );
-    ch.query("DROP TABLE events_mv");
-    ch.query("DROP TABLE events_queue");
+    ch.stop_consuming();
 }

@@ -4,6 +4,8 @@
 //! The real-cluster tests in the other files are the proof that the proxy works; these pin
 //! down behaviour at the edges.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,7 +16,7 @@ use clap::Parser;
 use kafka_protocol::messages::metadata_response::MetadataResponseBroker;
 use kafka_protocol::messages::{
     ApiVersionsResponse, BrokerId, MetadataRequest, MetadataResponse, ProduceRequest,
-    RequestHeader, ResponseHeader,
+    ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_tls_proxy::config::Cli;
@@ -24,6 +26,8 @@ use kafka_tls_proxy::tls::TlsState;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
+
+use common::kafka::{encode, response_frame};
 
 /// What the fake broker answers to one request frame (length prefix included); `None` sends
 /// nothing back.
@@ -64,61 +68,22 @@ async fn fake_broker_with_delay(handler: Handler, delay: Duration) -> (SocketAdd
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen: Seen = Arc::default();
-    let seen2 = seen.clone();
-    tokio::spawn(async move {
-        loop {
-            let (mut socket, _) = listener.accept().await.unwrap();
-            let handler = handler.clone();
-            let seen = seen2.clone();
-            tokio::spawn(async move {
-                let reader = frame::FrameReader::new(1 << 20);
-                let mut buf = BytesMut::new();
-                loop {
-                    reader.reserve_for_next_read(&mut buf, 0);
-                    match socket.read_buf(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(_) => {}
-                    }
-                    while let Some(f) = reader.next_frame(&mut buf).unwrap() {
-                        let header = frame::request_header(&f).unwrap();
-                        seen.lock().unwrap().push((
-                            header.api_key,
-                            header.api_version,
-                            header.correlation_id,
-                            client_id(&f),
-                        ));
-                        if let Some(answer) = handler(&header, &f, addr.port()) {
-                            tokio::time::sleep(delay).await;
-                            if socket.write_all(&answer).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                }
-            });
+    let recorded = seen.clone();
+    common::kafka::serve_fake_broker(listener, 1 << 20, move |header, f| {
+        recorded.lock().unwrap().push((
+            header.api_key,
+            header.api_version,
+            header.correlation_id,
+            client_id(f),
+        ));
+        let answer = handler(header, f, addr.port());
+        async move {
+            let answer = answer?;
+            tokio::time::sleep(delay).await;
+            Some(answer)
         }
     });
     (addr, seen)
-}
-
-/// A response frame: length, correlation id, optional header tagged fields, body.
-fn response_frame(correlation_id: i32, header_version: i16, body: &[u8]) -> Bytes {
-    let mut out = BytesMut::new();
-    out.put_i32(0);
-    ResponseHeader::default()
-        .with_correlation_id(correlation_id)
-        .encode(&mut out, header_version)
-        .unwrap();
-    out.put_slice(body);
-    let len = (out.len() - 4) as i32;
-    out[..4].copy_from_slice(&len.to_be_bytes());
-    out.freeze()
-}
-
-fn encode<M: Encodable>(message: &M, version: i16) -> Vec<u8> {
-    let mut out = BytesMut::new();
-    message.encode(&mut out, version).unwrap();
-    out.to_vec()
 }
 
 fn request_frame<M: Encodable>(
@@ -128,7 +93,7 @@ fn request_frame<M: Encodable>(
     correlation_id: i32,
     body: &M,
 ) -> Vec<u8> {
-    request_frame_from(
+    common::kafka::request_frame(
         "edge-test",
         api_key,
         version,
@@ -136,30 +101,6 @@ fn request_frame<M: Encodable>(
         correlation_id,
         body,
     )
-}
-
-/// [`request_frame`] with another client id.
-fn request_frame_from<M: Encodable>(
-    client: &'static str,
-    api_key: i16,
-    version: i16,
-    header_version: i16,
-    correlation_id: i32,
-    body: &M,
-) -> Vec<u8> {
-    let mut out = BytesMut::new();
-    out.put_i32(0);
-    RequestHeader::default()
-        .with_request_api_key(api_key)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_static_str(client)))
-        .encode(&mut out, header_version)
-        .unwrap();
-    body.encode(&mut out, version).unwrap();
-    let len = (out.len() - 4) as i32;
-    out[..4].copy_from_slice(&len.to_be_bytes());
-    out.to_vec()
 }
 
 /// A raw request frame for an API key the protocol library does not know.
@@ -578,7 +519,7 @@ async fn a_client_response_cannot_move_a_broker_or_open_a_listener() {
     // "node 1 is at the attacker's port": the client is told node 1's proxy port, and the
     // table does not change.
     let mut moved = TcpStream::connect(proxy.bootstrap).await.unwrap();
-    let request = request_frame_from("moved", 3, 1, 1, 5, &MetadataRequest::default());
+    let request = common::kafka::request_frame("moved", 3, 1, 1, 5, &MetadataRequest::default());
     moved.write_all(&request).await.unwrap();
     let answer = read_frames(&mut moved, 1).await;
     let mut body = answer[0].slice(4..);

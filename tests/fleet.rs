@@ -39,7 +39,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{assert_success, run, Cluster, TempDir};
+use common::clickhouse::ClickHouse;
+use common::{assert_success, find_program, openssl, run, Cluster, TempDir};
 use proxy::Relay;
 
 /// The address clients are given (the proxies' `--advertised-host`): the recording relay.
@@ -70,16 +71,6 @@ fn ports() -> Vec<u16> {
     let mut p = vec![BOOTSTRAP_PORT];
     p.extend((1..=3).map(|n| BROKER_PORT_BASE + n));
     p
-}
-
-fn find_program(name: &str) -> Option<PathBuf> {
-    let path = std::env::var("PATH").unwrap_or_default();
-    let found = path
-        .split(':')
-        .chain(["/usr/sbin", "/usr/bin", "/sbin"])
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.is_file());
-    found
 }
 
 fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Duration {
@@ -470,156 +461,6 @@ fn partition_and_value(line: &str) -> (i32, &str) {
 
 // ------------------------------------------------------------------------------------ ClickHouse
 
-/// A clickhouse-server with its own config and data in a temp dir, whose Kafka engine
-/// (librdkafka) connects with TLS and a client certificate.
-struct ClickHouse {
-    child: Child,
-    client: PathBuf,
-    tcp_port: u16,
-    dir: TempDir,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl ClickHouse {
-    fn start(ca: &Path, cert: &Path, key: &Path) -> ClickHouse {
-        let server = find_program("clickhouse-server").unwrap_or_else(|| {
-            panic!("clickhouse-server is not installed (tests/run installs Debian's package)")
-        });
-        let client = find_program("clickhouse-client")
-            .unwrap_or_else(|| panic!("clickhouse-client is not installed"));
-        let dir = TempDir::new("ktp-fleet-clickhouse");
-        let d = dir.path().display().to_string();
-        let (tcp_port, http_port) = (free_port(), free_port());
-        let config = format!(
-            r#"<?xml version="1.0"?>
-<yandex>
-  <logger><level>information</level><log>{d}/server.log</log><errorlog>{d}/server.err.log</errorlog><console>0</console></logger>
-  <listen_host>127.0.0.1</listen_host>
-  <tcp_port>{tcp_port}</tcp_port>
-  <http_port>{http_port}</http_port>
-  <path>{d}/data/</path>
-  <tmp_path>{d}/tmp/</tmp_path>
-  <format_schema_path>{d}/format_schemas/</format_schema_path>
-  <users_config>{d}/users.xml</users_config>
-  <default_profile>default</default_profile>
-  <default_database>default</default_database>
-  <mark_cache_size>5368709120</mark_cache_size>
-  <kafka>
-    <auto_offset_reset>smallest</auto_offset_reset>
-    <security_protocol>ssl</security_protocol>
-    <ssl_ca_location>{ca}</ssl_ca_location>
-    <ssl_certificate_location>{cert}</ssl_certificate_location>
-    <ssl_key_location>{key}</ssl_key_location>
-  </kafka>
-</yandex>
-"#,
-            ca = ca.display(),
-            cert = cert.display(),
-            key = key.display(),
-        );
-        let users = r#"<?xml version="1.0"?>
-<yandex>
-  <profiles><default><stream_flush_interval_ms>500</stream_flush_interval_ms></default></profiles>
-  <users><default><password></password><networks><ip>127.0.0.1</ip></networks><profile>default</profile><quota>default</quota></default></users>
-  <quotas><default></default></quotas>
-</yandex>
-"#;
-        std::fs::write(dir.path().join("config.xml"), config).unwrap();
-        std::fs::write(dir.path().join("users.xml"), users).unwrap();
-        let out = std::fs::File::create(dir.path().join("stdout.log")).unwrap();
-        let child = Command::new(&server)
-            .arg(format!("--config-file={d}/config.xml"))
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", server.display()));
-        let mut ch = ClickHouse {
-            child,
-            client,
-            tcp_port,
-            dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !ch.query_raw("SELECT 1").status.success() {
-            if let Ok(Some(status)) = ch.child.try_wait() {
-                panic!(
-                    "clickhouse-server exited at start ({status}):\n{}",
-                    ch.logs()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "clickhouse-server not answering:\n{}",
-                ch.logs()
-            );
-            thread::sleep(Duration::from_millis(200));
-        }
-        ch
-    }
-
-    fn query_raw(&self, sql: &str) -> std::process::Output {
-        run(
-            Command::new(&self.client)
-                .args(["--host", "127.0.0.1", "--port", &self.tcp_port.to_string()])
-                .args(["--query", sql]),
-            None,
-        )
-    }
-
-    fn query(&self, sql: &str) -> String {
-        let out = self.query_raw(sql);
-        assert!(
-            out.status.success(),
-            "clickhouse query failed: {sql}\n{}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            self.logs()
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-
-    fn logs(&self) -> String {
-        let mut all = String::new();
-        for f in ["stdout.log", "server.err.log", "server.log"] {
-            let text = std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default();
-            let lines: Vec<&str> = text.lines().collect();
-            let tail = &lines[lines.len().saturating_sub(40)..];
-            all += &format!("--- {f} (last {} lines)\n{}\n", tail.len(), tail.join("\n"));
-        }
-        all
-    }
-
-    /// (rows, distinct ids) in `events`.
-    fn counts(&self) -> (u64, u64) {
-        let line = self.query("SELECT count(), uniqExact(id) FROM events");
-        let v: Vec<u64> = line
-            .split_whitespace()
-            .map(|x| x.parse().unwrap())
-            .collect();
-        (v[0], v[1])
-    }
-}
-
-impl Drop for ClickHouse {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = run(Command::new("openssl").args(args).current_dir(dir), None);
-    assert_success(&format!("openssl {args:?}"), &out);
-}
-
 /// The fleet's TLS listener certificate: names the balancer's address (librdkafka verifies
 /// it), signed by the dev CA. Returns (cert, key).
 fn listener_cert(c: &Cluster, dir: &Path) -> (PathBuf, PathBuf) {
@@ -990,17 +831,23 @@ fn a_fleet_behind_haproxy_survives_a_crash_and_rolling_restarts() {
         client_ca.display().to_string(),
     ];
     rolling_restart(c, &lb, &mut members, &tls);
-    let ch = ClickHouse::start(&c.ca(), &ch_cert, &ch_key);
+    // Its Kafka engine (librdkafka) connects with TLS and a client certificate.
+    let ch = ClickHouse::start(
+        "ktp-fleet-clickhouse",
+        "information",
+        &format!(
+            "<security_protocol>ssl</security_protocol>\
+             <ssl_ca_location>{}</ssl_ca_location>\
+             <ssl_certificate_location>{}</ssl_certificate_location>\
+             <ssl_key_location>{}</ssl_key_location>",
+            c.ca().display(),
+            ch_cert.display(),
+            ch_key.display()
+        ),
+    );
     let ch_topic = common::unique("fleet.ch");
     c.create_topic(&ch_topic, 3, 3);
-    ch.query("CREATE TABLE events (id UInt64, msg String) ENGINE = MergeTree ORDER BY id");
-    ch.query(&format!(
-        "CREATE TABLE events_queue (id UInt64, msg String) ENGINE = Kafka \
-         SETTINGS kafka_broker_list = '{bootstrap}', kafka_topic_list = '{ch_topic}', \
-         kafka_group_name = '{}', kafka_format = 'JSONEachRow', kafka_num_consumers = 1",
-        common::unique("fleet-ch")
-    ));
-    ch.query("CREATE MATERIALIZED VIEW events_mv TO events AS SELECT id, msg FROM events_queue");
+    ch.consume_events(&bootstrap, &ch_topic, &common::unique("fleet-ch"));
     // Rows are produced through the balancer too, with kcat over TLS and the same certificate.
     let kcat_tls: Vec<String> = [
         "security.protocol=ssl".to_owned(),
@@ -1053,8 +900,7 @@ fn a_fleet_behind_haproxy_survives_a_crash_and_rolling_restarts() {
          rows across a rolling restart, {} duplicates",
         rows - distinct
     );
-    ch.query("DROP TABLE events_mv");
-    ch.query("DROP TABLE events_queue");
+    ch.stop_consuming();
     for m in &members {
         assert!(!m.log().contains("panicked"), "{}:\n{}", m.name, m.log());
     }

@@ -17,7 +17,7 @@ use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -46,7 +46,9 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
-use common::{cluster, unique, Cluster, Principal, TempDir};
+use common::{
+    cluster, free_port, http_get, metric, unique, wait_until, Cluster, Load, Principal, TempDir,
+};
 use proxy::Proxy;
 
 const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
@@ -88,14 +90,6 @@ fn ports() -> Ports {
         }
     }
     panic!("no free block of 25 ports in 10000..20000");
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind((HOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// An `[[identity]]` table of the `--config` file.
@@ -238,44 +232,8 @@ impl Setup {
     }
 }
 
-/// GET over plain HTTP/1.0; returns status and body.
-fn http_get(port: u16, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect((HOST, port)).expect("admin listener");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    (status, body.to_owned())
-}
-
-/// Sum of every sample of a metric whose line contains all `labels`.
-fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter(|l| labels.iter().all(|label| l.contains(label)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 fn label(key: &str, value: &str) -> String {
     format!("{key}=\"{value}\"")
-}
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(200));
-    }
 }
 
 // ------------------------------------------------------------------ clients
@@ -880,88 +838,6 @@ fn numbers(text: &str) -> Vec<i64> {
 }
 
 // ------------------------------------------------------------------ live producer
-
-/// The Java verifiable producer through `bootstrap`; stdout/stderr go to files.
-struct Load {
-    child: Child,
-    out: PathBuf,
-    err: PathBuf,
-    total: u32,
-}
-
-impl Load {
-    fn start(c: &Cluster, dir: &Path, bootstrap: &str, topic: &str, total: u32, rate: u32) -> Load {
-        let props = dir.join("load.properties");
-        std::fs::write(
-            &props,
-            "enable.idempotence=true\nacks=all\nretries=2147483647\ndelivery.timeout.ms=120000\n\
-             request.timeout.ms=10000\nreconnect.backoff.ms=50\nlinger.ms=5\n",
-        )
-        .unwrap();
-        let out = dir.join("load.out");
-        let err = dir.join("load.err");
-        let child = c
-            .cluster_sh()
-            .args([
-                "cli",
-                "verifiable-producer",
-                "--bootstrap-server",
-                bootstrap,
-            ])
-            .args(["--topic", topic, "--max-messages", &total.to_string()])
-            .args(["--throughput", &rate.to_string(), "--acks", "-1"])
-            .arg("--producer.config")
-            .arg(&props)
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&out).unwrap())
-            .stderr(std::fs::File::create(&err).unwrap())
-            .spawn()
-            .unwrap();
-        Load {
-            child,
-            out,
-            err,
-            total,
-        }
-    }
-
-    fn acked(&self) -> usize {
-        std::fs::read_to_string(&self.out)
-            .unwrap_or_default()
-            .matches("\"producer_send_success\"")
-            .count()
-    }
-
-    /// Waits for the producer; returns (acknowledged, failed).
-    fn finish(mut self) -> (usize, usize) {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "producer did not finish in 120 s"
-            );
-            thread::sleep(Duration::from_millis(200));
-        };
-        let stdout = std::fs::read_to_string(&self.out).unwrap();
-        let stderr = std::fs::read_to_string(&self.err).unwrap_or_default();
-        assert!(status.success(), "producer failed: {stderr}");
-        let failed = stdout.matches("\"producer_send_error\"").count();
-        let acked = stdout.matches("\"producer_send_success\"").count();
-        assert_eq!(failed, 0, "failed sends:\n{stdout}");
-        assert_eq!(acked, self.total as usize, "acknowledged");
-        (acked, failed)
-    }
-}
-
-impl Drop for Load {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Write then rename, as Nomad's templates do, so the proxy never reads half a file.
 fn replace_file(from: &Path, to: &Path) {
@@ -1932,7 +1808,7 @@ fn rotating_one_identitys_certificate_leaves_the_others_untouched() {
     assert_eq!(got.assert_ok().trim(), "before");
     kcat_produce(&s.bootstrap(), &plain_topic, "plain-1\n", &[]).assert_ok();
 
-    let (acked, failed) = load.finish();
+    let (acked, failed) = load.finish("rotation");
     let m = s.metrics();
     assert_eq!(
         metric(&m, "kafka_proxy_tls_reload_failures_total", &[]),

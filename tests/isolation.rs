@@ -801,18 +801,7 @@ fn a_hostile_client_cannot_desynchronise_leak_or_redirect_other_clients() {
 
     // Partition 0 led by node 1 (the new client after the attack writes there), 1 by 2, 2 by 3.
     let topic = unique("svc.isolation");
-    let out = c.admin_cli(
-        "topics",
-        &[
-            "--create",
-            "--topic",
-            &topic,
-            "--replica-assignment",
-            "1:2:3,2:3:1,3:1:2",
-        ],
-    );
-    assert_success("create topic", &out);
-    c.wait_for_topic(&topic, 3);
+    c.create_topic_assigned(&topic, "1:2:3,2:3:1,3:1:2");
 
     let good = GoodClient::start(&bootstrap, &topic);
     let deadline = Instant::now() + Duration::from_secs(30);

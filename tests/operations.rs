@@ -6,62 +6,19 @@ mod common;
 mod proxy;
 
 use std::ffi::OsString;
-use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::path::Path;
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{assert_success, cluster, run, unique, Cluster, Principal};
+use common::{
+    cluster, free_port, http_get, metric, openssl, run, unique, wait_until, Cluster, Load,
+    Principal,
+};
 use proxy::Proxy;
-
-/// A free port on 127.0.0.1.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// GET over plain HTTP/1.0; returns status and body.
-fn http_get(port: u16, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("admin listener");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    (status, body.to_owned())
-}
-
-/// Sum of every sample of a metric whose line contains all `labels`.
-fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter(|l| labels.iter().all(|label| l.contains(label)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(200));
-    }
-}
 
 /// A TCP relay on broker 1's address at another port, which the test can switch off and on:
 /// the proxy reaches the real broker through it, TLS and all, so certificate names still
@@ -184,87 +141,6 @@ fn metrics_move_with_traffic_and_readiness_follows_the_cluster() {
     proxy.assert_no_upstream_leak();
 }
 
-/// Runs the Java verifiable producer through `bootstrap`; stdout/stderr go to files (one JSON
-/// line per record would fill a pipe).
-struct Load {
-    child: Child,
-    out: PathBuf,
-    err: PathBuf,
-    total: u32,
-}
-
-impl Load {
-    fn start(c: &Cluster, bootstrap: &str, topic: &str, total: u32, rate: u32) -> Load {
-        let dir = std::env::temp_dir();
-        let props = dir.join(format!("{topic}.properties"));
-        std::fs::write(
-            &props,
-            "enable.idempotence=true\nacks=all\nretries=2147483647\ndelivery.timeout.ms=120000\n\
-             request.timeout.ms=10000\nreconnect.backoff.ms=50\nlinger.ms=5\n",
-        )
-        .unwrap();
-        let out = dir.join(format!("{topic}.out"));
-        let err = dir.join(format!("{topic}.err"));
-        let child = c
-            .cluster_sh()
-            .args([
-                "cli",
-                "verifiable-producer",
-                "--bootstrap-server",
-                bootstrap,
-            ])
-            .args(["--topic", topic, "--max-messages", &total.to_string()])
-            .args([
-                "--throughput",
-                &rate.to_string(),
-                "--acks",
-                "-1",
-                "--producer.config",
-            ])
-            .arg(&props)
-            .stdout(std::fs::File::create(&out).unwrap())
-            .stderr(std::fs::File::create(&err).unwrap())
-            .spawn()
-            .unwrap();
-        Load {
-            child,
-            out,
-            err,
-            total,
-        }
-    }
-
-    /// Waits for the producer and asserts every record was acknowledged, none failed.
-    fn finish(mut self, context: &str) {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("{context}: producer did not finish in 120 s");
-            }
-            thread::sleep(Duration::from_millis(200));
-        };
-        let stdout = std::fs::read_to_string(&self.out).unwrap();
-        let stderr = std::fs::read_to_string(&self.err).unwrap_or_default();
-        assert!(status.success(), "{context}: producer failed: {stderr}");
-        let failed = stdout.matches("\"producer_send_error\"").count();
-        let acked = stdout.matches("\"producer_send_success\"").count();
-        assert_eq!(failed, 0, "{context}: failed sends:\n{stdout}");
-        assert_eq!(acked, self.total as usize, "{context}: acknowledged");
-    }
-}
-
-impl Drop for Load {
-    /// A test that fails before `finish` must not leave a producer running.
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Values of a topic read through the proxy, each with its count.
 fn read_all(proxy: &Proxy, c: &Cluster, topic: &str) -> std::collections::BTreeMap<String, u32> {
     let mut counts = std::collections::BTreeMap::new();
@@ -281,7 +157,14 @@ fn sigterm_drains_under_load_and_a_restarted_proxy_takes_over() {
     let mut proxy = Proxy::start(c, &["--drain-timeout", "10s"]);
     let topic = unique("drain");
     c.create_topic(&topic, 3, 3);
-    let load = Load::start(c, &proxy.bootstrap(), &topic, 6000, 1000);
+    let load = Load::start(
+        c,
+        &std::env::temp_dir(),
+        &proxy.bootstrap(),
+        &topic,
+        6000,
+        1000,
+    );
     thread::sleep(Duration::from_secs(2));
 
     let (status, took) = proxy.terminate();
@@ -341,7 +224,14 @@ fn certificates_rotate_under_live_traffic() {
     // Live traffic on a topic both identities may write (service: prefix "svc.").
     let topic = unique("svc.rotate");
     c.create_topic(&topic, 3, 3);
-    let load = Load::start(c, &proxy.bootstrap(), &topic, 6000, 600);
+    let load = Load::start(
+        c,
+        &std::env::temp_dir(),
+        &proxy.bootstrap(),
+        &topic,
+        6000,
+        600,
+    );
     thread::sleep(Duration::from_secs(2));
 
     // A broken file is refused; the old pair stays in use.
@@ -440,11 +330,6 @@ fn check_with(
     check(&args)
 }
 
-fn openssl(args: &[&str], dir: &Path) {
-    let out = run(Command::new("openssl").args(args).current_dir(dir), None);
-    assert_success(&format!("openssl {args:?}"), &out);
-}
-
 #[test]
 fn check_reports_success_and_each_failure_class() {
     let c = cluster();
@@ -467,6 +352,7 @@ fn check_reports_success_and_each_failure_class() {
 
     // A CA that did not sign the brokers.
     openssl(
+        d,
         &[
             "req",
             "-x509",
@@ -482,7 +368,6 @@ fn check_reports_success_and_each_failure_class() {
             "-days",
             "2",
         ],
-        d,
     );
     let (ok, text) = check_with(
         &"b-1.msk.test:9094",
@@ -515,6 +400,7 @@ fn check_reports_success_and_each_failure_class() {
 
     // An expired broker certificate (a TLS server on broker 1's address with one).
     openssl(
+        d,
         &[
             "req",
             "-newkey",
@@ -527,10 +413,10 @@ fn check_reports_success_and_each_failure_class() {
             "-subj",
             "/CN=b-1.msk.test",
         ],
-        d,
     );
     std::fs::write(d.join("ext"), "subjectAltName=DNS:b-1.msk.test\n").unwrap();
     openssl(
+        d,
         &[
             "x509",
             "-req",
@@ -547,7 +433,6 @@ fn check_reports_success_and_each_failure_class() {
             "-out",
             "exp.pem",
         ],
-        d,
     );
     let port = TcpListener::bind("127.0.0.11:0")
         .unwrap()
@@ -617,6 +502,7 @@ fn check_reports_success_and_each_failure_class() {
 
     // An expired client certificate of our own is flagged before any connection.
     openssl(
+        d,
         &[
             "req",
             "-newkey",
@@ -629,9 +515,9 @@ fn check_reports_success_and_each_failure_class() {
             "-subj",
             "/CN=admin",
         ],
-        d,
     );
     openssl(
+        d,
         &[
             "x509",
             "-req",
@@ -646,7 +532,6 @@ fn check_reports_success_and_each_failure_class() {
             "-out",
             "old.pem",
         ],
-        d,
     );
     let (ok, text) = check_with(&bootstrap, &ca, &d.join("old.pem"), &d.join("old.key"), &[]);
     assert!(!ok && text.contains("EXPIRED"), "{text}");

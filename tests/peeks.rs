@@ -199,6 +199,30 @@ fn request_frame(
     (buf.to_vec(), header_len)
 }
 
+/// The start of a request frame built by hand: length (0, to patch), api key, version,
+/// correlation id and a header v1 client id (nullable string). Returns it and the header length.
+fn header_v1(
+    key: i16,
+    version: i16,
+    correlation_id: i32,
+    client_id: &Option<String>,
+) -> (BytesMut, usize) {
+    let mut b = BytesMut::new();
+    b.put_i32(0);
+    b.put_i16(key);
+    b.put_i16(version);
+    b.put_i32(correlation_id);
+    match client_id {
+        None => b.put_i16(-1),
+        Some(c) => {
+            b.put_i16(c.len() as i16);
+            b.put_slice(c.as_bytes());
+        }
+    }
+    let header_len = b.len() - LENGTH_PREFIX;
+    (b, header_len)
+}
+
 fn client_ids() -> impl Strategy<Value = Option<String>> {
     prop_oneof![
         Just(None),
@@ -287,19 +311,7 @@ proptest! {
         body in prop::collection::vec(any::<u8>(), 0..64),
     ) {
         prop_assume!(ApiKey::try_from(key).is_err());
-        let mut b = BytesMut::new();
-        b.put_i32(0);
-        b.put_i16(key);
-        b.put_i16(version);
-        b.put_i32(correlation_id);
-        match &client_id {
-            None => b.put_i16(-1),
-            Some(c) => {
-                b.put_i16(c.len() as i16);
-                b.put_slice(c.as_bytes());
-            }
-        }
-        let header_len = b.len() - LENGTH_PREFIX;
+        let (mut b, header_len) = header_v1(key, version, correlation_id, &client_id);
         b.put_slice(&body);
         let len = (b.len() - LENGTH_PREFIX) as i32;
         b[..4].copy_from_slice(&len.to_be_bytes());
@@ -371,19 +383,7 @@ proptest! {
         client_id in client_ids(),
         topics in prop::collection::vec(("[a-z]{1,12}", prop::collection::vec(any::<u8>(), 0..32)), 0..3),
     ) {
-        let mut b = BytesMut::new();
-        b.put_i32(0);
-        b.put_i16(0);
-        b.put_i16(version);
-        b.put_i32(correlation_id);
-        match &client_id {
-            None => b.put_i16(-1),
-            Some(c) => {
-                b.put_i16(c.len() as i16);
-                b.put_slice(c.as_bytes());
-            }
-        }
-        let header_len = b.len() - LENGTH_PREFIX;
+        let (mut b, header_len) = header_v1(0, version, correlation_id, &client_id);
         b.put_i16(acks);
         let acks_end = b.len();
         b.put_i32(timeout_ms);

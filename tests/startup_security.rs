@@ -4,11 +4,15 @@
 //! /proc/PID/environ. No Kafka cluster: the upstream is a closed local port, which the proxy
 //! only dials once a client connects.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use common::free_port;
 
 const READY: &str = "bootstrap listener ready";
 
@@ -19,15 +23,6 @@ fn dev(file: &str) -> String {
         .to_str()
         .unwrap()
         .to_owned()
-}
-
-/// A local port nothing listens on (just released by the kernel).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The proxy command with a clean environment plus `env`, the common flags plus `args`.

@@ -310,27 +310,24 @@ fn bootstrap_skips_an_unreachable_upstream_and_tls_failures_close_clients_prompt
 
     // A proxy that does not trust the brokers' CA: clients fail fast, one log line per reason.
     let other_ca = common::TempDir::new("other-ca");
-    let out = common::run(
-        std::process::Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                "k.pem",
-                "-out",
-                "ca.pem",
-                "-subj",
-                "/CN=other",
-                "-days",
-                "2",
-            ])
-            .current_dir(&other_ca.0),
-        None,
+    common::openssl(
+        &other_ca.0,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "k.pem",
+            "-out",
+            "ca.pem",
+            "-subj",
+            "/CN=other",
+            "-days",
+            "2",
+        ],
     );
-    assert_success("openssl", &out);
     let cert = c.cert(common::Principal::Admin);
     let key = c.key(common::Principal::Admin);
     let untrusting = Proxy::start_with(

@@ -1,5 +1,7 @@
 //! Shared support for the integration tests: the real mutual-TLS Kafka cluster started by
-//! `tests/cluster/cluster.sh start` (see `tests/run`). std only.
+//! `tests/cluster/cluster.sh start` (see `tests/run`), and the helpers several test files
+//! share. std only, but for the submodules [`kafka`] (hand-built frames and a fake broker on
+//! tokio; needs no cluster) and [`clickhouse`] (a clickhouse-server of the test's own).
 //!
 //! Use from a test file with `mod common;` then `let c = common::cluster();`.
 //!
@@ -14,14 +16,17 @@
 //! other tests that depend on every broker being up may hold `c.shared()`.
 #![allow(dead_code)]
 
+pub mod clickhouse;
+pub mod kafka;
+
 use std::collections::HashMap;
-use std::io::Write;
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A client identity of the test cluster (certificate CN = principal name).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,6 +104,81 @@ pub fn unique(prefix: &str) -> String {
         .as_millis()
         % 100_000_000;
     format!("{prefix}-{}-{n}-{t}", std::process::id())
+}
+
+/// `name` on `$PATH` or in /usr/sbin, /usr/bin, /sbin.
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let found = path
+        .split(':')
+        .chain(["/usr/sbin", "/usr/bin", "/sbin"])
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file());
+    found
+}
+
+/// A free port on 127.0.0.1 (just released by the kernel, so nothing listens on it).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Calls `f` every 200 ms until it returns true; panics after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// GET over plain HTTP/1.0 from 127.0.0.1:`port` (an admin listener); returns status and
+/// body. Panics when nothing listens or the answer cannot be read to its end.
+pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    let (text, read) = http_get_text(port, path);
+    read.unwrap();
+    http_status_and_body(&text)
+}
+
+/// [`http_get`] that keeps what arrived before a read error or the 5 s timeout (status 0 when
+/// nothing did), for listeners that may be starved or cut the answer short.
+pub fn http_get_lenient(port: u16, path: &str) -> (u16, String) {
+    let (text, _) = http_get_text(port, path);
+    http_status_and_body(&text)
+}
+
+fn http_get_text(port: u16, path: &str) -> (String, std::io::Result<usize>) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("admin listener");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut text = String::new();
+    let read = stream.read_to_string(&mut text);
+    (text, read)
+}
+
+fn http_status_and_body(text: &str) -> (u16, String) {
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, body.to_owned())
+}
+
+/// Sum of every sample of a Prometheus metric whose line contains all `labels`.
+pub fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter(|l| labels.iter().all(|label| l.contains(label)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// Runs a command and returns its output (panics only if it cannot be started).
@@ -405,6 +485,23 @@ impl Cluster {
         assert_success(&format!("creating topic {name}"), &out);
         self.wait_for_topic(name, partitions);
     }
+    /// Creates a topic as admin with an explicit replica assignment (`1:2:3,2:3:1`: one
+    /// partition per entry, its first broker the preferred leader); panics on failure. Waits
+    /// until every broker knows it.
+    pub fn create_topic_assigned(&self, name: &str, assignment: &str) {
+        let out = self.admin_cli(
+            "topics",
+            &[
+                "--create",
+                "--topic",
+                name,
+                "--replica-assignment",
+                assignment,
+            ],
+        );
+        assert_success(&format!("creating topic {name}"), &out);
+        self.wait_for_topic(name, assignment.split(',').count() as u32);
+    }
     /// Deletes a topic as admin; panics on failure.
     pub fn delete_topic(&self, name: &str) {
         let out = self.admin_cli("topics", &["--delete", "--topic", name]);
@@ -559,6 +656,107 @@ impl Drop for StoppedBroker<'_> {
     }
 }
 
+/// Runs the openssl CLI with `args` in `dir`; panics with its output on failure.
+pub fn openssl(dir: &Path, args: &[&str]) {
+    let out = run(Command::new("openssl").args(args).current_dir(dir), None);
+    assert_success(&format!("openssl {args:?}"), &out);
+}
+
+/// The Java verifiable producer (idempotent, acks=all) writing `total` records at `rate` per
+/// second through `bootstrap`; stdout/stderr go to files in a directory (one JSON line per
+/// record would fill a pipe). Killed on drop, so a test that fails before
+/// [`Load::finish`] leaves no producer running.
+pub struct Load {
+    child: Child,
+    out: PathBuf,
+    err: PathBuf,
+    total: u32,
+}
+
+impl Load {
+    /// Starts it; its properties, stdout and stderr are `dir/<topic>.{properties,out,err}`.
+    pub fn start(
+        c: &Cluster,
+        dir: &Path,
+        bootstrap: &str,
+        topic: &str,
+        total: u32,
+        rate: u32,
+    ) -> Load {
+        let props = dir.join(format!("{topic}.properties"));
+        std::fs::write(
+            &props,
+            "enable.idempotence=true\nacks=all\nretries=2147483647\ndelivery.timeout.ms=120000\n\
+             request.timeout.ms=10000\nreconnect.backoff.ms=50\nlinger.ms=5\n",
+        )
+        .unwrap();
+        let out = dir.join(format!("{topic}.out"));
+        let err = dir.join(format!("{topic}.err"));
+        let child = c
+            .cluster_sh()
+            .args([
+                "cli",
+                "verifiable-producer",
+                "--bootstrap-server",
+                bootstrap,
+            ])
+            .args(["--topic", topic, "--max-messages", &total.to_string()])
+            .args(["--throughput", &rate.to_string(), "--acks", "-1"])
+            .arg("--producer.config")
+            .arg(&props)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .spawn()
+            .unwrap();
+        Load {
+            child,
+            out,
+            err,
+            total,
+        }
+    }
+
+    /// Records acknowledged so far.
+    pub fn acked(&self) -> usize {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .matches("\"producer_send_success\"")
+            .count()
+    }
+
+    /// Waits (120 s) for the producer and asserts every record was acknowledged, none failed;
+    /// returns (acknowledged, failed). `context` starts every failure message.
+    pub fn finish(mut self, context: &str) -> (usize, usize) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{context}: producer did not finish in 120 s"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let stdout = std::fs::read_to_string(&self.out).unwrap();
+        let stderr = std::fs::read_to_string(&self.err).unwrap_or_default();
+        assert!(status.success(), "{context}: producer failed: {stderr}");
+        let failed = stdout.matches("\"producer_send_error\"").count();
+        let acked = stdout.matches("\"producer_send_success\"").count();
+        assert_eq!(failed, 0, "{context}: failed sends:\n{stdout}");
+        assert_eq!(acked, self.total as usize, "{context}: acknowledged");
+        (acked, failed)
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A fresh temporary directory (removed on drop).
 pub struct TempDir(pub PathBuf);
 
@@ -590,56 +788,61 @@ pub fn untrusted_client_cert(dir: &Path, cn: &str) -> (PathBuf, PathBuf, PathBuf
     let ext = dir.join("client.ext");
     std::fs::write(&ext, "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n")
         .unwrap();
-    let openssl = |args: &[&str]| {
-        let out = run(Command::new("openssl").args(args), None);
-        assert_success(&format!("openssl {args:?}"), &out);
-    };
     let p = |p: &Path| p.to_str().unwrap().to_string();
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        &p(&ca_key),
-        "-out",
-        &p(&ca),
-        "-days",
-        "2",
-        "-subj",
-        "/CN=rogue test CA",
-    ]);
-    openssl(&[
-        "req",
-        "-new",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        &p(&key),
-        "-out",
-        &p(&csr),
-        "-subj",
-        &format!("/CN={cn}"),
-    ]);
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        &p(&csr),
-        "-CA",
-        &p(&ca),
-        "-CAkey",
-        &p(&ca_key),
-        "-CAcreateserial",
-        "-out",
-        &p(&cert),
-        "-days",
-        "2",
-        "-extfile",
-        &p(&ext),
-    ]);
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &p(&ca_key),
+            "-out",
+            &p(&ca),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=rogue test CA",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &p(&key),
+            "-out",
+            &p(&csr),
+            "-subj",
+            &format!("/CN={cn}"),
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &p(&csr),
+            "-CA",
+            &p(&ca),
+            "-CAkey",
+            &p(&ca_key),
+            "-CAcreateserial",
+            "-out",
+            &p(&cert),
+            "-days",
+            "2",
+            "-extfile",
+            &p(&ext),
+        ],
+    );
     (ca, cert, key)
 }
 

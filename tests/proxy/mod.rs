@@ -302,29 +302,7 @@ impl Proxy {
     }
 
     fn relay(&self, port: u16) {
-        let listener = TcpListener::bind((CLIENT_HOST, port))
-            .unwrap_or_else(|e| panic!("relay cannot listen on {CLIENT_HOST}:{port}: {e}"));
-        let recorded = self.recorded.clone();
-        thread::spawn(move || {
-            for client in listener.incoming() {
-                let Ok(client) = client else { return };
-                let Ok(upstream) = TcpStream::connect(("127.0.0.1", port)) else {
-                    continue;
-                };
-                let record = Arc::new(Mutex::new(Recorded {
-                    port,
-                    ..Recorded::default()
-                }));
-                recorded.lock().unwrap().push(record.clone());
-                pipe(
-                    client.try_clone().unwrap(),
-                    upstream.try_clone().unwrap(),
-                    record.clone(),
-                    true,
-                );
-                pipe(upstream, client, record, false);
-            }
-        });
+        relay_port(CLIENT_HOST, "127.0.0.1", port, self.recorded.clone(), false);
     }
 
     /// Checks every byte the proxy sent to clients: no upstream host name appears anywhere,
@@ -351,55 +329,15 @@ impl Proxy {
     }
 
     fn check_addresses(&self, conn: &Recorded) -> usize {
-        // Pair responses with requests the way the proxy does, then let the rewrite module
-        // enumerate every broker address in each response (with a mapper that records them
-        // and changes nothing).
-        let mut requests = BytesMut::from(&conn.requests[..]);
-        let mut responses = BytesMut::from(&conn.responses[..]);
-        let reader = frame::FrameReader::new(usize::MAX >> 2);
-        let mut expected = std::collections::VecDeque::new();
-        while let Ok(Some(f)) = reader.next_frame(&mut requests) {
-            let h = frame::request_header(&f).unwrap();
-            if frame::expects_response(&h, &f).unwrap() {
-                expected.push_back(h);
-            }
-        }
         let allowed: Vec<i32> = (1..=9).map(|n| i32::from(self.base) + n).collect();
-        let mut checked = 0;
-        while let Ok(Some(f)) = reader.next_frame(&mut responses) {
-            let Some(h) = expected.pop_front() else { break };
-            let id = frame::response_correlation_id(&f).unwrap();
-            assert_eq!(id, h.correlation_id, "responses in request order");
-            if !rewrite::needs_inspection(h.api_key, h.api_version) {
-                continue;
-            }
-            let mut seen = Collect::default();
-            // A local UNSUPPORTED_VERSION answer to ApiVersions decodes at v0; that is fine.
-            let _ = rewrite::rewrite_response(
-                h.api_key,
-                h.api_version,
-                &Bytes::copy_from_slice(&f[4..]),
-                &mut seen,
+        addresses_in(conn, |kind, host, port, api| {
+            assert_eq!(host, CLIENT_HOST, "{kind} address {host}:{port} in {api}");
+            assert!(
+                (kind == "controller" && port == 0) || allowed.contains(&port),
+                "{kind} port {port} is not a proxy port ({api})"
             );
-            for (kind, host, port) in &seen.0 {
-                assert_eq!(
-                    host, CLIENT_HOST,
-                    "{kind} address {host}:{port} in api {} v{}",
-                    h.api_key, h.api_version
-                );
-                assert!(
-                    (kind == &"controller" && *port == 0) || allowed.contains(port),
-                    "{kind} port {port} is not a proxy port (api {} v{})",
-                    h.api_key,
-                    h.api_version
-                );
-                assert_ne!(*port, i32::from(self.upstream_port));
-            }
-            if !seen.0.is_empty() {
-                checked += 1;
-            }
-        }
-        checked
+            assert_ne!(port, i32::from(self.upstream_port));
+        })
     }
 }
 
@@ -431,6 +369,45 @@ impl AddressMapper for Collect {
             port,
         }
     }
+}
+
+/// Listens on `listen_host`:`port` and forwards every connection to `target_host`:`port`
+/// (with TCP_NODELAY on both sides if `nodelay`), recording its bytes in `recorded`. The
+/// listening thread lives as long as the test binary.
+fn relay_port(
+    listen_host: &str,
+    target_host: &str,
+    port: u16,
+    recorded: Arc<Mutex<Vec<Arc<Mutex<Recorded>>>>>,
+    nodelay: bool,
+) {
+    let listener = TcpListener::bind((listen_host, port))
+        .unwrap_or_else(|e| panic!("relay cannot listen on {listen_host}:{port}: {e}"));
+    let target = target_host.to_owned();
+    thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let Ok(upstream) = TcpStream::connect((target.as_str(), port)) else {
+                continue;
+            };
+            if nodelay {
+                let _ = client.set_nodelay(true);
+                let _ = upstream.set_nodelay(true);
+            }
+            let record = Arc::new(Mutex::new(Recorded {
+                port,
+                ..Recorded::default()
+            }));
+            recorded.lock().unwrap().push(record.clone());
+            pipe(
+                client.try_clone().unwrap(),
+                upstream.try_clone().unwrap(),
+                record.clone(),
+                true,
+            );
+            pipe(upstream, client, record, false);
+        }
+    });
 }
 
 fn pipe(mut from: TcpStream, mut to: TcpStream, record: Arc<Mutex<Recorded>>, requests: bool) {
@@ -481,32 +458,7 @@ impl Relay {
             recorded: Arc::default(),
         };
         for &port in ports {
-            let listener = TcpListener::bind((listen_host, port))
-                .unwrap_or_else(|e| panic!("relay cannot listen on {listen_host}:{port}: {e}"));
-            let recorded = relay.recorded.clone();
-            let target = target_host.to_owned();
-            thread::spawn(move || {
-                for client in listener.incoming() {
-                    let Ok(client) = client else { return };
-                    let Ok(upstream) = TcpStream::connect((target.as_str(), port)) else {
-                        continue;
-                    };
-                    let _ = client.set_nodelay(true);
-                    let _ = upstream.set_nodelay(true);
-                    let record = Arc::new(Mutex::new(Recorded {
-                        port,
-                        ..Recorded::default()
-                    }));
-                    recorded.lock().unwrap().push(record.clone());
-                    pipe(
-                        client.try_clone().unwrap(),
-                        upstream.try_clone().unwrap(),
-                        record.clone(),
-                        true,
-                    );
-                    pipe(upstream, client, record, false);
-                }
-            });
+            relay_port(listen_host, target_host, port, relay.recorded.clone(), true);
         }
         relay
     }
@@ -551,7 +503,9 @@ impl Relay {
 
 /// Calls `check(kind, host, port, "api K vV")` for every broker/controller address in the
 /// address-carrying responses of one recorded connection; returns how many such responses
-/// named at least one address. Responses are paired with requests the way the proxy does.
+/// named at least one address. Responses are paired with requests the way the proxy does,
+/// then the rewrite module enumerates every address in each (with a mapper that records them
+/// and changes nothing).
 fn addresses_in(conn: &Recorded, mut check: impl FnMut(&str, &str, i32, &str)) -> usize {
     let mut requests = BytesMut::from(&conn.requests[..]);
     let mut responses = BytesMut::from(&conn.responses[..]);
