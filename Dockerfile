@@ -27,10 +27,6 @@ USER 65532:65532
 # `docker stop` waits 10 s by default before SIGKILL: drain for 8 s unless told otherwise (give
 # --stop-timeout 30 and -e KTP_DRAIN_TIMEOUT=25s for longer drains; Nomad passes its own).
 ENV KTP_DRAIN_TIMEOUT=8s
-# mimalloc returns freed pages to the OS after 10 ms instead of 1 s: large frames come and go,
-# and RSS must stay within --max-buffered-bytes + the baseline, while 0 (at once) costs 25-40 %
-# more CPU with 1 MiB frames (README "Sizing and limits", BENCHMARKS.md).
-ENV MIMALLOC_PURGE_DELAY=10
 # Bootstrap, and brokers 1..9 (node id N -> 9100 + N). The admin port 9644 (/metrics, /healthz,
 # /readyz) listens on 127.0.0.1 inside the container unless KTP_ADMIN_ADDRESS says otherwise.
 EXPOSE 9092 9101-9109

@@ -2144,8 +2144,8 @@ impl PlainProxy {
         let (bootstrap_s, base_s) = (bootstrap.to_string(), base.to_string());
         let admin_addr = format!("127.0.0.1:{admin}");
         let child = Command::new(env!("CARGO_BIN_EXE_kafka-tls-proxy"))
-            // As the deployment files run it (README "Sizing and limits").
-            .env("MIMALLOC_PURGE_DELAY", "10")
+            // No allocator setting, as the deployment files run it (README "Sizing and limits").
+            .env_remove("MIMALLOC_PURGE_DELAY")
             .args(["--upstream", &upstream, "--upstream-plaintext"])
             .args(["--upstream-host-pattern", "localhost"])
             .args([

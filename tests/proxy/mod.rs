@@ -157,8 +157,9 @@ impl Proxy {
             .open(&self.log)
             .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_kafka-tls-proxy"))
-            // As the deployment files run it (README "Sizing and limits").
-            .env("MIMALLOC_PURGE_DELAY", "10")
+            // No allocator setting: the memory bounds hold without one (README "Sizing and
+            // limits"), and the deployment files set none.
+            .env_remove("MIMALLOC_PURGE_DELAY")
             .args(&self.args)
             .env_remove("KTP_CONFIG")
             .stdin(Stdio::null())
