@@ -38,10 +38,10 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{StrBytes, VersionRange};
 
+use super::address::{AddressMapper, MapError};
 use super::codec::{response_header_version, versions_of, CodecError};
 use super::frame::LENGTH_PREFIX;
 use super::wire::{self, AddressEntries, AddressEntry, AddressRegion, AddressesFn, EntryFormat};
-use super::{AddressMapper, MapError};
 
 /// Why a response could not be rewritten (the connection is then closed with this logged).
 ///

@@ -8,15 +8,17 @@
 //! protocol library.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
 use kafka_protocol::protocol::VersionRange;
 
 use super::codec::{self, versions_of, CodecError};
 use super::rewrite::{self, RewriteError};
 use super::wire;
 
-use super::API_VERSIONS;
 /// Kafka error code UNSUPPORTED_VERSION.
+/// ApiVersions' api key, the one the proxy answers and caps itself (from the crate's [`ApiKey`]).
+pub const API_VERSIONS: i16 = ApiKey::ApiVersions as i16;
+
 const UNSUPPORTED_VERSION: i16 = 35;
 
 /// The version range the proxy can decode for an API it inspects (ApiVersions itself and every

@@ -16,9 +16,9 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, Message, StrBytes};
 
 use super::{has_node_endpoints, rewritable, RewriteError, Rewritten};
+use crate::kafka::address::{AddressMapper, MapError};
 use crate::kafka::codec::{self, response_header_version};
 use crate::kafka::wire::{self, WalkFn};
-use crate::kafka::{AddressMapper, MapError};
 
 /// [`super::rewrite_response`]'s contract, by decoding and re-encoding.
 pub fn rewrite_response(
