@@ -17,20 +17,24 @@
 //! - [`identity`]: whom a client acts as at the cluster (its listener set or its verified
 //!   certificate picks the identity: upstream certificate, policy, metrics).
 //! - [`connection`]: one client ↔ one broker, under the connection limits: the upstream
-//!   connection opens after the first complete request; the request pump peeks each header,
-//!   numbers the request with the proxy's own correlation id and forwards bytes; the response
-//!   pump pairs each answer with its request, restores the client's id and rewrites only where
-//!   needed.
-//! - [`kafka`]: the one bounds-checked reader of network bytes ([`kafka::wire`]), framing and
-//!   header peeks ([`kafka::frame`]), bounded decoding and encoding ([`kafka::codec`]), the table
-//!   of address-carrying APIs and their rewrite ([`kafka::rewrite`]), and the ApiVersions
-//!   negotiation ([`kafka::versions`]).
+//!   connection opens after the first complete request; the read side (`connection/inbound.rs`)
+//!   reads frames under the memory rules and time limits; the request pump peeks each header and
+//!   plans the request once (`connection/plan.rs`: policy, local answers, versions, acks,
+//!   inspection, audit), numbers it with the proxy's own correlation id and forwards bytes; the
+//!   response pump pairs each answer with its request, restores the client's id and does what
+//!   the request's plan says of its answer (inspect, rewrite, audit).
+//! - [`kafka`]: the one bounds-checked reader of network bytes ([`kafka::wire`], which also
+//!   says which versions are flexible, from kafka-protocol), framing and header peeks
+//!   ([`kafka::frame`]), bounded decoding and encoding ([`kafka::codec`]), the table of
+//!   address-carrying APIs and their rewrite ([`kafka::rewrite`]), the ApiVersions negotiation
+//!   ([`kafka::versions`]), and the request walkers the policy reads ([`kafka::requests`]).
 //! - [`policy`]: what each identity may ask of the cluster (`full`, `read-only`, `no-admin`):
-//!   the one table over every API key, denials answered with each API's own authorization
-//!   error, and the audit of cluster-changing requests (what they change, what the broker
-//!   answered).
+//!   the one table over every API key (`policy/table.rs`: access, denial error kind, audited,
+//!   versions), denials answered with each API's own authorization error (`policy/deny.rs`),
+//!   and the audit of cluster-changing requests (`policy/audit.rs`: what they change, what the
+//!   broker answered).
 //! - [`budget`]: the process-wide memory budget for large frames, without hoarding or
-//!   starvation.
+//!   starvation, and the memory itself (pooled mappings the budget hands out with the budget).
 //! - [`brokers`]: node id ↔ upstream address ↔ proxy port, the port formula, and the policy
 //!   for what the cluster's own Metadata may add (client responses only read the table).
 //! - [`upstream`]: connecting to brokers with mutual TLS; the proxy's own Metadata request.
@@ -38,6 +42,11 @@
 //! - [`tls`]: certificates and keys, rustls configurations, reload, failure classification.
 //! - [`admin`]: metrics, health and readiness, the admin HTTP listener.
 //! - [`check`]: the `check` diagnostic command.
+//!
+//! Imports go down this list's dependency order and never in a circle: `server` and
+//! `connection` both use `shared`, not each other; `config` uses `brokers`, `policy` and `tls`,
+//! none of which uses `config`; inside `kafka`, `wire` imports nothing of ours and every other
+//! module only what sits below it.
 
 pub mod admin;
 pub mod brokers;

@@ -13,7 +13,7 @@
 //! Nothing here grows without a bound: no upstream connection exists before the client's first
 //! complete request (within --first-frame-timeout); a request must arrive within
 //! --frame-timeout of its first byte and a client that sends nothing for --client-idle-timeout
-//! is closed; frames above [`SMALL_FRAME_BYTES`] are charged to the process-wide
+//! is closed; frames above [`crate::kafka::frame::SMALL_FRAME_BYTES`] are charged to the process-wide
 //! --max-buffered-bytes budget before their bodies are read (a pump waiting for budget stops
 //! reading, which is TCP backpressure, never a failure); at most `MAX_IN_FLIGHT` requests
 //! per direction of the expectation queue are awaiting answers before the client is no longer

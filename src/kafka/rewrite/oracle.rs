@@ -2,7 +2,7 @@
 //! fields edited, the message re-encoded.
 //!
 //! The proxy does not use it: it costs 7-14 times the frame in memory where
-//! [`super::rewrite_response`] costs one copy. It is kept, public, as the reference the splice
+//! [`crate::kafka::rewrite::rewrite_response`] costs one copy. It is kept, public, as the reference the splice
 //! must match byte for byte (kafka-protocol re-encodes deterministically and keeps unknown
 //! tagged fields): the property tests of this module, the fuzz target `splice_vs_decode`, and
 //! the "before" rows of `benches/rewrite.rs` call it.
