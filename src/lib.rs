@@ -41,6 +41,8 @@
 //! - [`resolve`]: broker names → addresses, one lookup per name per `--dns-cache-ttl`.
 //! - [`tls`]: certificates and keys, rustls configurations, reload, failure classification.
 //! - [`admin`]: metrics, health and readiness, the admin HTTP listener.
+//! - [`logs`]: what keeps the log trustworthy: control characters escaped in every text line,
+//!   audit entries bounded, audit ids.
 //! - [`check`]: the `check` diagnostic command.
 //!
 //! Imports go down this list's dependency order and never in a circle: `server` and
@@ -56,6 +58,7 @@ pub mod config;
 pub mod connection;
 pub mod identity;
 pub mod kafka;
+pub mod logs;
 pub mod policy;
 pub mod resolve;
 pub mod server;

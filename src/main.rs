@@ -12,6 +12,7 @@ use anyhow::Context;
 use clap::Parser;
 use kafka_tls_proxy::admin::{self, Health};
 use kafka_tls_proxy::config::{Cli, Command, LogFormat, Settings};
+use kafka_tls_proxy::logs::EscapingStderr;
 use kafka_tls_proxy::tls::{Secret, TlsState};
 use kafka_tls_proxy::{brokers, check, server};
 use tokio::signal::unix::{signal, SignalKind};
@@ -35,11 +36,13 @@ const MAX_PASSPHRASE_BYTES: usize = 4096;
 fn init_logging(settings: &Settings) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&settings.log)
         .with_context(|| format!("--log: invalid filter '{}'", settings.log))?;
-    // Logs go to stderr, in colour only on a terminal; stdout is left to commands' output.
+    // Logs go to stderr; stdout is left to commands' output. Every control character inside a
+    // line is escaped (fields hold certificate subjects and other strings from the network), so
+    // there is no colour: the escaping could not tell colour codes from a hostile string's.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
+        .with_writer(EscapingStderr)
+        .with_ansi(false);
     match settings.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),

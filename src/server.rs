@@ -112,6 +112,10 @@ pub async fn run(
         next_connection_id: AtomicU64::new(0),
         shutdown: stop_rx,
         alive: alive_tx,
+        audit_denials: crate::logs::LineLimit::new(
+            Duration::from_secs(1),
+            crate::connection::DENIALS_PER_SECOND,
+        ),
     });
 
     for (set, bootstrap) in bootstraps.into_iter().enumerate() {

@@ -52,6 +52,8 @@ pub struct Shared {
     pub(crate) shutdown: watch::Receiver<bool>,
     /// Every connection holds a clone; when all are gone, draining is over.
     pub(crate) alive: mpsc::Sender<()>,
+    /// Denial audit lines per identity and second ([`crate::logs::LineLimit`]).
+    pub(crate) audit_denials: crate::logs::LineLimit,
 }
 
 impl Shared {

@@ -1665,10 +1665,30 @@ fn cluster_changes_and_denials_are_audited_once_each_and_traffic_is_not() {
         .iter()
         .filter(|l| field(l, "event") == "denied")
         .collect();
+    let requests: Vec<&Json> = audit
+        .iter()
+        .filter(|l| field(l, "event") == "request")
+        .collect();
     assert_eq!(
-        changes.len() + denials.len(),
+        changes.len() + denials.len() + requests.len(),
         audit.len(),
-        "audit lines that are neither change nor denied:\n{log}"
+        "audit lines that are neither request, change nor denied:\n{log}"
+    );
+    // Each change was announced by its request line (same audit id) before it left.
+    for (i, line) in changes.iter().enumerate() {
+        let id = field(line, "audit_id");
+        let at = audit.iter().position(|l| std::ptr::eq(l, *line)).unwrap();
+        assert!(
+            audit[..at]
+                .iter()
+                .any(|l| field(l, "event") == "request" && field(l, "audit_id") == id),
+            "change {i} (audit id {id}) has no request line before it:\n{log}"
+        );
+    }
+    assert_eq!(
+        requests.len(),
+        changes.len(),
+        "one request line per change:\n{log}"
     );
 
     let apis: Vec<String> = changes.iter().map(|l| field(l, "api")).collect();

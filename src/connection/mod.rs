@@ -32,17 +32,18 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, watch};
 
+mod audit;
 mod inbound;
 mod plan;
+
+pub(crate) use self::audit::DENIALS_PER_SECOND;
 
 use self::inbound::{Chunk, Inbound, Requests, IDLE_PARK};
 use self::plan::{Awaited, Expected, Plan, Refusal};
 use crate::brokers::Lookup;
-use crate::identity::Identity;
 use crate::kafka::frame::{self, FrameError};
 use crate::kafka::rewrite::{self, RewriteError};
 use crate::kafka::{self, AddressMapper, Advertised, MapError};
-use crate::policy;
 use crate::shared::Shared;
 use crate::upstream::Stream;
 
@@ -276,7 +277,7 @@ where
                 ConnectionError::ClientFrame(e)
             })?;
             metrics.request(header.api_key);
-            match plan::plan(identity.policy, &header, frame) {
+            match plan::plan(identity.policy, who, &identity.name, &header, frame) {
                 Plan::Forward(awaited) => {
                     let proxy_id = next_id;
                     next_id = next_id.wrapping_add(1);
@@ -298,7 +299,15 @@ where
                     if let Some(error_code) = denied {
                         // Denied: answered here like the broker would, never forwarded.
                         metrics.denied(header.api_key);
-                        audit_denial(who, identity, &header, frame, Some(error_code), "policy");
+                        audit::denial(
+                            who,
+                            identity,
+                            &shared.audit_denials,
+                            &header,
+                            frame,
+                            Some(error_code),
+                            "policy",
+                        );
                     }
                     upstream
                         .write_all(&chunk[run_start..range.start])
@@ -309,7 +318,15 @@ where
                 }
                 Plan::Refuse(Refusal::Denied(reason)) => {
                     metrics.denied(header.api_key);
-                    audit_denial(who, identity, &header, frame, None, reason);
+                    audit::denial(
+                        who,
+                        identity,
+                        &shared.audit_denials,
+                        &header,
+                        frame,
+                        None,
+                        reason,
+                    );
                     return Err(ConnectionError::Denied {
                         api_key: header.api_key,
                         reason,
@@ -542,14 +559,7 @@ where
             frame::set_response_correlation_id(&mut chunk[range.clone()], client_id);
             let payload_range = range.start + frame::LENGTH_PREFIX..range.end;
             if let Some(audit) = audit {
-                audit_change(
-                    who,
-                    identity,
-                    api_key,
-                    api_version,
-                    *audit,
-                    &chunk[payload_range.clone()],
-                );
+                audit.answered(&chunk[payload_range.clone()]);
             }
             let inspect_it = planned_inspection
                 && rewrite::may_carry_addresses(api_key, api_version, &chunk[payload_range])
@@ -592,56 +602,4 @@ where
         drop(chunk);
         inbound.release();
     }
-}
-
-/// Logs the audit line of a policy denial (the request never reaches the cluster).
-fn audit_denial(
-    who: &Client,
-    identity: &Identity,
-    header: &frame::RequestHeader,
-    frame: &[u8],
-    error_code: Option<i16>,
-    reason: &'static str,
-) {
-    let resources = policy::audit_resources(header, frame).unwrap_or_default();
-    tracing::warn!(
-        target: "audit",
-        event = "denied",
-        identity = %identity.name,
-        principal = %who.principal,
-        client = %who.peer,
-        api = %crate::admin::api_name(header.api_key),
-        version = header.api_version,
-        resources = ?resources,
-        error_code = error_code.unwrap_or(-1),
-        reason,
-        "request denied by the identity's policy"
-    );
-}
-
-/// Logs the audit line of a cluster-changing request once the broker has answered it.
-fn audit_change(
-    who: &Client,
-    identity: &Identity,
-    api_key: i16,
-    api_version: i16,
-    audit: plan::Audit,
-    payload: &[u8],
-) {
-    let outcome = policy::audit_outcome(api_key, api_version, payload)
-        .unwrap_or_else(|e| vec![(format!("(unreadable answer: {e})"), -1)]);
-    let error_codes: Vec<i16> = outcome.iter().map(|(_, code)| *code).collect();
-    tracing::info!(
-        target: "audit",
-        event = "change",
-        identity = %identity.name,
-        principal = %who.principal,
-        client = %who.peer,
-        api = %crate::admin::api_name(api_key),
-        version = api_version,
-        resources = ?audit.resources,
-        error_codes = ?error_codes,
-        outcome = ?outcome,
-        "cluster change"
-    );
 }

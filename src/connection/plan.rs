@@ -14,6 +14,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::audit::Audit;
+use super::Client;
 use crate::kafka::frame::{self, FrameError, RequestHeader};
 use crate::kafka::{self, versions};
 use crate::policy::{self, Decision, Policy};
@@ -60,15 +62,9 @@ pub(super) struct Awaited {
     /// The response must be looked at before the client gets it (ApiVersions is capped, an
     /// address-carrying API's brokers are rewritten).
     pub(super) inspect: bool,
-    /// Set for requests that change the cluster: logged once the answer is in.
+    /// Set for requests that change the cluster: their request line is written; the outcome
+    /// line is written from the answer (or as unknown if none comes).
     pub(super) audit: Option<Box<Audit>>,
-}
-
-/// A cluster-changing request awaiting its audit line: the resources it names.
-#[derive(Debug)]
-pub(super) struct Audit {
-    /// What the request changes, as its audit line names it.
-    pub(super) resources: Vec<String>,
 }
 
 /// What the response pump expects next.
@@ -90,8 +86,15 @@ pub(super) enum Expected {
 /// Plans one request: `frame` is the complete request frame (length prefix included) as the
 /// client sent it, `header` its header as [`frame::request_header`] read it. Under `full`, and
 /// for every request a policy allows, nothing beyond the header (and Produce's acks) is read,
-/// except the resources of a request that is audited.
-pub(super) fn plan(policy: Policy, header: &RequestHeader, frame: &[u8]) -> Plan {
+/// except the resources of a request that is audited, whose request line `who` (acting as
+/// `identity`) is written here, before the request can be forwarded.
+pub(super) fn plan(
+    policy: Policy,
+    who: &Client,
+    identity: &str,
+    header: &RequestHeader,
+    frame: &[u8],
+) -> Plan {
     if policy != Policy::Full {
         match policy::decide(policy, header, frame) {
             Decision::Allow => {}
@@ -119,20 +122,22 @@ pub(super) fn plan(policy: Policy, header: &RequestHeader, frame: &[u8]) -> Plan
     if !kafka::relayable(api_key, api_version) {
         return Plan::Refuse(Refusal::UnsupportedVersion);
     }
-    match frame::expects_response(header, frame) {
-        Err(e) => Plan::Refuse(Refusal::Malformed(e)),
-        Ok(false) => Plan::Forward(None),
-        Ok(true) => Plan::Forward(Some(Awaited {
-            client_id: header.correlation_id,
-            api_key,
-            api_version,
-            inspect: kafka::needs_inspection(api_key, api_version),
-            audit: policy::audited(api_key).then(|| {
-                Box::new(Audit {
-                    resources: policy::audit_resources(header, frame)
-                        .unwrap_or_else(|e| vec![format!("(unreadable: {e})")]),
-                })
-            }),
-        })),
+    let expects = match frame::expects_response(header, frame) {
+        Ok(expects) => expects,
+        Err(e) => return Plan::Refuse(Refusal::Malformed(e)),
+    };
+    let audit = policy::audited(api_key).then(|| Audit::request(who, identity, header, frame));
+    if !expects {
+        if let Some(audit) = audit {
+            audit.unanswered();
+        }
+        return Plan::Forward(None);
     }
+    Plan::Forward(Some(Awaited {
+        client_id: header.correlation_id,
+        api_key,
+        api_version,
+        inspect: kafka::needs_inspection(api_key, api_version),
+        audit: audit.map(Box::new),
+    }))
 }

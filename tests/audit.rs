@@ -1,0 +1,368 @@
+//! The audit log against the real cluster: written before a change leaves, never forged, never
+//! flooded (issue "Policy and audit that no client can stall, bypass or blind").
+//!
+//! - A CreateTopics whose client resets its connection at once: the topic is created, and its
+//!   request line was written (with the topic) and an outcome line follows, "change" or
+//!   "unknown: connection closed", with the same audit id.
+//! - A client certificate signed by the listener's CA whose subject holds a newline followed by
+//!   a forged log line: the denial line that names it stays one line, the newline escaped.
+//! - A read-only client pipelining thousands of denied requests: at most
+//!   `DENIALS_PER_SECOND` denial lines per second, the next line after a pause carries the
+//!   suppressed count, lines + suppressed = requests, and the counter agrees.
+
+mod common;
+mod proxy;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, ProduceRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use common::kafka::request_frame;
+use common::{cluster, free_port, http_get, metric, unique, wait_until, TempDir};
+use proxy::Proxy;
+
+/// What the proxy allows per identity and second (src/connection/audit.rs).
+const DENIALS_PER_SECOND: usize = 20;
+
+/// The audit lines of a text log: (event, audit id if any, the whole line).
+fn audit_lines(log: &str) -> Vec<(String, Option<u64>, String)> {
+    let field = |line: &str, key: &str| -> Option<String> {
+        let at = line.find(&format!(" {key}="))? + key.len() + 2;
+        let rest = &line[at..];
+        let value = if let Some(quoted) = rest.strip_prefix('"') {
+            &quoted[..quoted.find('"')?]
+        } else {
+            rest.split(' ').next()?
+        };
+        Some(value.to_owned())
+    };
+    log.lines()
+        .filter(|l| l.contains(" audit: "))
+        .filter_map(|l| {
+            let event = field(l, "event")?;
+            let id = field(l, "audit_id").and_then(|v| v.parse().ok());
+            Some((event, id, l.to_owned()))
+        })
+        .collect()
+}
+
+fn topic_name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_owned()))
+}
+
+#[test]
+fn a_change_whose_client_resets_at_once_is_audited_before_it_leaves() {
+    let c = cluster();
+    let _up = c.shared();
+    let proxy = Proxy::start(c, &["--log", "info"]);
+    let topic = unique("audit-reset");
+    let request = CreateTopicsRequest::default()
+        .with_timeout_ms(30000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(topic_name(&topic))
+            .with_num_partitions(1)
+            .with_replication_factor(3)]);
+    let frame = request_frame("audit-test", ApiKey::CreateTopics as i16, 5, 2, 7, &request);
+    // Send, then reset the connection at once (SO_LINGER 0): no answer is ever read.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use tokio::io::AsyncWriteExt;
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", proxy.port))
+            .await
+            .unwrap();
+        s.write_all(&frame).await.unwrap();
+        // Zero linger: the close is a reset, and nothing blocks.
+        #[allow(deprecated)]
+        s.set_linger(Some(Duration::ZERO)).unwrap();
+        drop(s);
+    });
+    // The broker acts on it all the same.
+    c.wait_for_topic(&topic, 1);
+    wait_until("the outcome line", Duration::from_secs(30), || {
+        audit_lines(&proxy.log())
+            .iter()
+            .any(|(e, _, l)| (e == "change" || e == "outcome") && l.contains(&topic))
+    });
+    let log = proxy.log();
+    let lines = audit_lines(&log);
+    let request = lines
+        .iter()
+        .find(|(e, _, l)| e == "request" && l.contains(&topic))
+        .unwrap_or_else(|| panic!("no request line for {topic}:\n{log}"));
+    let id = request.1.expect("the request line has an audit id");
+    let outcome: Vec<_> = lines
+        .iter()
+        .filter(|(e, i, _)| (e == "change" || e == "outcome") && *i == Some(id))
+        .collect();
+    assert_eq!(
+        outcome.len(),
+        1,
+        "one outcome line for audit id {id}:\n{log}"
+    );
+    let pos = |needle: &str| log.find(needle).unwrap();
+    assert!(
+        pos(&request.2) < pos(&outcome[0].2),
+        "the request line comes first:\n{log}"
+    );
+    let o = &outcome[0].2;
+    assert!(
+        o.contains("event=\"change\"") || o.contains("unknown: connection closed"),
+        "{o}"
+    );
+    println!("audit: request line: {}", request.2);
+    println!("audit: outcome line: {o}");
+    c.delete_topic(&topic);
+}
+
+#[test]
+fn a_certificate_subject_with_a_newline_cannot_forge_a_log_line() {
+    let c = cluster();
+    let _up = c.shared();
+    let dir = TempDir::new("audit-newline");
+    let root = common::repo_root();
+    // A CN holds at most 64 characters: a line that would start with the forged text.
+    let forged = "INFO audit: event=\"change\" forged=yes";
+    let subject = format!("/CN=evil\n{forged}");
+    let key = dir.path().join("evil.key");
+    let csr = dir.path().join("evil.csr");
+    let cert = dir.path().join("evil.pem");
+    let ext = dir.path().join("client.ext");
+    std::fs::write(
+        &ext,
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    let p = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    common::openssl(
+        dir.path(),
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &p(&key),
+            "-out",
+            &p(&csr),
+            "-subj",
+            &subject,
+        ],
+    );
+    // Signed by the CA the proxy's listener trusts: the proxy accepts it and logs its subject.
+    common::openssl(
+        dir.path(),
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &p(&csr),
+            "-CA",
+            &p(&root.join("certs-dev/ca.pem")),
+            "-CAkey",
+            &p(&root.join("certs-dev/ca.key")),
+            "-CAcreateserial",
+            "-out",
+            &p(&cert),
+            "-days",
+            "2",
+            "-extfile",
+            &p(&ext),
+        ],
+    );
+    let proxy = Proxy::start(
+        c,
+        &[
+            "--log",
+            "info",
+            "--policy",
+            "read-only",
+            "--advertised-host",
+            "localhost",
+            "--listener-cert",
+            root.join("certs-dev/proxy-server.pem").to_str().unwrap(),
+            "--listener-key",
+            root.join("certs-dev/proxy-server.key").to_str().unwrap(),
+            "--listener-client-ca",
+            c.ca().to_str().unwrap(),
+        ],
+    );
+    let topic = unique("audit-newline");
+    c.create_topic(&topic, 1, 3);
+    let bootstrap = format!("localhost:{}", proxy.port);
+    let ca = format!("ssl.ca.location={}", c.ca().display());
+    let cert_arg = format!("ssl.certificate.location={}", cert.display());
+    let key_arg = format!("ssl.key.location={}", key.display());
+    let args = [
+        "-b",
+        &bootstrap,
+        "-P",
+        "-t",
+        &topic,
+        "-X",
+        "security.protocol=ssl",
+        "-X",
+        &ca,
+        "-X",
+        &cert_arg,
+        "-X",
+        &key_arg,
+        "-X",
+        "message.timeout.ms=5000",
+    ];
+    // Denied (read-only): the denial line names the client's certificate subject.
+    let _ = c.kcat_raw(&args, Some(b"denied\n"));
+    wait_until("the denial line", Duration::from_secs(15), || {
+        audit_lines(&proxy.log())
+            .iter()
+            .any(|(e, _, _)| e == "denied")
+    });
+    let log = proxy.log();
+    for line in log.lines().filter(|l| l.contains("forged=yes")) {
+        assert!(
+            line.contains("evil\\nINFO audit: event"),
+            "a line of its own for the forged text: {line:?}\n{log}"
+        );
+    }
+    let denied: Vec<_> = audit_lines(&log)
+        .into_iter()
+        .filter(|(e, _, _)| e == "denied")
+        .collect();
+    let line = &denied[0].2;
+    assert!(
+        line.contains(&format!("principal=CN=evil\\n{forged}")),
+        "the subject's newline is escaped within the one line: {line}"
+    );
+    println!("audit: {line}");
+    c.delete_topic(&topic);
+}
+
+/// A Produce v9 (acks=1) of no records to partition 0 of `topic`.
+fn produce(topic: &str, correlation_id: i32) -> Vec<u8> {
+    let body = ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(1000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(topic_name(topic))
+            .with_partition_data(
+                vec![PartitionProduceData::default().with_index(0)],
+            )]);
+    request_frame(
+        "audit-flood",
+        ApiKey::Produce as i16,
+        9,
+        2,
+        correlation_id,
+        &body,
+    )
+}
+
+fn read_frames(s: &mut TcpStream, n: usize) {
+    for _ in 0..n {
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len).unwrap();
+        let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+        s.read_exact(&mut body).unwrap();
+    }
+}
+
+#[test]
+fn a_flood_of_denied_requests_writes_a_bounded_number_of_lines() {
+    let c = cluster();
+    let _up = c.shared();
+    let admin = free_port();
+    let admin_addr = format!("127.0.0.1:{admin}");
+    let proxy = Proxy::start(
+        c,
+        &[
+            "--log",
+            "info",
+            "--policy",
+            "read-only",
+            "--admin-address",
+            &admin_addr,
+        ],
+    );
+    let topic = unique("audit-flood");
+    const FLOOD: usize = 3000;
+    let mut s = TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let started = Instant::now();
+    let mut all = Vec::new();
+    for i in 0..FLOOD {
+        all.extend(produce(&topic, i as i32));
+    }
+    // Written by a thread while this one reads the answers (each is answered by the proxy).
+    let mut writer = s.try_clone().unwrap();
+    let sent = std::thread::spawn(move || writer.write_all(&all).unwrap());
+    read_frames(&mut s, FLOOD);
+    sent.join().unwrap();
+    let took = started.elapsed();
+    // After a pause, one more: its line carries the count of those suppressed.
+    std::thread::sleep(Duration::from_millis(1100));
+    s.write_all(&produce(&topic, FLOOD as i32)).unwrap();
+    read_frames(&mut s, 1);
+    wait_until("the last denial line", Duration::from_secs(10), || {
+        proxy.log().contains("suppressed=") && {
+            let lines = audit_lines(&proxy.log());
+            lines
+                .iter()
+                .filter(|(e, _, _)| e == "denied")
+                .any(|(_, _, l)| !l.contains("suppressed=0"))
+        }
+    });
+    let log = proxy.log();
+    let denied: Vec<String> = audit_lines(&log)
+        .into_iter()
+        .filter(|(e, _, _)| e == "denied")
+        .map(|(_, _, l)| l)
+        .collect();
+    let suppressed: u64 = denied
+        .iter()
+        .filter_map(|l| {
+            l.split(" suppressed=")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    // The limiter's promise: per started second, at most DENIALS_PER_SECOND lines.
+    let seconds = took.as_secs() as usize + 2;
+    println!(
+        "audit: {} denied requests in {took:?}: {} lines, {suppressed} suppressed",
+        FLOOD + 1,
+        denied.len()
+    );
+    assert!(
+        denied.len() <= DENIALS_PER_SECOND * seconds,
+        "{} denial lines for {} requests in {took:?}",
+        denied.len(),
+        FLOOD + 1
+    );
+    assert_eq!(
+        denied.len() as u64 + suppressed,
+        FLOOD as u64 + 1,
+        "every denial is either written or counted"
+    );
+    let (status, metrics) = http_get(admin, "/metrics");
+    assert_eq!(status, 200);
+    let counted = metric(
+        &metrics,
+        "kafka_proxy_audit_lines_suppressed_total",
+        &["identity=\""],
+    );
+    assert_eq!(
+        counted, suppressed as f64,
+        "the counter counts the same:\n{metrics}"
+    );
+}
