@@ -71,6 +71,13 @@ pub(super) struct LargeFrame {
     len: usize,
 }
 
+impl LargeFrame {
+    /// Bytes of budget the frame holds.
+    pub(super) fn held(&self) -> usize {
+        self.held.held()
+    }
+}
+
 impl AsRef<[u8]> for LargeFrame {
     fn as_ref(&self) -> &[u8] {
         &self.held.bytes()[..self.len]

@@ -36,7 +36,7 @@ mod inbound;
 mod plan;
 
 use self::inbound::{Chunk, Inbound, Requests, IDLE_PARK};
-use self::plan::{Awaited, Expected, Plan, Refusal};
+use self::plan::{Awaited, Expected, Local, Plan, Refusal};
 use crate::brokers::Lookup;
 use crate::identity::Identity;
 use crate::kafka::frame::{self, FrameError};
@@ -48,7 +48,11 @@ use crate::upstream::Stream;
 
 /// Requests a client may have in flight on one connection before the proxy stops reading
 /// more from it (Kafka clients default to 5; this leaves ample room).
-const MAX_IN_FLIGHT: usize = 1024;
+pub(crate) const MAX_IN_FLIGHT: usize = 1024;
+
+/// Why a denied request closes its connection when its answer could never fit the budget.
+const ANSWER_TOO_LARGE: &str =
+    "the answer to this denied request could take more memory than --max-buffered-bytes allows";
 
 /// Why a connection ended abnormally. Logged once, with the connection's span.
 #[derive(Debug, thiserror::Error)]
@@ -276,6 +280,50 @@ where
                 ConnectionError::ClientFrame(e)
             })?;
             metrics.request(header.api_key);
+            // An answer made here is charged before it is built (a huge denied request waits
+            // for budget, not reading the client, or closes if it could never fit).
+            let charge = match plan::answer_bound(identity.policy, &header, frame.len()) {
+                None => None,
+                Some(bound) => {
+                    let own = match &chunk {
+                        Chunk::Large(f) => f.held(),
+                        Chunk::Small(_) => 0,
+                    };
+                    if own.saturating_add(bound) > shared.budget.total() {
+                        shared.limit_reached(
+                            "answer_bytes",
+                            "--max-buffered-bytes",
+                            format_args!(
+                                "closing a client whose {}-byte request would take up to {bound} bytes to answer",
+                                frame.len()
+                            ),
+                        );
+                        metrics.denied(header.api_key);
+                        audit_denial(who, identity, &header, frame, None, ANSWER_TOO_LARGE);
+                        return Err(ConnectionError::Denied {
+                            api_key: header.api_key,
+                            reason: ANSWER_TOO_LARGE,
+                        });
+                    }
+                    let charge = match shared.budget.try_charge(bound) {
+                        Some(charge) => charge,
+                        None => {
+                            shared.limit_reached(
+                                "buffered_bytes",
+                                "--max-buffered-bytes",
+                                format_args!("waiting for {bound} bytes of answer budget"),
+                            );
+                            tokio::select! {
+                                biased;
+                                _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
+                                charge = shared.budget.charge(bound) => charge,
+                            }
+                        }
+                    };
+                    Some(charge)
+                }
+            };
+            let frame = &chunk[range.clone()];
             match plan::plan(identity.policy, &header, frame) {
                 Plan::Forward(awaited) => {
                     let proxy_id = next_id;
@@ -305,7 +353,15 @@ where
                         .await
                         .map_err(ConnectionError::BrokerIo)?;
                     run_start = range.end;
-                    send_expectation(&expect, Expected::Local(response)).await?;
+                    let Some(mut charge) = charge else {
+                        unreachable!("plan answers only requests answer_bound charged for")
+                    };
+                    charge.shrink_to(response.len());
+                    let local = Local {
+                        bytes: response,
+                        _charge: charge,
+                    };
+                    send_expectation(&expect, Expected::Local(local)).await?;
                 }
                 Plan::Refuse(Refusal::Denied(reason)) => {
                     metrics.denied(header.api_key);
@@ -362,8 +418,9 @@ async fn deliver_local<W: AsyncRead + AsyncWrite>(
     let mut wrote = false;
     while let Some(Expected::Local(_)) = pending.front() {
         if let Some(Expected::Local(answer)) = pending.pop_front() {
-            write_to_client(shared, client, &answer).await?;
+            write_to_client(shared, client, &answer.bytes).await?;
             wrote = true;
+            // Its charge goes back with it, now that it has been written.
         }
     }
     Ok(wrote)
@@ -565,6 +622,21 @@ where
             // Write what precedes this frame, then this frame (rewritten or not), then any
             // local answers due after it; the rest of the chunk starts afresh.
             write_to_client(shared, &mut client, &chunk[run_start..range.start]).await?;
+            // A rewrite is charged before it is built, and until it has been written; beside a
+            // large frame that holds budget of its own, at most the rest of the budget (so it
+            // can never wait for itself).
+            let charge = if inspect_it {
+                let own = match &chunk {
+                    Chunk::Large(f) => f.held(),
+                    Chunk::Small(_) => 0,
+                };
+                let host_len = shared.registry.advertised_host().len();
+                let bound = rewrite::rewrite_bound(range.len(), host_len)
+                    .min(shared.budget.total().saturating_sub(own));
+                Some(shared.budget.charge(bound).await)
+            } else {
+                None
+            };
             let frame = chunk.split_to(range.end).slice(range.start..);
             let replaced = if inspect_it {
                 inspect(
@@ -582,6 +654,7 @@ where
                 identity.api_metrics.rewritten(api_key);
             }
             write_to_client(shared, &mut client, replaced.as_ref().unwrap_or(&frame)).await?;
+            drop((replaced, charge));
             deliver_local(shared, &mut client, &mut pending).await?;
             run_start = 0;
             offset = 0;
