@@ -282,9 +282,21 @@ impl<R: AsyncRead + AsyncWrite> Requests<R> {
         }
     }
 
-    /// The time limit of the next read: the first request's, the started request's (waiting
-    /// for budget included: a stalled request must not hold its place in the queue longer),
-    /// or the idle one.
+    /// Moves the running request's deadline on by `waited`, time the proxy spent waiting for
+    /// budget before reading on (see [`Requests::deadline`]).
+    fn not_counting(&mut self, waited: Duration) {
+        if let Some((at, _)) = &mut self.first {
+            *at += waited;
+        }
+        if let Some(started) = &mut self.frame_started {
+            *started += waited;
+        }
+    }
+
+    /// The time limit of the next read: the first request's, the started request's, or the
+    /// idle one. Time spent waiting for budget never counts ([`Requests::not_counting`]): the
+    /// budget's queue itself bounds that wait (every holder releases within a bounded time),
+    /// and a client must not be closed for the proxy being busy.
     fn deadline(&self, shared: &Shared) -> (Instant, &'static str, Duration) {
         match (self.first, self.frame_started) {
             (Some((at, after)), _) => (at, "--first-frame-timeout", after),
@@ -321,6 +333,22 @@ impl<R: AsyncRead + AsyncWrite> Requests<R> {
                     return Err(ConnectionError::ClientFrame(e));
                 }
             }
+            // Budget for a large request before its body is read. The time spent waiting for
+            // budget that others hold is the proxy's, not the client's: it moves the request's
+            // deadline (first request or --frame-timeout) on by as much.
+            let mut stop = shutdown.clone();
+            let waiting_from = Instant::now();
+            let stopped = self
+                .inbound
+                .prepare(shared, async move {
+                    let _ = stop.wait_for(|stop| *stop).await;
+                })
+                .await
+                .map_err(ConnectionError::ClientFrame)?;
+            if stopped.is_err() {
+                return Ok(None);
+            }
+            self.not_counting(waiting_from.elapsed());
             let (deadline, flag, after) = self.deadline(shared);
             let timed_out = |shared: &Shared| {
                 let limit = match flag {
@@ -335,21 +363,8 @@ impl<R: AsyncRead + AsyncWrite> Requests<R> {
                 );
                 ConnectionError::ClientTimeout { flag, after }
             };
-            let mut stop = shutdown.clone();
-            let stopped = self
-                .inbound
-                .prepare(shared, async move {
-                    tokio::select! {
-                        _ = stop.wait_for(|stop| *stop) => false,
-                        _ = tokio::time::sleep_until(deadline.into()) => true,
-                    }
-                })
-                .await
-                .map_err(ConnectionError::ClientFrame)?;
-            match stopped {
-                Ok(()) => {}
-                Err(false) => return Ok(None),
-                Err(true) => return Err(timed_out(shared)),
+            if Instant::now() >= deadline {
+                return Err(timed_out(shared));
             }
             // A quiet client with nothing buffered gives its read buffer back after IDLE_PARK.
             let park_at = self

@@ -101,6 +101,15 @@ pub enum ConnectionError {
         /// The limit.
         after: Duration,
     },
+    /// The client read an answer more slowly than --min-client-read-rate allows, over a
+    /// window of --frame-timeout (or read nothing at all for that long).
+    #[error("client read less than {rate} bytes/s over {after:?} (--min-client-read-rate, --frame-timeout)")]
+    ClientTooSlow {
+        /// The floor rate, bytes per second.
+        rate: u64,
+        /// The window.
+        after: Duration,
+    },
     /// The identity's policy does not allow this request, and no answer can carry the denial
     /// (an API the proxy cannot answer for, or Produce with acks=0).
     #[error("api key {api_key} is not allowed for this identity ({reason})")]
@@ -164,38 +173,57 @@ impl AddressMapper for Mapper<'_> {
     }
 }
 
-/// Writes `bytes` to a client, closing the connection when the client accepts nothing for
-/// --frame-timeout: a consumer that stops reading must not hold its response's budget (and
-/// with it every other client's large frames) for long. A slow but moving client is fine.
+/// Writes `bytes` to a client, closing the connection when the client reads too slowly to
+/// give back the budget its answer holds in a bounded time: within each window of
+/// --frame-timeout it must take at least --min-client-read-rate × --frame-timeout bytes (or the
+/// rest of `bytes`, when less), and a window starts afresh as soon as it has. A slow but
+/// steady client is fine; one that reads nothing, or trickles, is closed.
 async fn write_to_client<W: AsyncRead + AsyncWrite>(
     shared: &Shared,
     client: &mut WriteHalf<W>,
     mut bytes: &[u8],
 ) -> Result<(), ConnectionError> {
     let after = shared.settings.frame_timeout;
+    let rate = shared.settings.min_client_read_rate;
+    let floor = window_floor(rate, after);
     while !bytes.is_empty() {
-        match tokio::time::timeout(after, client.write(bytes)).await {
-            Ok(Ok(0)) => {
-                return Err(ConnectionError::ClientIo(
-                    std::io::ErrorKind::WriteZero.into(),
-                ))
-            }
-            Ok(Ok(n)) => bytes = &bytes[n..],
-            Ok(Err(e)) => return Err(ConnectionError::ClientIo(e)),
-            Err(_) => {
-                shared.limit_reached(
-                    "client_write_timeout",
-                    "--frame-timeout",
-                    format_args!("closing a client that read nothing for {after:?}"),
-                );
-                return Err(ConnectionError::ClientTimeout {
-                    flag: "--frame-timeout",
-                    after,
-                });
+        // One window: at least `due` bytes by `deadline`.
+        let deadline = tokio::time::Instant::now() + after;
+        let due = floor.min(bytes.len());
+        let mut written = 0;
+        while written < due {
+            match tokio::time::timeout_at(deadline, client.write(bytes)).await {
+                Ok(Ok(0)) => {
+                    return Err(ConnectionError::ClientIo(
+                        std::io::ErrorKind::WriteZero.into(),
+                    ))
+                }
+                Ok(Ok(n)) => {
+                    bytes = &bytes[n..];
+                    written += n;
+                }
+                Ok(Err(e)) => return Err(ConnectionError::ClientIo(e)),
+                Err(_) => {
+                    shared.limit_reached(
+                        "client_read_rate",
+                        "--min-client-read-rate",
+                        format_args!(
+                            "closing a client that read {written} of {due} bytes due within {after:?}"
+                        ),
+                    );
+                    return Err(ConnectionError::ClientTooSlow { rate, after });
+                }
             }
         }
     }
     Ok(())
+}
+
+/// Bytes a client must read within each window of `after` at `rate` bytes per second: at
+/// least one, so that a client which reads nothing is always closed.
+fn window_floor(rate: u64, after: Duration) -> usize {
+    let floor = u128::from(rate) * after.as_millis() / 1000;
+    usize::try_from(floor).unwrap_or(usize::MAX).max(1)
 }
 
 /// Serves one client connection: waits for its first complete request, only then opens the
