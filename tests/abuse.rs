@@ -1733,7 +1733,11 @@ fn consumers_that_never_read_do_not_starve_other_clients_of_the_budget() {
 /// `read-only` the proxy answers it itself with one error per partition, 16 times its size.
 fn denied_produce(corr: i32, partitions: i32) -> Vec<u8> {
     let parts = (0..partitions)
-        .map(|i| PartitionProduceData::default().with_index(i).with_records(None))
+        .map(|i| {
+            PartitionProduceData::default()
+                .with_index(i)
+                .with_records(None)
+        })
         .collect();
     let topic = TopicProduceData::default()
         .with_name(TopicName(StrBytes::from_static_str("denied")))
@@ -1847,7 +1851,7 @@ fn a_99mib_denied_create_topics_closes_its_connection_within_the_budget() {
     use kafka_protocol::messages::CreateTopicsRequest;
     let name = "t".repeat(200);
     let target = 99 * MIB as usize;
-    let per_topic = name.len() + 14;
+    let per_topic = name.len() + 30;
     let topics = (0..target / per_topic)
         .map(|i| {
             CreatableTopic::default()
@@ -1861,8 +1865,12 @@ fn a_99mib_denied_create_topics_closes_its_connection_within_the_budget() {
         .with_timeout_ms(1000);
     let frame = encode_request("huge-denied", ApiKey::CreateTopics, 5, 1, &req);
     drop(req);
-    println!("  request: {} bytes", frame.len());
-    assert!(frame.len() < 100 * MIB as usize, "within --max-request-bytes");
+    let frame_len = frame.len();
+    println!("  request: {frame_len} bytes");
+    assert!(
+        frame_len < 100 * MIB as usize,
+        "within --max-request-bytes"
+    );
 
     let attack = Instant::now();
     let mut s = TcpStream::connect(bootstrap).unwrap();
@@ -1890,10 +1898,15 @@ fn a_99mib_denied_create_topics_closes_its_connection_within_the_budget() {
     case.check(closed_after < Duration::from_secs(60), || {
         "the proxy did not close the connection within 60 s".to_owned()
     });
-    case.check(log.contains("--max-buffered-bytes") && log.contains("to answer"), || {
-        "no warning says the answer would not fit --max-buffered-bytes".to_owned()
-    });
-    case.rss_bound("(f)", idle, peak, 3 * BUSY_CONN_KIB);
+    case.check(
+        log.contains("--max-buffered-bytes") && log.contains("to answer"),
+        || "no warning says the answer would not fit --max-buffered-bytes".to_owned(),
+    );
+    // A frame larger than the whole budget is the budget's one exception (src/budget.rs): it
+    // takes all of the budget and a mapping of its own size, so the bound allows what it
+    // holds beyond the budget.
+    let beyond_budget_kib = (frame_len as u64).saturating_sub(BUDGET) / 1024;
+    case.rss_bound("(f)", idle, peak, 3 * BUSY_CONN_KIB + beyond_budget_kib);
     case.finish(&log);
 }
 
@@ -1957,7 +1970,10 @@ fn a_consumer_reading_below_the_floor_rate_is_closed_and_others_go_on() {
     );
     println!("  metrics: {}", metrics_line(admin));
     case.check(closed_after.is_some(), || {
-        format!("the consumer reading {} KiB in 90 s was not closed", read / 1024)
+        format!(
+            "the consumer reading {} KiB in 90 s was not closed",
+            read / 1024
+        )
     });
     case.check(limit_reached(admin, "client_read_rate") >= 1.0, || {
         "kafka_proxy_limit_reached_total{limit=\"client_read_rate\"} did not count it".to_owned()

@@ -327,7 +327,8 @@ where
                             ),
                         );
                         metrics.denied(header.api_key);
-                        audit_denial(who, identity, &header, frame, None, ANSWER_TOO_LARGE);
+                        // Not read for the audit either: parsing it is what must not happen.
+                        audit_denial(who, identity, &header, None, None, ANSWER_TOO_LARGE);
                         return Err(ConnectionError::Denied {
                             api_key: header.api_key,
                             reason: ANSWER_TOO_LARGE,
@@ -374,7 +375,14 @@ where
                     if let Some(error_code) = denied {
                         // Denied: answered here like the broker would, never forwarded.
                         metrics.denied(header.api_key);
-                        audit_denial(who, identity, &header, frame, Some(error_code), "policy");
+                        audit_denial(
+                            who,
+                            identity,
+                            &header,
+                            Some(frame),
+                            Some(error_code),
+                            "policy",
+                        );
                     }
                     upstream
                         .write_all(&chunk[run_start..range.start])
@@ -393,7 +401,7 @@ where
                 }
                 Plan::Refuse(Refusal::Denied(reason)) => {
                     metrics.denied(header.api_key);
-                    audit_denial(who, identity, &header, frame, None, reason);
+                    audit_denial(who, identity, &header, Some(frame), None, reason);
                     return Err(ConnectionError::Denied {
                         api_key: header.api_key,
                         reason,
@@ -695,16 +703,19 @@ where
     }
 }
 
-/// Logs the audit line of a policy denial (the request never reaches the cluster).
+/// Logs the audit line of a policy denial (the request never reaches the cluster), with the
+/// resources `frame` names (`None`: a request too large to read, named by its API only).
 fn audit_denial(
     who: &Client,
     identity: &Identity,
     header: &frame::RequestHeader,
-    frame: &[u8],
+    frame: Option<&[u8]>,
     error_code: Option<i16>,
     reason: &'static str,
 ) {
-    let resources = policy::audit_resources(header, frame).unwrap_or_default();
+    let resources = frame
+        .map(|frame| policy::audit_resources(header, frame).unwrap_or_default())
+        .unwrap_or_else(|| vec!["(not read: too large)".to_owned()]);
     tracing::warn!(
         target: "audit",
         event = "denied",
