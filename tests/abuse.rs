@@ -2000,6 +2000,86 @@ fn a_consumer_reading_below_the_floor_rate_is_closed_and_others_go_on() {
     case.finish(&log);
 }
 
+// ------------------------------------------------------------------ waiting for budget
+
+/// A Produce v9 frame of `len` bytes in all whose body after acks is filler: the proxy reads
+/// its header and acks, then forwards it (what the broker makes of it does not matter here).
+fn filler_produce(len: usize) -> Vec<u8> {
+    let mut f = Vec::with_capacity(len);
+    f.extend(((len - 4) as i32).to_be_bytes());
+    f.extend(0i16.to_be_bytes()); // Produce
+    f.extend(9i16.to_be_bytes());
+    f.extend(1i32.to_be_bytes());
+    f.extend(1i16.to_be_bytes());
+    f.push(b'w');
+    f.push(0); // header tags
+    f.push(0); // null transactional id
+    f.extend(1i16.to_be_bytes()); // acks
+    f.resize(len, 0x55);
+    f
+}
+
+/// Writes `frame` in 1 MiB pieces, one every `pace`; true when all of it was accepted.
+fn paced_write(s: &TcpStream, frame: &[u8], pace: Duration) -> bool {
+    s.set_write_timeout(Some(Duration::from_secs(30))).unwrap();
+    for piece in frame.chunks(1 << 20) {
+        if (&*s).write_all(piece).is_err() {
+            return false;
+        }
+        thread::sleep(pace);
+    }
+    true
+}
+
+/// (h) Time spent waiting for budget others hold does not count against a request's own
+/// timeouts (README, --help): with --first-frame-timeout and --frame-timeout 5s and the
+/// 64 MiB budget, client A sends a 50 MiB request over ~4 s while client B's 30 MiB request
+/// waits for budget, then takes B ~3 s of its own to send. B's request spans ~6.5 s from
+/// its first byte, of which ~3.5 s were waiting: it must not be timed out. Before, the wait
+/// counted and B was closed at 5 s.
+#[test]
+fn waiting_for_budget_does_not_count_against_a_requests_timeouts() {
+    let _serial = serial();
+    raise_nofile();
+    let c = cluster();
+    let _up = c.shared();
+    let mut case = Case::new("(h) a request waiting for budget is not timed out");
+    let (proxy, admin, bootstrap) =
+        start_proxy(c, &["--first-frame-timeout", "5s", "--frame-timeout", "5s"]);
+    let a = TcpStream::connect(bootstrap).unwrap();
+    let b = TcpStream::connect(bootstrap).unwrap();
+    let a_frame = filler_produce(50 << 20);
+    let b_frame = filler_produce(30 << 20);
+    let start = Instant::now();
+    let a_done = thread::spawn(move || paced_write(&a, &a_frame, Duration::from_millis(80)));
+    thread::sleep(Duration::from_millis(300));
+    let b_ok = paced_write(&b, &b_frame, Duration::from_millis(100));
+    let b_took = start.elapsed();
+    let a_ok = a_done.join().unwrap();
+    thread::sleep(Duration::from_millis(500));
+    let timeouts =
+        limit_reached(admin, "first_frame_timeout") + limit_reached(admin, "frame_timeout");
+    println!(
+        "  A sent its 50 MiB: {a_ok}; B sent its 30 MiB: {b_ok}, {:.1} s after A began; \
+         client timeouts counted: {timeouts}",
+        b_took.as_secs_f64()
+    );
+    println!("  metrics: {}", metrics_line(admin));
+    case.check(a_ok && b_ok && timeouts == 0.0, || {
+        format!(
+            "a request that waited for budget was timed out (A {a_ok}, B {b_ok}, {timeouts} \
+             client timeouts)"
+        )
+    });
+    case.check(b_took > Duration::from_secs(5), || {
+        format!(
+            "B took {:.1} s, within the timeout anyway: the test shows nothing",
+            b_took.as_secs_f64()
+        )
+    });
+    case.finish(&proxy.log());
+}
+
 // ------------------------------------------------------------------ catching up
 
 /// Two kcat consumers catch up on 200 MiB of 100 KiB records with fetch.max.bytes and
