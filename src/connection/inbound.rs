@@ -285,18 +285,20 @@ impl<R: AsyncRead + AsyncWrite> Requests<R> {
     /// Moves the running request's deadline on by `waited`, time the proxy spent waiting for
     /// budget before reading on (see [`Requests::deadline`]).
     fn not_counting(&mut self, waited: Duration) {
-        if let Some((at, _)) = &mut self.first {
-            *at += waited;
-        }
-        if let Some(started) = &mut self.frame_started {
-            *started += waited;
+        if self.first.is_none() {
+            if let Some(started) = &mut self.frame_started {
+                *started += waited;
+            }
         }
     }
 
     /// The time limit of the next read: the first request's, the started request's, or the
-    /// idle one. Time spent waiting for budget never counts ([`Requests::not_counting`]): the
-    /// budget's queue itself bounds that wait (every holder releases within a bounded time),
-    /// and a client must not be closed for the proxy being busy.
+    /// idle one. Time spent waiting for budget does not count against --frame-timeout
+    /// ([`Requests::not_counting`]): the budget's queue itself bounds that wait (every holder
+    /// releases within a bounded time), and a client must not be closed for the proxy being
+    /// busy. The first request's deadline runs from the accept whatever happens, waiting for
+    /// budget included: a connection that never completed a request (no upstream connection
+    /// yet, perhaps no client at all) must not keep its place in the budget's queue longer.
     fn deadline(&self, shared: &Shared) -> (Instant, &'static str, Duration) {
         match (self.first, self.frame_started) {
             (Some((at, after)), _) => (at, "--first-frame-timeout", after),
@@ -337,16 +339,28 @@ impl<R: AsyncRead + AsyncWrite> Requests<R> {
             // budget that others hold is the proxy's, not the client's: it moves the request's
             // deadline (first request or --frame-timeout) on by as much.
             let mut stop = shutdown.clone();
+            let first_deadline = self.first.map(|(at, _)| at);
             let waiting_from = Instant::now();
             let stopped = self
                 .inbound
                 .prepare(shared, async move {
-                    let _ = stop.wait_for(|stop| *stop).await;
+                    tokio::select! {
+                        _ = stop.wait_for(|stop| *stop) => false,
+                        _ = async {
+                            match first_deadline {
+                                Some(at) => tokio::time::sleep_until(at.into()).await,
+                                None => std::future::pending().await,
+                            }
+                        } => true,
+                    }
                 })
                 .await
                 .map_err(ConnectionError::ClientFrame)?;
-            if stopped.is_err() {
-                return Ok(None);
+            match stopped {
+                Ok(()) => {}
+                Err(false) => return Ok(None),
+                // The first request's deadline passed while it waited (checked below).
+                Err(true) => {}
             }
             self.not_counting(waiting_from.elapsed());
             let (deadline, flag, after) = self.deadline(shared);
