@@ -382,7 +382,8 @@ pub struct Options {
     pub first_frame_timeout: Option<String>,
 
     /// Once a client has sent the first byte of a request, the rest must arrive within this
-    /// time (time spent waiting for --max-buffered-bytes does not count). Default 30s.
+    /// time, time spent waiting for --max-buffered-bytes included (a stalled request must not
+    /// keep its turn for the budget). Default 30s.
     #[arg(
         long,
         global = true,

@@ -282,23 +282,13 @@ impl<R: AsyncRead + AsyncWrite> Requests<R> {
         }
     }
 
-    /// Moves the running request's deadline on by `waited`, time the proxy spent waiting for
-    /// budget before reading on (see [`Requests::deadline`]).
-    fn not_counting(&mut self, waited: Duration) {
-        if self.first.is_none() {
-            if let Some(started) = &mut self.frame_started {
-                *started += waited;
-            }
-        }
-    }
-
-    /// The time limit of the next read: the first request's, the started request's, or the
-    /// idle one. Time spent waiting for budget does not count against --frame-timeout
-    /// ([`Requests::not_counting`]): the budget's queue itself bounds that wait (every holder
-    /// releases within a bounded time), and a client must not be closed for the proxy being
-    /// busy. The first request's deadline runs from the accept whatever happens, waiting for
-    /// budget included: a connection that never completed a request (no upstream connection
-    /// yet, perhaps no client at all) must not keep its place in the budget's queue longer.
+    /// The time limit of the next read: the first request's, the started request's (waiting
+    /// for budget included: a stalled request must not hold its place in the queue longer),
+    /// or the idle one. Waiting must count: the proxy cannot tell a client whose request is
+    /// all sent from one that stalled after its first bytes (it does not read while waiting),
+    /// and if waiting did not count, stalled requests would each take their turn holding the
+    /// budget for a whole --frame-timeout, one after the other, while every other client's
+    /// large frames wait (tests/abuse.rs (a'): the well-behaved client then stalled for 10 s).
     fn deadline(&self, shared: &Shared) -> (Instant, &'static str, Duration) {
         match (self.first, self.frame_started) {
             (Some((at, after)), _) => (at, "--first-frame-timeout", after),
@@ -335,34 +325,6 @@ impl<R: AsyncRead + AsyncWrite> Requests<R> {
                     return Err(ConnectionError::ClientFrame(e));
                 }
             }
-            // Budget for a large request before its body is read. The time spent waiting for
-            // budget that others hold is the proxy's, not the client's: it moves the request's
-            // deadline (first request or --frame-timeout) on by as much.
-            let mut stop = shutdown.clone();
-            let first_deadline = self.first.map(|(at, _)| at);
-            let waiting_from = Instant::now();
-            let stopped = self
-                .inbound
-                .prepare(shared, async move {
-                    tokio::select! {
-                        _ = stop.wait_for(|stop| *stop) => false,
-                        _ = async {
-                            match first_deadline {
-                                Some(at) => tokio::time::sleep_until(at.into()).await,
-                                None => std::future::pending().await,
-                            }
-                        } => true,
-                    }
-                })
-                .await
-                .map_err(ConnectionError::ClientFrame)?;
-            match stopped {
-                Ok(()) => {}
-                Err(false) => return Ok(None),
-                // The first request's deadline passed while it waited (checked below).
-                Err(true) => {}
-            }
-            self.not_counting(waiting_from.elapsed());
             let (deadline, flag, after) = self.deadline(shared);
             let timed_out = |shared: &Shared| {
                 let limit = match flag {
@@ -377,8 +339,21 @@ impl<R: AsyncRead + AsyncWrite> Requests<R> {
                 );
                 ConnectionError::ClientTimeout { flag, after }
             };
-            if Instant::now() >= deadline {
-                return Err(timed_out(shared));
+            let mut stop = shutdown.clone();
+            let stopped = self
+                .inbound
+                .prepare(shared, async move {
+                    tokio::select! {
+                        _ = stop.wait_for(|stop| *stop) => false,
+                        _ = tokio::time::sleep_until(deadline.into()) => true,
+                    }
+                })
+                .await
+                .map_err(ConnectionError::ClientFrame)?;
+            match stopped {
+                Ok(()) => {}
+                Err(false) => return Ok(None),
+                Err(true) => return Err(timed_out(shared)),
             }
             // A quiet client with nothing buffered gives its read buffer back after IDLE_PARK.
             let park_at = self
