@@ -15,7 +15,10 @@
 //! --frame-timeout of its first byte and a client that sends nothing for --client-idle-timeout
 //! is closed; frames above [`SMALL_FRAME_BYTES`] are charged to the process-wide
 //! --max-buffered-bytes budget before their bodies are read (a pump waiting for budget stops
-//! reading, which is TCP backpressure, never a failure); at most `MAX_IN_FLIGHT` requests
+//! reading, which is TCP backpressure, never a failure); the proxy's own answers (denials,
+//! ApiVersions) and rewritten responses are charged to it before they are built and until they
+//! have been written (allowed Produce and Fetch pay nothing: no lock per frame); a client
+//! reading an answer more slowly than --min-client-read-rate is closed; at most `MAX_IN_FLIGHT` requests
 //! per direction of the expectation queue are awaiting answers before the client is no longer
 //! read. A busy direction reads up to 64 KiB at a time (more frames per write); a direction
 //! quiet for a second with nothing buffered holds no read buffer at all.
