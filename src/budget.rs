@@ -16,6 +16,13 @@
 //! environment variable (a frame larger than the whole budget is the one exception: it takes
 //! all of the budget and a mapping of its own size, given back when it has left).
 //!
+//! **Charges without memory.** Bytes the proxy builds itself with the general allocator (its
+//! own answers: ApiVersions and policy denials; responses rewritten with the proxy's addresses)
+//! are charged to the same budget through [`Budget::charge`]: a [`Held`] without a mapping,
+//! taken *before* the bytes are allocated and carried with them until they have been written
+//! to the client. The allocator then holds them, so the budget bounds what they are (not which
+//! pages the allocator keeps afterwards); the queue treats a charge exactly like a frame.
+//!
 //! Two properties of the queue matter for isolation:
 //!
 //! - **No hoarding.** A frame that fits in what is free now takes it at once, even while a
@@ -96,6 +103,24 @@ impl Held {
     pub fn held(&self) -> usize {
         self.bytes
     }
+
+    /// Gives back all but `bytes` of a charge without memory ([`Budget::charge`]), once what
+    /// it was taken for is known to be smaller than the bound it was charged at (a denial
+    /// answer, once built). A charge with memory, or one already smaller, is left as it is.
+    pub fn shrink_to(&mut self, bytes: usize) {
+        if self.map.is_some() || bytes >= self.bytes {
+            return;
+        }
+        let freed = self.bytes - bytes;
+        let mut state = self.budget.lock();
+        state.free += freed;
+        if self.lane {
+            state.lane -= freed;
+        }
+        drop(state);
+        self.bytes = bytes;
+        self.budget.changed.notify_waiters();
+    }
 }
 
 impl Drop for Held {
@@ -166,6 +191,11 @@ impl Budget {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The whole budget, in bytes.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
     /// Bytes free now.
     pub fn free(&self) -> usize {
         self.lock().free
@@ -192,12 +222,43 @@ impl Budget {
     /// waiting and without overtaking a waiter past its grace, except through the small lane.
     /// `None` also when the memory cannot be mapped (the frame then waits and tries again).
     pub fn try_take(self: &Arc<Self>, len: usize) -> Option<Held> {
-        let (charge, _) = self.sizes(len);
+        self.try_acquire(len, true)
+    }
+
+    /// Charges `bytes` of budget without memory if that is possible now, on the terms of
+    /// [`Budget::try_take`] (see [`Budget::charge`]).
+    pub fn try_charge(self: &Arc<Self>, bytes: usize) -> Option<Held> {
+        self.try_acquire(bytes, false)
+    }
+
+    /// Charges `bytes` of budget without memory, waiting as long as needed, for bytes the
+    /// general allocator holds (the proxy's own answers, rewritten responses): take it before
+    /// allocating them and keep it with them until they have been written. A charge above the
+    /// whole budget takes all of it, like a frame.
+    pub async fn charge(self: &Arc<Self>, bytes: usize) -> Held {
+        self.acquire(bytes, false).await
+    }
+
+    /// What `len` bytes are charged, with memory (`mapped`) or without.
+    fn charge_of(&self, len: usize, mapped: bool) -> usize {
+        if mapped {
+            self.sizes(len).0
+        } else {
+            len.min(self.total)
+        }
+    }
+
+    fn try_acquire(self: &Arc<Self>, len: usize, mapped: bool) -> Option<Held> {
+        let charge = self.charge_of(len, mapped);
         let admitted = {
             let mut state = self.lock();
             self.admit(&mut state, charge, len, None)
         };
-        admitted.and_then(|held| self.with_memory(held, len))
+        if mapped {
+            admitted.and_then(|held| self.with_memory(held, len))
+        } else {
+            admitted.map(|held| self.charged(held))
+        }
     }
 
     /// Gives `held` its memory: a pooled mapping of its class, or a new one once pooled
@@ -214,20 +275,7 @@ impl Budget {
                     return Some(held);
                 }
             }
-            let mut victims = Vec::new();
-            while state.pooled > state.free {
-                let Some(class) = state.pool.keys().next().copied() else {
-                    break;
-                };
-                let maps = state.pool.get_mut(&class).expect("a key of the pool");
-                let map = maps.pop().expect("pool entries are never empty");
-                if maps.is_empty() {
-                    state.pool.remove(&class);
-                }
-                state.pooled -= map.len();
-                victims.push(map);
-            }
-            victims
+            Self::evict(&mut state)
         };
         // Unmapped (outside the lock) before the new mapping is made.
         drop(victims);
@@ -241,6 +289,33 @@ impl Budget {
                 None
             }
         }
+    }
+
+    /// Takes pooled mappings out of the pool until pooled and held memory together are within
+    /// the budget again; the caller unmaps them once the lock is released.
+    fn evict(state: &mut State) -> Vec<MmapMut> {
+        let mut victims = Vec::new();
+        while state.pooled > state.free {
+            let Some(class) = state.pool.keys().next().copied() else {
+                break;
+            };
+            let maps = state.pool.get_mut(&class).expect("a key of the pool");
+            let map = maps.pop().expect("pool entries are never empty");
+            if maps.is_empty() {
+                state.pool.remove(&class);
+            }
+            state.pooled -= map.len();
+            victims.push(map);
+        }
+        victims
+    }
+
+    /// Makes room for a charge without memory that was just admitted: pooled mappings beyond
+    /// what is free now are unmapped, since the charged bytes are about to be allocated.
+    fn charged(&self, held: Held) -> Held {
+        let victims = Self::evict(&mut self.lock());
+        drop(victims);
+        held
     }
 
     /// Takes `bytes` of budget from `state` (no memory yet) if `ticket` (or a newcomer,
@@ -277,10 +352,14 @@ impl Budget {
 
     /// Takes budget and memory for a frame of `len` bytes, waiting as long as needed.
     pub async fn take(self: &Arc<Self>, len: usize) -> Held {
-        if let Some(held) = self.try_take(len) {
+        self.acquire(len, true).await
+    }
+
+    async fn acquire(self: &Arc<Self>, len: usize, mapped: bool) -> Held {
+        if let Some(held) = self.try_acquire(len, mapped) {
             return held;
         }
-        let (bytes, _) = self.sizes(len);
+        let bytes = self.charge_of(len, mapped);
         let ticket = {
             let mut state = self.lock();
             let id = state.next_ticket;
@@ -304,12 +383,15 @@ impl Budget {
             if let Some(held) = admitted {
                 std::mem::forget(ticket);
                 self.changed.notify_waiters();
+                if !mapped {
+                    return self.charged(held);
+                }
                 // Without memory (mapping failed), the budget goes back and this waits on.
                 if let Some(held) = self.with_memory(held, len) {
                     return held;
                 }
                 tokio::time::sleep(BARGE_GRACE).await;
-                return Box::pin(self.take(len)).await;
+                return Box::pin(self.acquire(len, mapped)).await;
             }
             // The grace of the head runs out without any release: look again then.
             tokio::select! {

@@ -143,3 +143,83 @@ async fn a_frame_above_the_whole_budget_gets_its_own_memory_which_is_not_pooled(
     assert_eq!(budget.pooled(), 0, "larger than its charge: unmapped");
     assert_eq!(budget.free(), 64 * U);
 }
+
+#[tokio::test]
+async fn a_charge_counts_against_the_budget_without_memory_and_shrinks() {
+    let budget = Budget::new(64 * U);
+    let mut charge = budget.charge(40 * U + 7).await;
+    assert_eq!(
+        charge.held(),
+        40 * U + 7,
+        "a charge is exact, not a size class"
+    );
+    assert!(
+        charge.bytes().is_empty(),
+        "a charge has no memory of its own"
+    );
+    assert_eq!(budget.free(), 24 * U - 7);
+    assert!(
+        budget.try_take(32 * U).is_none(),
+        "a frame does not fit beside the charge"
+    );
+    charge.shrink_to(8 * U);
+    assert_eq!(charge.held(), 8 * U);
+    assert_eq!(
+        budget.free(),
+        56 * U,
+        "shrinking gives the rest back at once"
+    );
+    charge.shrink_to(16 * U);
+    assert_eq!(charge.held(), 8 * U, "a charge never grows");
+    let frame = budget.take(32 * U).await;
+    drop(charge);
+    assert_eq!(budget.free(), 32 * U);
+    assert_eq!(budget.pooled(), 0, "a charge puts no mapping in the pool");
+    drop(frame);
+    assert_eq!(budget.free(), 64 * U);
+}
+
+#[tokio::test]
+async fn a_charge_waits_for_budget_others_hold_and_caps_at_the_whole() {
+    let budget = Budget::new(64 * U);
+    let frame = budget.take(48 * U).await;
+    let waiting = tokio::spawn({
+        let budget = budget.clone();
+        async move { budget.charge(32 * U).await }
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(!waiting.is_finished(), "a charge waits like a frame");
+    assert!(
+        budget.try_charge(16 * U).is_some(),
+        "what fits is charged now"
+    );
+    drop(frame);
+    let charge = tokio::time::timeout(Duration::from_secs(2), waiting)
+        .await
+        .expect("served once freed")
+        .unwrap();
+    assert_eq!(budget.free(), 32 * U);
+    drop(charge);
+    let whole = budget.charge(1000 * U).await;
+    assert_eq!(
+        whole.held(),
+        64 * U,
+        "a charge above the budget takes all of it"
+    );
+    assert_eq!(budget.free(), 0);
+}
+
+#[tokio::test]
+async fn a_charge_unmaps_pooled_memory_it_needs() {
+    let budget = Budget::new(64 * U);
+    drop(budget.take(48 * U).await);
+    assert_eq!(budget.pooled(), 48 * U);
+    let charge = budget.charge(32 * U).await;
+    assert!(
+        budget.pooled() <= budget.free(),
+        "pooled memory never exceeds what is free: {} > {}",
+        budget.pooled(),
+        budget.free()
+    );
+    drop(charge);
+}

@@ -25,6 +25,9 @@ pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
 pub const DEFAULT_MAX_BROKERS: usize = 256;
 /// Default --max-buffered-bytes: half of a 256 MiB task.
 pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 128 * 1024 * 1024;
+/// Default --min-client-read-rate: 64 KiB/s, a 50 MiB answer in under 14 minutes.
+const DEFAULT_MIN_CLIENT_READ_RATE: u64 = 64 * 1024;
+
 /// Smallest --max-buffered-bytes.
 const MIN_BUFFERED_BYTES: usize = 1024 * 1024;
 /// Largest --max-buffered-bytes (the budget is counted in u32 permits).
@@ -379,7 +382,8 @@ pub struct Options {
     pub first_frame_timeout: Option<String>,
 
     /// Once a client has sent the first byte of a request, the rest must arrive within this
-    /// time (time spent waiting for --max-buffered-bytes does not count). Default 30s.
+    /// time, time spent waiting for --max-buffered-bytes included (a stalled request must not
+    /// keep its turn for the budget). Default 30s.
     #[arg(
         long,
         global = true,
@@ -387,6 +391,19 @@ pub struct Options {
         value_name = "DURATION"
     )]
     pub frame_timeout: Option<String>,
+
+    /// Slowest a client may read an answer, in bytes per second: a client that takes in less
+    /// than this, over a window of --frame-timeout, while an answer waits to be written to it,
+    /// is closed and the budget its answer holds goes back (a consumer trickling its 50 MiB
+    /// Fetch answer must not hold that budget indefinitely). 0 only closes a client that reads
+    /// nothing for --frame-timeout. Default 65536 (64 KiB/s).
+    #[arg(
+        long,
+        global = true,
+        env = "KTP_MIN_CLIENT_READ_RATE",
+        value_name = "BYTES_PER_SEC"
+    )]
+    pub min_client_read_rate: Option<u64>,
 
     /// A client connection that sends nothing for this long is closed, like Kafka's
     /// connections.max.idle.ms. Default 10m.
@@ -672,6 +689,9 @@ pub struct Settings {
     pub first_frame_timeout: Duration,
     /// Time for the rest of a request once its first byte arrived.
     pub frame_timeout: Duration,
+    /// Bytes per second a client must read, over each --frame-timeout, while an answer waits
+    /// for it (0: only some progress).
+    pub min_client_read_rate: u64,
     /// Time a client connection may send nothing.
     pub client_idle_timeout: Duration,
     /// How long to retry binding an address that is not assigned yet.
@@ -940,6 +960,7 @@ impl Options {
             max_connections,
             first_frame_timeout,
             frame_timeout,
+            min_client_read_rate,
             client_idle_timeout,
             bind_retry_timeout,
             admin_address,
@@ -1221,6 +1242,7 @@ impl Options {
                 Duration::from_secs(30),
             )?)
             .ok_or_else(|| bad("--frame-timeout", "must be greater than 0"))?,
+            min_client_read_rate: min_client_read_rate.unwrap_or(DEFAULT_MIN_CLIENT_READ_RATE),
             client_idle_timeout: nonzero(duration(
                 "--client-idle-timeout",
                 client_idle_timeout,

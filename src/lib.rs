@@ -33,8 +33,10 @@
 //!   versions), denials answered with each API's own authorization error (`policy/deny.rs`),
 //!   and the audit of cluster-changing requests (`policy/audit.rs`: what they change, what the
 //!   broker answered).
-//! - [`budget`]: the process-wide memory budget for large frames, without hoarding or
-//!   starvation, and the memory itself (pooled mappings the budget hands out with the budget).
+//! - [`budget`]: the process-wide memory budget for large frames and for the bytes the proxy
+//!   builds itself (its own answers, rewritten responses: charged before they are built),
+//!   without hoarding or starvation, and the memory of large frames itself (pooled mappings the
+//!   budget hands out with the budget).
 //! - [`brokers`]: node id ↔ upstream address ↔ proxy port, the port formula, and the policy
 //!   for what the cluster's own Metadata may add (client responses only read the table).
 //! - [`upstream`]: connecting to brokers with mutual TLS; the proxy's own Metadata request.

@@ -1727,6 +1727,279 @@ fn consumers_that_never_read_do_not_starve_other_clients_of_the_budget() {
     case.finish(&proxy.log());
 }
 
+// ------------------------------------------------------------------ answers the proxy makes
+
+/// A Produce v9 (acks=1) of one topic with `partitions` partitions and no records: under
+/// `read-only` the proxy answers it itself with one error per partition, 16 times its size.
+fn denied_produce(corr: i32, partitions: i32) -> Vec<u8> {
+    let parts = (0..partitions)
+        .map(|i| {
+            PartitionProduceData::default()
+                .with_index(i)
+                .with_records(None)
+        })
+        .collect();
+    let topic = TopicProduceData::default()
+        .with_name(TopicName(StrBytes::from_static_str("denied")))
+        .with_partition_data(parts);
+    let req = ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(1000)
+        .with_topic_data(vec![topic]);
+    encode_request("denied-flood", ApiKey::Produce, 9, corr, &req)
+}
+
+/// (e) Three clients of a `read-only` proxy send denied Produce requests of ~60 KiB (answers
+/// of ~1 MiB each, built by the proxy) as fast as they can and never read the answers. Each
+/// answer is charged to the budget before it is built and until it has been written, so RSS
+/// stays under the bound. Before answers were charged, one such client took the proxy from
+/// 13 to 673 MiB, three 1,974 MiB.
+#[test]
+fn denied_requests_whose_answers_are_never_read_stay_within_the_budget() {
+    let _serial = serial();
+    raise_nofile();
+    let c = cluster();
+    let _up = c.shared();
+    let mut case = Case::new("(e) read-only: denied Produce flood, answers never read");
+    let (proxy, admin, bootstrap) = start_proxy(c, &["--policy", "read-only"]);
+    let pid = proxy.pid();
+    let idle = idle_rss(pid);
+    let rss = RssSampler::start(pid);
+    println!("  proxy pid {pid}: idle RSS {} (the baseline)", mib(idle));
+
+    const FLOODERS: usize = 3;
+    let one = denied_produce(7, 10_000);
+    let frame_len = one.len();
+    let chunk: Vec<u8> = one.iter().copied().cycle().take(frame_len * 16).collect();
+    let attack = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent: Vec<Arc<AtomicU64>> = (0..FLOODERS).map(|_| Arc::default()).collect();
+    let mut floods = Vec::new();
+    let mut streams = Vec::new();
+    for counter in &sent {
+        let s = TcpStream::connect(bootstrap).unwrap();
+        s.set_write_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        streams.push(s.try_clone().unwrap());
+        let (counter, stop, chunk) = (counter.clone(), stop.clone(), chunk.clone());
+        floods.push(thread::spawn(move || {
+            let mut s = s;
+            let mut at = 0;
+            while !stop.load(Ordering::Relaxed) {
+                match s.write(&chunk[at..]) {
+                    Ok(n) => {
+                        counter.fetch_add(n as u64, Ordering::SeqCst);
+                        at = (at + n) % chunk.len();
+                    }
+                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                    Err(_) => return,
+                }
+            }
+        }));
+    }
+    thread::sleep(Duration::from_secs(20));
+    let end = Instant::now();
+    let peak = rss.peak(attack, end);
+    stop.store(true, Ordering::SeqCst);
+    for f in floods {
+        f.join().unwrap();
+    }
+    let totals: Vec<u64> = sent.iter().map(|s| s.load(Ordering::SeqCst)).collect();
+    println!(
+        "  {FLOODERS} flooders sent {:?} requests of {frame_len} bytes in 20 s",
+        totals
+            .iter()
+            .map(|t| t / frame_len as u64)
+            .collect::<Vec<_>>()
+    );
+    println!(
+        "  RSS: idle {}, peak during the flood {}, at the end {} (VmHWM {})",
+        mib(idle),
+        mib(peak),
+        mib(rss_kib(pid)),
+        mib(rss.hwm())
+    );
+    println!("  metrics: {}", metrics_line(admin));
+    case.check(totals.iter().all(|t| *t >= frame_len as u64), || {
+        format!("a flooder got no request through: {totals:?}")
+    });
+    case.rss_bound("(e)", idle, peak, (FLOODERS as u64 + 2) * BUSY_CONN_KIB);
+    for s in &streams {
+        let _ = s.shutdown(Shutdown::Both);
+    }
+    case.finish(&proxy.log());
+}
+
+/// (f) One 99 MiB CreateTopics (v5, ~470,000 topics) under `read-only`: its answer could take
+/// far more than the whole budget to build, so the proxy closes the connection (with a
+/// warning naming --max-buffered-bytes) instead of parsing it; RSS stays under the bound.
+/// Before, the proxy parsed it and built the denial: 2.6 GB peak.
+#[test]
+fn a_99mib_denied_create_topics_closes_its_connection_within_the_budget() {
+    let _serial = serial();
+    raise_nofile();
+    let c = cluster();
+    let _up = c.shared();
+    let mut case = Case::new("(f) read-only: one 99 MiB CreateTopics");
+    let (proxy, admin, bootstrap) = start_proxy(c, &["--policy", "read-only"]);
+    let pid = proxy.pid();
+    let idle = idle_rss(pid);
+    let rss = RssSampler::start(pid);
+    println!("  proxy pid {pid}: idle RSS {} (the baseline)", mib(idle));
+
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::CreateTopicsRequest;
+    let name = "t".repeat(200);
+    let target = 99 * MIB as usize;
+    let per_topic = name.len() + 30;
+    let topics = (0..target / per_topic)
+        .map(|i| {
+            CreatableTopic::default()
+                .with_name(TopicName(StrBytes::from_string(format!("{i:08}{name}"))))
+                .with_num_partitions(1)
+                .with_replication_factor(1)
+        })
+        .collect();
+    let req = CreateTopicsRequest::default()
+        .with_topics(topics)
+        .with_timeout_ms(1000);
+    let frame = encode_request("huge-denied", ApiKey::CreateTopics, 5, 1, &req);
+    drop(req);
+    let frame_len = frame.len();
+    println!("  request: {frame_len} bytes");
+    assert!(frame_len < 100 * MIB as usize, "within --max-request-bytes");
+
+    let attack = Instant::now();
+    let mut s = TcpStream::connect(bootstrap).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(60))).unwrap();
+    let wrote = s.write_all(&frame);
+    drop(frame);
+    let (answer, _) = wait_eof(&s, Duration::from_secs(60));
+    let closed_after = attack.elapsed();
+    thread::sleep(Duration::from_secs(2));
+    let end = Instant::now();
+    let peak = rss.peak(attack, end);
+    println!(
+        "  write: {wrote:?}; the proxy answered {} bytes and closed after {:.1} s",
+        answer.len(),
+        closed_after.as_secs_f64()
+    );
+    println!(
+        "  RSS: idle {}, peak {}, VmHWM {}",
+        mib(idle),
+        mib(peak),
+        mib(rss.hwm())
+    );
+    println!("  metrics: {}", metrics_line(admin));
+    let log = proxy.log();
+    case.check(closed_after < Duration::from_secs(60), || {
+        "the proxy did not close the connection within 60 s".to_owned()
+    });
+    case.check(
+        log.contains("--max-buffered-bytes") && log.contains("to answer"),
+        || "no warning says the answer would not fit --max-buffered-bytes".to_owned(),
+    );
+    // A frame larger than the whole budget is the budget's one exception (src/budget.rs): it
+    // takes all of the budget and a mapping of its own size, so the bound allows what it
+    // holds beyond the budget.
+    let beyond_budget_kib = (frame_len as u64).saturating_sub(BUDGET) / 1024;
+    case.rss_bound("(f)", idle, peak, 3 * BUSY_CONN_KIB + beyond_budget_kib);
+    case.finish(&log);
+}
+
+/// (g) A consumer that reads its 50 MiB Fetch answers in bursts averaging about 0.6 MiB/s,
+/// below --min-client-read-rate 1 MiB/s, with --frame-timeout 5s: the proxy closes it (and the
+/// budget its answer held goes back), while the well-behaved client's 96 KiB requests and
+/// answers keep going. Before, a client that accepted anything at all within each
+/// --frame-timeout was never closed and held its answer's budget indefinitely (this test with
+/// `--min-client-read-rate 0`, which is that old rule, does not close it within 60 s).
+#[test]
+fn a_consumer_reading_below_the_floor_rate_is_closed_and_others_go_on() {
+    let _serial = serial();
+    raise_nofile();
+    let c = cluster();
+    let _up = c.shared();
+    let mut case = Case::new("(g) a consumer trickles its 50 MiB Fetch answers");
+    let big = big_topic(c);
+    let (proxy, admin, bootstrap) = start_proxy(
+        c,
+        &["--frame-timeout", "5s", "--min-client-read-rate", "1048576"],
+    );
+    let pid = proxy.pid();
+    let idle = idle_rss(pid);
+    let rss = RssSampler::start(pid);
+    println!("  proxy pid {pid}: idle RSS {} (the baseline)", mib(idle));
+    let good = start_good(c, bootstrap);
+    case.problems.extend(before_window(&good, 2));
+
+    let attack = Instant::now();
+    let conns = unread_fetches(proxy.base, big, &[(1, 0)]);
+    let slow = &conns[0];
+    slow.set_read_timeout(Some(Duration::from_millis(250)))
+        .unwrap();
+    // Bursts: 2.5 MiB read as fast as it comes, then 4 s of nothing; about 0.6 MiB/s, below
+    // the floor of 1 MiB/s, but enough that the proxy's writes move within every 5 s (each
+    // burst frees at least half of any send buffer the kernel gives the proxy, up to its 4 MiB
+    // default maximum, which is when a blocked write resumes). The proxy's close is seen in
+    // its metrics: the client itself only reaches the EOF after what its kernel received.
+    let mut read = 0u64;
+    let mut closed_after = None;
+    let mut buf = vec![0u8; 64 << 10];
+    slow.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    'trickle: while attack.elapsed() < Duration::from_secs(60) {
+        let mut burst = 0;
+        let burst_end = Instant::now() + Duration::from_millis(500);
+        while burst < 5 << 19 && Instant::now() < burst_end {
+            match (&*slow).read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => burst += n,
+                Err(_) => {}
+            }
+        }
+        read += burst as u64;
+        for _ in 0..16 {
+            if limit_reached(admin, "client_read_rate") >= 1.0 {
+                closed_after = Some(attack.elapsed());
+                break 'trickle;
+            }
+            thread::sleep(Duration::from_millis(250));
+        }
+    }
+    // The good client goes on meanwhile and afterwards.
+    thread::sleep(Duration::from_secs(3));
+    let end = Instant::now();
+    let peak = rss.peak(attack, end);
+    case.problems
+        .extend(good.window("while the consumer trickles", attack, end));
+    println!(
+        "  the slow consumer read {} KiB; closed after {closed_after:?}",
+        read / 1024
+    );
+    println!(
+        "  RSS: idle {}, peak {}, VmHWM {}",
+        mib(idle),
+        mib(peak),
+        mib(rss.hwm())
+    );
+    println!("  metrics: {}", metrics_line(admin));
+    case.check(closed_after.is_some(), || {
+        format!(
+            "the consumer reading {} KiB in 60 s was not closed \
+             (kafka_proxy_limit_reached_total{{limit=\"client_read_rate\"}} stayed 0)",
+            read / 1024
+        )
+    });
+    let log = proxy.log();
+    case.check(log.contains("--min-client-read-rate"), || {
+        "no warning names --min-client-read-rate".to_owned()
+    });
+    case.rss_bound("(g)", idle, peak, 3 * BUSY_CONN_KIB);
+    drop(conns);
+    case.problems.extend(good.finish(true));
+    case.finish(&log);
+}
+
 // ------------------------------------------------------------------ catching up
 
 /// Two kcat consumers catch up on 200 MiB of 100 KiB records with fetch.max.bytes and

@@ -107,6 +107,7 @@ const SAMPLES: &[(&str, Sample)] = &[
     ("max-connections", Value("100", "100")),
     ("first-frame-timeout", Value("2s", r#""2s""#)),
     ("frame-timeout", Value("20s", r#""20s""#)),
+    ("min-client-read-rate", Value("1024", "1024")),
     ("client-idle-timeout", Value("5m", r#""5m""#)),
     ("bind-retry-timeout", Value("0", r#""0""#)),
     (

@@ -130,14 +130,14 @@ impl Drop for Audit {
     }
 }
 
-/// Writes the audit line of a policy denial (the request never reaches the cluster), unless
-/// this identity's denial lines are over their rate.
+/// Writes the audit line of a policy denial (the request never reaches the cluster), with the
+/// resources `frame` names, unless this identity's denial lines are over their rate.
 pub(super) fn denial(
     who: &Client,
     identity: &Identity,
     limit: &logs::LineLimit,
     header: &RequestHeader,
-    frame: &[u8],
+    frame: Option<&[u8]>,
     error_code: Option<i16>,
     reason: &'static str,
 ) {
@@ -146,7 +146,12 @@ pub(super) fn denial(
             .increment(1);
         return;
     };
-    let resources = logs::bounded(policy::audit_resources(header, frame).unwrap_or_default());
+    // `None`: a request too large to read, named by its API only.
+    let resources = logs::bounded(
+        frame
+            .map(|frame| policy::audit_resources(header, frame).unwrap_or_default())
+            .unwrap_or_else(|| vec!["(not read: too large)".to_owned()]),
+    );
     tracing::warn!(
         target: "audit",
         event = "denied",

@@ -71,6 +71,13 @@ pub(super) struct LargeFrame {
     len: usize,
 }
 
+impl LargeFrame {
+    /// Bytes of budget the frame holds.
+    pub(super) fn held(&self) -> usize {
+        self.held.held()
+    }
+}
+
 impl AsRef<[u8]> for LargeFrame {
     fn as_ref(&self) -> &[u8] {
         &self.held.bytes()[..self.len]
@@ -277,7 +284,11 @@ impl<R: AsyncRead + AsyncWrite> Requests<R> {
 
     /// The time limit of the next read: the first request's, the started request's (waiting
     /// for budget included: a stalled request must not hold its place in the queue longer),
-    /// or the idle one.
+    /// or the idle one. Waiting must count: the proxy cannot tell a client whose request is
+    /// all sent from one that stalled after its first bytes (it does not read while waiting),
+    /// and if waiting did not count, stalled requests would each take their turn holding the
+    /// budget for a whole --frame-timeout, one after the other, while every other client's
+    /// large frames wait (tests/abuse.rs (a'): the well-behaved client then stalled for 10 s).
     fn deadline(&self, shared: &Shared) -> (Instant, &'static str, Duration) {
         match (self.first, self.frame_started) {
             (Some((at, after)), _) => (at, "--first-frame-timeout", after),

@@ -15,7 +15,10 @@
 //! --frame-timeout of its first byte and a client that sends nothing for --client-idle-timeout
 //! is closed; frames above [`crate::kafka::frame::SMALL_FRAME_BYTES`] are charged to the process-wide
 //! --max-buffered-bytes budget before their bodies are read (a pump waiting for budget stops
-//! reading, which is TCP backpressure, never a failure); at most `MAX_IN_FLIGHT` requests
+//! reading, which is TCP backpressure, never a failure); the proxy's own answers (denials,
+//! ApiVersions) and rewritten responses are charged to it before they are built and until they
+//! have been written (allowed Produce and Fetch pay nothing: no lock per frame); a client
+//! reading an answer more slowly than --min-client-read-rate is closed; at most `MAX_IN_FLIGHT` requests
 //! per direction of the expectation queue are awaiting answers before the client is no longer
 //! read. A busy direction reads up to 64 KiB at a time (more frames per write); a direction
 //! quiet for a second with nothing buffered holds no read buffer at all.
@@ -39,7 +42,7 @@ mod plan;
 pub(crate) use self::audit::DENIALS_PER_SECOND;
 
 use self::inbound::{Chunk, Inbound, Requests, IDLE_PARK};
-use self::plan::{Awaited, Expected, Plan, Refusal};
+use self::plan::{Awaited, Expected, Local, Plan, Refusal};
 use crate::brokers::Lookup;
 use crate::kafka::frame::{self, FrameError};
 use crate::kafka::rewrite::{self, RewriteError};
@@ -49,7 +52,11 @@ use crate::upstream::Stream;
 
 /// Requests a client may have in flight on one connection before the proxy stops reading
 /// more from it (Kafka clients default to 5; this leaves ample room).
-const MAX_IN_FLIGHT: usize = 1024;
+pub(crate) const MAX_IN_FLIGHT: usize = 1024;
+
+/// Why a denied request closes its connection when its answer could never fit the budget.
+const ANSWER_TOO_LARGE: &str =
+    "the answer to this denied request could take more memory than --max-buffered-bytes allows";
 
 /// Why a connection ended abnormally. Logged once, with the connection's span.
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +103,15 @@ pub enum ConnectionError {
         /// The flag that sets the limit.
         flag: &'static str,
         /// The limit.
+        after: Duration,
+    },
+    /// The client read an answer more slowly than --min-client-read-rate allows, over a
+    /// window of --frame-timeout (or read nothing at all for that long).
+    #[error("client read less than {rate} bytes/s over {after:?} (--min-client-read-rate, --frame-timeout)")]
+    ClientTooSlow {
+        /// The floor rate, bytes per second.
+        rate: u64,
+        /// The window.
         after: Duration,
     },
     /// The identity's policy does not allow this request, and no answer can carry the denial
@@ -161,38 +177,57 @@ impl AddressMapper for Mapper<'_> {
     }
 }
 
-/// Writes `bytes` to a client, closing the connection when the client accepts nothing for
-/// --frame-timeout: a consumer that stops reading must not hold its response's budget (and
-/// with it every other client's large frames) for long. A slow but moving client is fine.
+/// Writes `bytes` to a client, closing the connection when the client reads too slowly to
+/// give back the budget its answer holds in a bounded time: within each window of
+/// --frame-timeout it must take at least --min-client-read-rate × --frame-timeout bytes (or the
+/// rest of `bytes`, when less), and a window starts afresh as soon as it has. A slow but
+/// steady client is fine; one that reads nothing, or trickles, is closed.
 async fn write_to_client<W: AsyncRead + AsyncWrite>(
     shared: &Shared,
     client: &mut WriteHalf<W>,
     mut bytes: &[u8],
 ) -> Result<(), ConnectionError> {
     let after = shared.settings.frame_timeout;
+    let rate = shared.settings.min_client_read_rate;
+    let floor = window_floor(rate, after);
     while !bytes.is_empty() {
-        match tokio::time::timeout(after, client.write(bytes)).await {
-            Ok(Ok(0)) => {
-                return Err(ConnectionError::ClientIo(
-                    std::io::ErrorKind::WriteZero.into(),
-                ))
-            }
-            Ok(Ok(n)) => bytes = &bytes[n..],
-            Ok(Err(e)) => return Err(ConnectionError::ClientIo(e)),
-            Err(_) => {
-                shared.limit_reached(
-                    "client_write_timeout",
-                    "--frame-timeout",
-                    format_args!("closing a client that read nothing for {after:?}"),
-                );
-                return Err(ConnectionError::ClientTimeout {
-                    flag: "--frame-timeout",
-                    after,
-                });
+        // One window: at least `due` bytes by `deadline`.
+        let deadline = tokio::time::Instant::now() + after;
+        let due = floor.min(bytes.len());
+        let mut written = 0;
+        while written < due {
+            match tokio::time::timeout_at(deadline, client.write(bytes)).await {
+                Ok(Ok(0)) => {
+                    return Err(ConnectionError::ClientIo(
+                        std::io::ErrorKind::WriteZero.into(),
+                    ))
+                }
+                Ok(Ok(n)) => {
+                    bytes = &bytes[n..];
+                    written += n;
+                }
+                Ok(Err(e)) => return Err(ConnectionError::ClientIo(e)),
+                Err(_) => {
+                    shared.limit_reached(
+                        "client_read_rate",
+                        "--min-client-read-rate",
+                        format_args!(
+                            "closing a client that read {written} of {due} bytes due within {after:?}"
+                        ),
+                    );
+                    return Err(ConnectionError::ClientTooSlow { rate, after });
+                }
             }
         }
     }
     Ok(())
+}
+
+/// Bytes a client must read within each window of `after` at `rate` bytes per second: at
+/// least one, so that a client which reads nothing is always closed.
+fn window_floor(rate: u64, after: Duration) -> usize {
+    let floor = u128::from(rate) * after.as_millis() / 1000;
+    usize::try_from(floor).unwrap_or(usize::MAX).max(1)
 }
 
 /// Serves one client connection: waits for its first complete request, only then opens the
@@ -277,6 +312,59 @@ where
                 ConnectionError::ClientFrame(e)
             })?;
             metrics.request(header.api_key);
+            // An answer made here is charged before it is built (a huge denied request waits
+            // for budget, not reading the client, or closes if it could never fit).
+            let charge = match plan::answer_bound(identity.policy, &header, frame.len()) {
+                None => None,
+                Some(bound) => {
+                    let own = match &chunk {
+                        Chunk::Large(f) => f.held(),
+                        Chunk::Small(_) => 0,
+                    };
+                    if own.saturating_add(bound) > shared.budget.total() {
+                        shared.limit_reached(
+                            "answer_bytes",
+                            "--max-buffered-bytes",
+                            format_args!(
+                                "closing a client whose {}-byte request would take up to {bound} bytes to answer",
+                                frame.len()
+                            ),
+                        );
+                        metrics.denied(header.api_key);
+                        // Not read for the audit either: parsing it is what must not happen.
+                        audit::denial(
+                            who,
+                            identity,
+                            &shared.audit_denials,
+                            &header,
+                            None,
+                            None,
+                            ANSWER_TOO_LARGE,
+                        );
+                        return Err(ConnectionError::Denied {
+                            api_key: header.api_key,
+                            reason: ANSWER_TOO_LARGE,
+                        });
+                    }
+                    let charge = match shared.budget.try_charge(bound) {
+                        Some(charge) => charge,
+                        None => {
+                            shared.limit_reached(
+                                "buffered_bytes",
+                                "--max-buffered-bytes",
+                                format_args!("waiting for {bound} bytes of answer budget"),
+                            );
+                            tokio::select! {
+                                biased;
+                                _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
+                                charge = shared.budget.charge(bound) => charge,
+                            }
+                        }
+                    };
+                    Some(charge)
+                }
+            };
+            let frame = &chunk[range.clone()];
             match plan::plan(identity.policy, who, &identity.name, &header, frame) {
                 Plan::Forward(awaited) => {
                     let proxy_id = next_id;
@@ -304,7 +392,7 @@ where
                             identity,
                             &shared.audit_denials,
                             &header,
-                            frame,
+                            Some(frame),
                             Some(error_code),
                             "policy",
                         );
@@ -314,7 +402,15 @@ where
                         .await
                         .map_err(ConnectionError::BrokerIo)?;
                     run_start = range.end;
-                    send_expectation(&expect, Expected::Local(response)).await?;
+                    let Some(mut charge) = charge else {
+                        unreachable!("plan answers only requests answer_bound charged for")
+                    };
+                    charge.shrink_to(response.len());
+                    let local = Local {
+                        bytes: response,
+                        _charge: charge,
+                    };
+                    send_expectation(&expect, Expected::Local(local)).await?;
                 }
                 Plan::Refuse(Refusal::Denied(reason)) => {
                     metrics.denied(header.api_key);
@@ -323,7 +419,7 @@ where
                         identity,
                         &shared.audit_denials,
                         &header,
-                        frame,
+                        Some(frame),
                         None,
                         reason,
                     );
@@ -379,8 +475,9 @@ async fn deliver_local<W: AsyncRead + AsyncWrite>(
     let mut wrote = false;
     while let Some(Expected::Local(_)) = pending.front() {
         if let Some(Expected::Local(answer)) = pending.pop_front() {
-            write_to_client(shared, client, &answer).await?;
+            write_to_client(shared, client, &answer.bytes).await?;
             wrote = true;
+            // Its charge goes back with it, now that it has been written.
         }
     }
     Ok(wrote)
@@ -575,6 +672,21 @@ where
             // Write what precedes this frame, then this frame (rewritten or not), then any
             // local answers due after it; the rest of the chunk starts afresh.
             write_to_client(shared, &mut client, &chunk[run_start..range.start]).await?;
+            // A rewrite is charged before it is built, and until it has been written; beside a
+            // large frame that holds budget of its own, at most the rest of the budget (so it
+            // can never wait for itself).
+            let charge = if inspect_it {
+                let own = match &chunk {
+                    Chunk::Large(f) => f.held(),
+                    Chunk::Small(_) => 0,
+                };
+                let host_len = shared.registry.advertised_host().len();
+                let bound = rewrite::rewrite_bound(range.len(), host_len)
+                    .min(shared.budget.total().saturating_sub(own));
+                Some(shared.budget.charge(bound).await)
+            } else {
+                None
+            };
             let frame = chunk.split_to(range.end).slice(range.start..);
             let replaced = if inspect_it {
                 inspect(
@@ -592,6 +704,7 @@ where
                 identity.api_metrics.rewritten(api_key);
             }
             write_to_client(shared, &mut client, replaced.as_ref().unwrap_or(&frame)).await?;
+            drop((replaced, charge));
             deliver_local(shared, &mut client, &mut pending).await?;
             run_start = 0;
             offset = 0;

@@ -16,6 +16,7 @@ use bytes::Bytes;
 
 use super::audit::Audit;
 use super::Client;
+use crate::budget::Held;
 use crate::kafka::frame::{self, FrameError, RequestHeader};
 use crate::kafka::{self, versions};
 use crate::policy::{self, Decision, Policy};
@@ -80,7 +81,38 @@ pub(super) enum Expected {
         awaited: Awaited,
     },
     /// A response the proxy makes itself, delivered in order with the others.
-    Local(Bytes),
+    Local(Local),
+}
+
+/// An answer the proxy made itself, with the budget charged for it before it was built
+/// ([`crate::budget::Budget::charge`]): up to [`crate::connection::MAX_IN_FLIGHT`] of them may
+/// wait per connection for a client that does not read, so their bytes count against the
+/// budget until they have been written to the client (dropping this releases the charge).
+#[derive(Debug)]
+pub(super) struct Local {
+    /// The complete response frame.
+    pub(super) bytes: Bytes,
+    /// The budget held for it, released when it has been written.
+    pub(super) _charge: Held,
+}
+
+/// The budget to charge before [`plan`] for a request it may answer here (a denial, or
+/// ApiVersions above what the proxy decodes), from the header and the frame's length alone;
+/// `None` for every request it forwards, which costs no lock (allowed Produce and Fetch).
+pub(super) fn answer_bound(
+    policy: Policy,
+    header: &RequestHeader,
+    frame_len: usize,
+) -> Option<usize> {
+    if policy::answers(policy, header) {
+        Some(policy::answer_bound(header.api_key, frame_len))
+    } else if header.api_key == kafka::API_VERSIONS
+        && header.api_version > versions::API_VERSIONS_MAX
+    {
+        Some(policy::ANSWER_BASE)
+    } else {
+        None
+    }
 }
 
 /// Plans one request: `frame` is the complete request frame (length prefix included) as the

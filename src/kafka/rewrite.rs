@@ -43,6 +43,21 @@ use super::codec::{response_header_version, versions_of, CodecError};
 use super::frame::LENGTH_PREFIX;
 use super::wire::{self, AddressEntries, AddressEntry, AddressRegion, AddressesFn, EntryFormat};
 
+/// Fewest bytes one address entry of a response takes (a DescribeQuorum listener: empty
+/// compact name and host, a uint16 port, no tagged fields), so a response of `len` bytes names
+/// at most `len / MIN_ADDRESS_ENTRY` addresses.
+pub const MIN_ADDRESS_ENTRY: usize = 5;
+
+/// The most bytes rewriting a response of `len` bytes may allocate when every host it names
+/// becomes one of `host_len` bytes: the copy of the frame, each entry growing by at most the
+/// new host and its longest length prefix (five bytes), and the splice's slack. The connection
+/// charges it to the budget before rewriting.
+pub fn rewrite_bound(len: usize, host_len: usize) -> usize {
+    let entries = len / MIN_ADDRESS_ENTRY + 1;
+    len.saturating_add(entries.saturating_mul(host_len + 5))
+        .saturating_add(LENGTH_PREFIX + 64)
+}
+
 /// Why a response could not be rewritten (the connection is then closed with this logged).
 ///
 /// A response that carries broker addresses and cannot be rewritten must not reach the client,

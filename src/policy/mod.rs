@@ -151,6 +151,79 @@ pub enum PolicyError {
     Codec(#[from] CodecError),
 }
 
+/// Heap bytes, per byte of a denied request frame of API `key`, that parsing it and building
+/// its answer may use at their peak (the parsed request's entries, kafka-protocol's response
+/// messages and the encoded frame together). Every entry an answer repeats (a topic, a
+/// partition, a group, an ACL) comes from at least one byte of the request, so the peak is
+/// linear in the request's bytes; `tests/answer_bound.rs` measures each response shape at its
+/// worst (empty compact names, bare int32 partition indexes: the most entries per byte) and
+/// holds it to [`answer_bound`]. The factors are those peaks with half again for vectors that
+/// double as they grow; APIs without a measured shape take the largest.
+pub fn answer_factor(key: ApiKey) -> usize {
+    match key {
+        ApiKey::CreateTopics => 48,
+        ApiKey::DeleteGroups => 192,
+        ApiKey::Produce => 128,
+        ApiKey::CreateAcls | ApiKey::ElectLeaders => 64,
+        ApiKey::AlterConfigs | ApiKey::IncrementalAlterConfigs => 64,
+        ApiKey::DeleteRecords | ApiKey::OffsetDelete => 16,
+        ApiKey::AddPartitionsToTxn | ApiKey::AlterReplicaLogDirs => 24,
+        ApiKey::AlterClientQuotas => 144,
+        // DeleteTopics v4-v5 (one-byte names, ~300x), and every shape not measured.
+        _ => ANSWER_FACTOR_MAX,
+    }
+}
+
+/// The largest [`answer_factor`].
+pub const ANSWER_FACTOR_MAX: usize = 448;
+
+/// Heap bytes a request's answer here may use whatever its size (the error message, the
+/// response header, an answer that is its top-level error, ApiVersions answered by the proxy).
+pub const ANSWER_BASE: usize = 4096;
+
+/// The most heap that answering a request of API `api_key` and `frame_len` bytes here may
+/// take, from parsing it to the encoded answer (which is at most this long). The connection
+/// charges it to the budget *before* parsing ([`crate::budget::Budget::charge`]), so a huge
+/// denied request waits for budget like a large frame instead of allocating gigabytes, and
+/// closes its connection when the bound could never fit.
+pub fn answer_bound(api_key: i16, frame_len: usize) -> usize {
+    let factor = ApiKey::try_from(api_key).map_or(ANSWER_FACTOR_MAX, answer_factor);
+    frame_len.saturating_mul(factor).saturating_add(ANSWER_BASE)
+}
+
+/// Whether [`decide`] would parse this request to answer it (it is denied and its API's
+/// response can carry the denial at its version): only then does the connection charge
+/// [`answer_bound`] before deciding. Reads the header only.
+pub fn answers(policy: Policy, header: &RequestHeader) -> bool {
+    matches!(precheck(policy, header), Ok(Some(_)))
+}
+
+/// What [`decide`] knows from the header alone: allowed (`None`), to be parsed and answered
+/// with the API and its denial's error code, or closed.
+fn precheck(policy: Policy, header: &RequestHeader) -> Result<Option<(ApiKey, i16)>, &'static str> {
+    if policy == Policy::Full {
+        return Ok(None);
+    }
+    let Ok(key) = ApiKey::try_from(header.api_key) else {
+        return Err("api key unknown to the proxy, which cannot tell what it does");
+    };
+    let rule = rule(key);
+    if policy.allows(rule.access) {
+        return Ok(None);
+    }
+    let Some(code) = rule.denial.error_code() else {
+        return Err("the policy denies this API, whose responses cannot carry a denial");
+    };
+    let version = header.api_version;
+    if !rule
+        .answer
+        .is_some_and(|v| (v.min..=v.max).contains(&version))
+    {
+        return Err("the policy denies this API, at a version the proxy cannot answer");
+    }
+    Ok(Some((key, code)))
+}
+
 /// Decides what happens to one request of a client acting under `policy`. `frame` is the
 /// complete request frame, length prefix included, as the client sent it (with the client's
 /// correlation id, which a denial response carries); `header` is its header as
@@ -158,32 +231,12 @@ pub enum PolicyError {
 ///
 /// Under `full`, and for requests the policy allows, nothing is read beyond the header.
 pub fn decide(policy: Policy, header: &RequestHeader, frame: &[u8]) -> Decision {
-    if policy == Policy::Full {
-        return Decision::Allow;
-    }
-    let Ok(key) = ApiKey::try_from(header.api_key) else {
-        return Decision::Close {
-            reason: "api key unknown to the proxy, which cannot tell what it does",
-        };
-    };
-    let rule = rule(key);
-    if policy.allows(rule.access) {
-        return Decision::Allow;
-    }
-    let Some(code) = rule.denial.error_code() else {
-        return Decision::Close {
-            reason: "the policy denies this API, whose responses cannot carry a denial",
-        };
+    let (key, code) = match precheck(policy, header) {
+        Ok(None) => return Decision::Allow,
+        Ok(Some(answered)) => answered,
+        Err(reason) => return Decision::Close { reason },
     };
     let version = header.api_version;
-    if !rule
-        .answer
-        .is_some_and(|v| (v.min..=v.max).contains(&version))
-    {
-        return Decision::Close {
-            reason: "the policy denies this API, at a version the proxy cannot answer",
-        };
-    }
     let Ok(request) = requests::request_body(frame, header.api_key, version)
         .and_then(|body| requests::parse(key, version, body))
     else {
