@@ -68,7 +68,7 @@ fn a_change_whose_client_resets_at_once_is_audited_before_it_leaves() {
             .with_num_partitions(1)
             .with_replication_factor(3)]);
     let frame = request_frame("audit-test", ApiKey::CreateTopics as i16, 5, 2, 7, &request);
-    // Send, then reset the connection at once (SO_LINGER 0): no answer is ever read.
+    // Send, then reset the connection (SO_LINGER 0) before any answer can come: none is read.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -79,6 +79,20 @@ fn a_change_whose_client_resets_at_once_is_audited_before_it_leaves() {
             .await
             .unwrap();
         s.write_all(&frame).await.unwrap();
+        // Reset once the proxy has the request (a reset before it read the bytes would discard
+        // them in the kernel): its request line says so, and it is forwarded whatever follows.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !audit_lines(&proxy.log())
+            .iter()
+            .any(|(e, _, l)| e == "request" && l.contains(&topic))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "no request line:\n{}",
+                proxy.log()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         // Zero linger: the close is a reset, and nothing blocks.
         #[allow(deprecated)]
         s.set_linger(Some(Duration::ZERO)).unwrap();
