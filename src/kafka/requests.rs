@@ -10,8 +10,12 @@
 //! Nothing here decodes with kafka-protocol, whose decode sizes `Vec::with_capacity` from array
 //! counts on the wire: every field is read through [`Walker`], the one bounds-checked reader,
 //! with the primitives of [`Reader`] on top of it (every count and length must fit the bytes
-//! that remain, so nothing here allocates more than the frame holds). A request must be exactly
-//! one message at its version (trailing bytes are an error), as the broker would read it.
+//! that remain, so nothing here allocates more than the frame holds). A request is read as the
+//! broker reads it: one message at its version from the start of the body, and bytes after
+//! that message are ignored. Kafka's `RequestContext.parseRequest` reads the message with the
+//! generated `read` and never checks that the buffer was used up, so a request with trailing
+//! bytes still acts on the cluster: refusing it here would only blind the audit (its
+//! resources would read "(unreadable)") and turn its denial into a closed connection.
 //!
 //! Only what the policy needs is kept. Secrets a request carries (SCRAM salts and salted
 //! passwords, delegation token HMACs) and configuration values are stepped over, never copied,
@@ -583,7 +587,7 @@ pub fn parse(key: ApiKey, version: i16, body: &[u8]) -> WireResult<Request> {
         }
         _ => return Err("no walker for this api key"),
     };
-    r.end()?;
+    // Whatever follows the message is ignored, as the broker ignores it.
     Ok(request)
 }
 
@@ -1655,14 +1659,20 @@ mod tests {
     }
 
     #[test]
-    fn parse_refuses_trailing_bytes_and_apis_without_a_walker() {
+    fn parse_ignores_trailing_bytes_as_the_broker_does_and_refuses_apis_without_a_walker() {
         // UnregisterBroker v0: broker id, no tagged fields.
         let body = [0, 0, 0, 3, 0];
         assert_eq!(
             parse(ApiKey::UnregisterBroker, 0, &body),
             Ok(Request::UnregisterBroker(3))
         );
-        assert!(parse(ApiKey::UnregisterBroker, 0, &[0, 0, 0, 3, 0, 0]).is_err());
+        // The broker reads the message and ignores what follows it: so does the policy.
+        assert_eq!(
+            parse(ApiKey::UnregisterBroker, 0, &[0, 0, 0, 3, 0, 0, 0xff]),
+            Ok(Request::UnregisterBroker(3))
+        );
+        // A message cut short is still an error.
+        assert!(parse(ApiKey::UnregisterBroker, 0, &[0, 0, 0]).is_err());
         assert!(parse(ApiKey::Fetch, 12, &body).is_err());
         assert!(!parsed(ApiKey::Fetch));
     }

@@ -141,12 +141,24 @@ fn truncated_or_corrupted_requests_close_and_never_panic() {
                     "{key:?} v{v} cut {cut}"
                 );
             }
-            // A byte more than the message.
-            let mut long = BytesMut::from(&frame[..]);
-            long.put_u8(0);
-            let len = (long.len() - 4) as i32;
-            long[..4].copy_from_slice(&len.to_be_bytes());
-            assert!(matches!(decide(policy, &h, &long), Decision::Close { .. }));
+            // Bytes after the message: the broker ignores them and acts on the request, so
+            // the policy answers and the audit names it exactly as without them.
+            for tail in [&[0u8][..], &[0xff; 7][..]] {
+                let mut long = BytesMut::from(&frame[..]);
+                long.put_slice(tail);
+                let len = (long.len() - 4) as i32;
+                long[..4].copy_from_slice(&len.to_be_bytes());
+                assert_eq!(
+                    decide(policy, &h, &long),
+                    decide(policy, &h, &frame),
+                    "{key:?} v{v}: trailing {tail:?}"
+                );
+                assert_eq!(
+                    audit_resources(&h, &long).unwrap(),
+                    audit_resources(&h, &frame).unwrap(),
+                    "{key:?} v{v}: trailing {tail:?}"
+                );
+            }
             // Every byte of the body replaced: anything may come out but a panic, and a
             // denial must still be a well-formed frame with the client's id.
             for at in 12..frame.len() {
