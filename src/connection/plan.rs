@@ -15,7 +15,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::kafka::frame::{self, FrameError, RequestHeader};
-use crate::kafka::{self, versions};
+use crate::kafka::{self, requests, versions};
 use crate::policy::{self, Decision, Policy};
 
 /// What to do with one request.
@@ -127,7 +127,7 @@ pub(super) fn plan(policy: Policy, header: &RequestHeader, frame: &[u8]) -> Plan
             api_key,
             api_version,
             inspect: kafka::needs_inspection(api_key, api_version),
-            audit: policy::audited(api_key).then(|| {
+            audit: audited(header, frame).then(|| {
                 Box::new(Audit {
                     resources: policy::audit_resources(header, frame)
                         .unwrap_or_else(|e| vec![format!("(unreadable: {e})")]),
@@ -136,3 +136,27 @@ pub(super) fn plan(policy: Policy, header: &RequestHeader, frame: &[u8]) -> Plan
         })),
     }
 }
+
+/// True when the request's audit line is written: its API changes the cluster (the policy
+/// table's `audited` column, which also covers api keys the proxy does not know), or it is an
+/// OffsetCommit from outside group membership, which resets a group's offsets (admin tools,
+/// standalone consumers). A group member's periodic commit is not audited: it is consumption,
+/// and one line per commit would drown the audit. Reads only the OffsetCommit's group id,
+/// generation and member id beyond the header.
+fn audited(header: &RequestHeader, frame: &[u8]) -> bool {
+    if policy::audited(header.api_key) {
+        return true;
+    }
+    if header.api_key != kafka_protocol::messages::ApiKey::OffsetCommit as i16 {
+        return false;
+    }
+    match requests::request_body(frame, header.api_key, header.api_version) {
+        Ok(body) => requests::offset_commit_outside_membership(header.api_version, body),
+        // Unreadable: audited, and its line says so.
+        Err(_) => true,
+    }
+}
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

@@ -991,6 +991,89 @@ fn create_delegation_token(r: &mut Reader<'_>, v: i16) -> WireResult<Request> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// OffsetCommit: allowed to every policy, audited when it resets offsets from outside the group
+
+/// Versions of OffsetCommit whose layout [`offset_commit`] and [`outcome`] know: v0-v1 (Kafka
+/// 3.x brokers still accept them) and those kafka-protocol has (v2-v9). v10 names topics by id
+/// and is unstable in Kafka 4.1.
+pub const OFFSET_COMMIT_VERSIONS: std::ops::RangeInclusive<i16> = 0..=9;
+
+/// True when an OffsetCommit body (after the request header) at `version` commits from outside
+/// group membership: v0 (which has no generation), or a generation below 0 or an empty member
+/// id, as admin tools (kafka-consumer-groups --reset-offsets, the AdminClient's
+/// alterConsumerGroupOffsets) and standalone consumers send it. A group member's periodic
+/// commit carries its generation and member id. Reads only the group id, generation and member
+/// id; an unreadable prefix counts as outside (the audit then says it is unreadable).
+pub fn offset_commit_outside_membership(version: i16, body: &[u8]) -> bool {
+    if version < 1 {
+        return true;
+    }
+    fn membership(r: &mut Reader<'_>) -> WireResult<(i32, bool)> {
+        r.skip_string()?; // group_id
+        let generation = r.i32()?;
+        let member_empty = r.raw()?.is_empty();
+        Ok((generation, member_empty))
+    }
+    let r = &mut Reader::new(body, wire::flexible(ApiKey::OffsetCommit, version));
+    match membership(r) {
+        Ok((generation, member_empty)) => generation < 0 || member_empty,
+        Err(_) => true,
+    }
+}
+
+/// An OffsetCommit request the audit names: the group and each partition's new offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetCommit {
+    /// Consumer group.
+    pub group: String,
+    /// (topic, [(partition, committed offset)]).
+    pub topics: Vec<(String, Vec<(i32, i64)>)>,
+}
+
+/// Reads an OffsetCommit body (after the request header) at `version` (one of
+/// [`OFFSET_COMMIT_VERSIONS`]); bytes after the message are ignored, as the broker ignores them.
+pub fn offset_commit(version: i16, body: &[u8]) -> WireResult<OffsetCommit> {
+    if !OFFSET_COMMIT_VERSIONS.contains(&version) {
+        return Err("OffsetCommit version the proxy does not read");
+    }
+    let v = version;
+    let r = &mut Reader::new(body, wire::flexible(ApiKey::OffsetCommit, v));
+    let group = r.string()?;
+    if v >= 1 {
+        r.i32()?; // generation_id_or_member_epoch
+        r.skip_string()?; // member_id
+    }
+    if v >= 7 {
+        r.skip_string()?; // group_instance_id
+    }
+    if (2..=4).contains(&v) {
+        r.i64()?; // retention_time_ms
+    }
+    let mut topics = Vec::new();
+    for _ in 0..r.count()? {
+        let name = r.string()?;
+        let mut partitions = Vec::new();
+        for _ in 0..r.count()? {
+            let partition = r.i32()?;
+            let offset = r.i64()?;
+            if v >= 6 {
+                r.i32()?; // committed_leader_epoch
+            }
+            if v == 1 {
+                r.i64()?; // commit_timestamp
+            }
+            r.skip_string()?; // committed_metadata
+            r.tags()?;
+            partitions.push((partition, offset));
+        }
+        r.tags()?;
+        topics.push((name, partitions));
+    }
+    r.tags()?;
+    Ok(OffsetCommit { group, topics })
+}
+
+// ---------------------------------------------------------------------------------------------
 // Audit text
 
 /// A name from the wire as an audit log shows it: lossy UTF-8, control characters escaped,
@@ -1318,6 +1401,21 @@ pub fn outcome(
             let code = r.i16()?;
             r.skip_string()?;
             out.push(String::new, code);
+        }
+        ApiKey::OffsetCommit => {
+            if v >= 3 {
+                r.i32()?; // throttle_time_ms
+            }
+            for _ in 0..r.count()? {
+                let topic = r.raw()?;
+                for _ in 0..r.count()? {
+                    let partition = r.i32()?;
+                    let code = r.i16()?;
+                    r.tags()?;
+                    out.push(|| partition_text(topic, partition), code);
+                }
+                r.tags()?;
+            }
         }
         ApiKey::OffsetDelete => {
             let code = r.i16()?;
