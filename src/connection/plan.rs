@@ -21,9 +21,14 @@ use crate::policy::{self, Decision, Policy};
 /// What to do with one request.
 #[derive(Debug)]
 pub(super) enum Plan {
-    /// Forward it upstream with the proxy's own correlation id; `None` when the client expects
-    /// no response (Produce with acks=0).
-    Forward(Option<Awaited>),
+    /// Forward it upstream with the proxy's own correlation id.
+    Forward {
+        /// `None` when the client expects no response (Produce with acks=0).
+        awaited: Option<Awaited>,
+        /// Set the byte at this offset of the frame to 0 before forwarding: a Metadata
+        /// request's `allow_auto_topic_creation` under a policy that may not create topics.
+        clear: Option<usize>,
+    },
     /// Answer it here, in its place among the responses, and never forward it.
     Answer {
         /// The complete response frame, with the client's correlation id.
@@ -92,9 +97,11 @@ pub(super) enum Expected {
 /// for every request a policy allows, nothing beyond the header (and Produce's acks) is read,
 /// except the resources of a request that is audited.
 pub(super) fn plan(policy: Policy, header: &RequestHeader, frame: &[u8]) -> Plan {
+    let mut clear = None;
     if policy != Policy::Full {
         match policy::decide(policy, header, frame) {
             Decision::Allow => {}
+            Decision::AllowWithoutAutoCreate { clear: at } => clear = Some(at),
             Decision::Deny {
                 response,
                 error_code,
@@ -121,19 +128,25 @@ pub(super) fn plan(policy: Policy, header: &RequestHeader, frame: &[u8]) -> Plan
     }
     match frame::expects_response(header, frame) {
         Err(e) => Plan::Refuse(Refusal::Malformed(e)),
-        Ok(false) => Plan::Forward(None),
-        Ok(true) => Plan::Forward(Some(Awaited {
-            client_id: header.correlation_id,
-            api_key,
-            api_version,
-            inspect: kafka::needs_inspection(api_key, api_version),
-            audit: audited(header, frame).then(|| {
-                Box::new(Audit {
-                    resources: policy::audit_resources(header, frame)
-                        .unwrap_or_else(|e| vec![format!("(unreadable: {e})")]),
-                })
+        Ok(false) => Plan::Forward {
+            awaited: None,
+            clear,
+        },
+        Ok(true) => Plan::Forward {
+            clear,
+            awaited: Some(Awaited {
+                client_id: header.correlation_id,
+                api_key,
+                api_version,
+                inspect: kafka::needs_inspection(api_key, api_version),
+                audit: audited(header, frame).then(|| {
+                    Box::new(Audit {
+                        resources: policy::audit_resources(header, frame)
+                            .unwrap_or_else(|e| vec![format!("(unreadable: {e})")]),
+                    })
+                }),
             }),
-        })),
+        },
     }
 }
 

@@ -38,7 +38,10 @@ fn bare_frame(api_key: i16, version: i16) -> Bytes {
 fn audit_of(policy: Policy, frame: &[u8]) -> Option<Vec<String>> {
     let header = frame::request_header(frame).unwrap();
     match plan(policy, &header, frame) {
-        Plan::Forward(Some(awaited)) => awaited.audit.map(|a| a.resources),
+        Plan::Forward {
+            awaited: Some(awaited),
+            clear: None,
+        } => awaited.audit.map(|a| a.resources),
         other => panic!("not forwarded: {other:?}"),
     }
 }

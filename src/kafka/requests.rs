@@ -197,6 +197,11 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// How many bytes were read so far: the offset of the next field in the buffer.
+    pub fn pos(&self) -> usize {
+        self.w.pos()
+    }
+
     /// Errors unless every byte was read.
     pub fn end(&self) -> WireResult<()> {
         self.w.end()
@@ -988,6 +993,70 @@ fn create_delegation_token(r: &mut Reader<'_>, v: i16) -> WireResult<Request> {
     r.i64()?; // max_lifetime_ms
     r.tags()?;
     Ok(Request::CreateDelegationToken { owner, renewers })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metadata: the one request every policy allows that can create topics
+
+/// Whether a Metadata request can make a broker with `auto.create.topics.enable=true` create
+/// the topics it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetadataAutoCreate {
+    /// It cannot: it names no topic (all topics, or none), or v4+ with
+    /// `allow_auto_topic_creation` false.
+    No,
+    /// v0-v3 naming topics: these versions have no flag, and the broker creates every topic
+    /// named that does not exist.
+    Always,
+    /// v4+ with `allow_auto_topic_creation` true: the flag is the byte at this offset of the
+    /// body (a boolean; 0 turns it off, with nothing else of the request changed).
+    Flag(usize),
+}
+
+/// Reads a Metadata body (after the request header) at `version` as far as its
+/// `allow_auto_topic_creation` flag: linear in the topics it names, nothing kept.
+pub fn metadata_auto_create(version: i16, body: &[u8]) -> WireResult<MetadataAutoCreate> {
+    let v = version;
+    let r = &mut Reader::new(body, wire::flexible(ApiKey::Metadata, v));
+    // v0: an empty list means every topic; v1+: null means every topic, empty none.
+    let topics = if v >= 1 {
+        r.nullable_count()?.unwrap_or(0)
+    } else {
+        r.count()?
+    };
+    for _ in 0..topics {
+        if v >= 10 {
+            r.uuid()?;
+        }
+        r.skip_string()?;
+        r.tags()?;
+    }
+    if v < 4 {
+        return Ok(if topics > 0 {
+            MetadataAutoCreate::Always
+        } else {
+            MetadataAutoCreate::No
+        });
+    }
+    let at = r.pos();
+    Ok(if r.bool()? && topics > 0 {
+        MetadataAutoCreate::Flag(at)
+    } else {
+        MetadataAutoCreate::No
+    })
+}
+
+/// The topic names of a Metadata v0-v3 body, for the denial of one that would create them.
+pub fn metadata_topic_names(version: i16, body: &[u8]) -> WireResult<Vec<String>> {
+    if !(0..=3).contains(&version) {
+        return Err("Metadata version with an auto-creation flag");
+    }
+    let r = &mut Reader::new(body, false);
+    let mut names = Vec::new();
+    for _ in 0..r.nullable_count()?.unwrap_or(0) {
+        names.push(r.string()?);
+    }
+    Ok(names)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -92,6 +92,23 @@ impl Answer {
         }
     }
 
+    /// The answer to a Metadata v0-v3 request that names `topics` under a policy that may not
+    /// create topics: each topic with TOPIC_AUTHORIZATION_FAILED, no brokers (these versions
+    /// would make the broker create every topic named that does not exist, and have no flag to
+    /// turn that off).
+    pub(super) fn metadata(&self, topics: &[String]) -> Result<Bytes, CodecError> {
+        use km::metadata_response::*;
+        let topics = topics
+            .iter()
+            .map(|t| {
+                MetadataResponseTopic::default()
+                    .with_name(Some(km::TopicName(s(t))))
+                    .with_error_code(self.code)
+            })
+            .collect();
+        self.frame(&km::MetadataResponse::default().with_topics(topics))
+    }
+
     /// A response whose whole denial is its top-level error, as a frame.
     fn top_level<M: ErrorOnly>(&self, code: i16) -> Result<Bytes, CodecError> {
         self.frame(&M::denied(code, self.message()))
