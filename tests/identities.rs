@@ -1845,3 +1845,89 @@ fn rotating_one_identitys_certificate_leaves_the_others_untouched() {
     let got = kcat_consume(&s.bootstrap(), &load_topic, &[]);
     assert_eq!(got.assert_ok().lines().count(), total as usize);
 }
+
+// ================================================================== 5. auto topic creation
+
+/// The error code Metadata `version` answers for `topic`, asking with
+/// `allow_auto_topic_creation` (v4+; v0-v3 always allow it).
+fn metadata_topic_error(raw: &mut Raw, version: i16, topic: &str, allow: bool) -> i16 {
+    let mut request = MetadataRequest::default().with_topics(Some(vec![
+        MetadataRequestTopic::default().with_name(Some(topic_name(topic))),
+    ]));
+    if version >= 4 {
+        request = request.with_allow_auto_topic_creation(allow);
+    }
+    let response = raw
+        .call(version, &request)
+        .unwrap_or_else(|e| panic!("Metadata v{version} {topic}: {e}"));
+    assert_eq!(response.topics.len(), 1, "v{version}: {response:?}");
+    response.topics[0].error_code
+}
+
+/// Issue 17, point 4: `read-only` (and `no-admin`) cannot create a topic through Metadata on a
+/// cluster with auto.create.topics.enable=true (tests/cluster/cluster.sh turns it on): v4+ with
+/// allow_auto_topic_creation=true is forwarded with the flag cleared, v0-v3 naming topics (which
+/// always auto-create) are answered with TOPIC_AUTHORIZATION_FAILED. The identity presents the
+/// admin certificate: whatever is not created, the proxy prevented.
+#[test]
+fn read_only_cannot_create_topics_through_metadata_auto_creation() {
+    const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
+    let c = cluster();
+    let _up = c.shared();
+    let ro = Identity::with_ports("ro-autocreate", c, Principal::Admin, "read-only");
+    let s = Setup::start(c, &[&ro], &[]);
+
+    // Control, through the full default identity: this cluster auto-creates.
+    let mut full = Raw::connect(s.proxy.port);
+    let control = unique("autocreate-control");
+    let code = metadata_topic_error(&mut full, 12, &control, true);
+    let created = || {
+        (0..50).any(|_| {
+            let mut raw = Raw::connect(s.proxy.port);
+            let code = metadata_topic_error(&mut raw, 12, &control, false);
+            code == 0 || {
+                thread::sleep(Duration::from_millis(100));
+                false
+            }
+        })
+    };
+    assert!(
+        code != UNKNOWN_TOPIC_OR_PARTITION && created(),
+        "this cluster does not auto-create topics (error {code}): the test needs \
+         auto.create.topics.enable=true, which tests/cluster/cluster.sh sets; restart the \
+         cluster with it"
+    );
+
+    let mut raw = Raw::connect(ro.ports().bootstrap);
+    let mut report = vec![];
+    for v in [4, 9, 12, 13] {
+        let topic = unique(&format!("ro-autocreate-v{v}"));
+        let code = metadata_topic_error(&mut raw, v, &topic, true);
+        assert_eq!(code, UNKNOWN_TOPIC_OR_PARTITION, "read-only Metadata v{v}");
+        report.push(format!("v{v}: error {code}"));
+        // Not created behind the answer either.
+        thread::sleep(Duration::from_millis(500));
+        let mut check = Raw::connect(s.proxy.port);
+        assert_eq!(
+            metadata_topic_error(&mut check, 12, &topic, false),
+            UNKNOWN_TOPIC_OR_PARTITION,
+            "{topic} was created through read-only Metadata v{v}"
+        );
+    }
+    for v in [0, 1, 3] {
+        let topic = unique(&format!("ro-autocreate-v{v}"));
+        let code = metadata_topic_error(&mut raw, v, &topic, true);
+        assert_eq!(code, TOPIC_AUTHORIZATION_FAILED, "read-only Metadata v{v}");
+        report.push(format!("v{v}: error {code}"));
+        let mut check = Raw::connect(s.proxy.port);
+        assert_eq!(
+            metadata_topic_error(&mut check, 12, &topic, false),
+            UNKNOWN_TOPIC_OR_PARTITION,
+            "{topic} was created through read-only Metadata v{v}"
+        );
+    }
+    // Existing topics still answer through read-only at v4+.
+    assert_eq!(metadata_topic_error(&mut raw, 12, &control, true), 0);
+    eprintln!("identities: read-only Metadata naming new topics: {report:?}");
+}

@@ -129,6 +129,8 @@ fn request(policy: Policy, key: ApiKey, version: i16, rest: &[u8]) {
     match policy::decide(policy, &header, &frame) {
         Decision::Allow => assert!(policy.allows(policy::rule(key).access)),
         Decision::Close { .. } => assert!(!policy.allows(policy::rule(key).access)),
+        // Only Metadata, which the keys above do not include.
+        Decision::AllowWithoutAutoCreate { .. } => panic!("{key:?} allowed with a splice"),
         Decision::Deny {
             response,
             error_code,

@@ -74,6 +74,12 @@ impl Audit {
         audit
     }
 
+    /// What the request changes, as its lines name it.
+    #[cfg(test)]
+    pub(super) fn resources(&self) -> &[String] {
+        &self.resources
+    }
+
     /// Writes the outcome line from the broker's answer (`payload`: the response without its
     /// length prefix).
     pub(super) fn answered(mut self, payload: &[u8]) {

@@ -366,9 +366,14 @@ where
             };
             let frame = &chunk[range.clone()];
             match plan::plan(identity.policy, who, &identity.name, &header, frame) {
-                Plan::Forward(awaited) => {
+                Plan::Forward { awaited, clear } => {
                     let proxy_id = next_id;
                     next_id = next_id.wrapping_add(1);
+                    if let Some(at) = clear {
+                        // Metadata's allow_auto_topic_creation under a policy that may not
+                        // create topics: the one byte the proxy changes in a request.
+                        chunk[range.start + at] = 0;
+                    }
                     frame::set_request_correlation_id(&mut chunk[range], proxy_id);
                     if let Some(awaited) = awaited {
                         let sent = Instant::now();

@@ -18,15 +18,20 @@ use super::audit::Audit;
 use super::Client;
 use crate::budget::Held;
 use crate::kafka::frame::{self, FrameError, RequestHeader};
-use crate::kafka::{self, versions};
+use crate::kafka::{self, requests, versions};
 use crate::policy::{self, Decision, Policy};
 
 /// What to do with one request.
 #[derive(Debug)]
 pub(super) enum Plan {
-    /// Forward it upstream with the proxy's own correlation id; `None` when the client expects
-    /// no response (Produce with acks=0).
-    Forward(Option<Awaited>),
+    /// Forward it upstream with the proxy's own correlation id.
+    Forward {
+        /// `None` when the client expects no response (Produce with acks=0).
+        awaited: Option<Awaited>,
+        /// Set the byte at this offset of the frame to 0 before forwarding: a Metadata
+        /// request's `allow_auto_topic_creation` under a policy that may not create topics.
+        clear: Option<usize>,
+    },
     /// Answer it here, in its place among the responses, and never forward it.
     Answer {
         /// The complete response frame, with the client's correlation id.
@@ -127,9 +132,11 @@ pub(super) fn plan(
     header: &RequestHeader,
     frame: &[u8],
 ) -> Plan {
+    let mut clear = None;
     if policy != Policy::Full {
         match policy::decide(policy, header, frame) {
             Decision::Allow => {}
+            Decision::AllowWithoutAutoCreate { clear: at } => clear = Some(at),
             Decision::Deny {
                 response,
                 error_code,
@@ -158,18 +165,48 @@ pub(super) fn plan(
         Ok(expects) => expects,
         Err(e) => return Plan::Refuse(Refusal::Malformed(e)),
     };
-    let audit = policy::audited(api_key).then(|| Audit::request(who, identity, header, frame));
+    let audit = audited(header, frame).then(|| Audit::request(who, identity, header, frame));
     if !expects {
         if let Some(audit) = audit {
             audit.unanswered();
         }
-        return Plan::Forward(None);
+        return Plan::Forward {
+            awaited: None,
+            clear,
+        };
     }
-    Plan::Forward(Some(Awaited {
-        client_id: header.correlation_id,
-        api_key,
-        api_version,
-        inspect: kafka::needs_inspection(api_key, api_version),
-        audit: audit.map(Box::new),
-    }))
+    Plan::Forward {
+        clear,
+        awaited: Some(Awaited {
+            client_id: header.correlation_id,
+            api_key,
+            api_version,
+            inspect: kafka::needs_inspection(api_key, api_version),
+            audit: audit.map(Box::new),
+        }),
+    }
 }
+
+/// True when the request's audit line is written: its API changes the cluster (the policy
+/// table's `audited` column, which also covers api keys the proxy does not know), or it is an
+/// OffsetCommit from outside group membership, which resets a group's offsets (admin tools,
+/// standalone consumers). A group member's periodic commit is not audited: it is consumption,
+/// and one line per commit would drown the audit. Reads only the OffsetCommit's group id,
+/// generation and member id beyond the header.
+fn audited(header: &RequestHeader, frame: &[u8]) -> bool {
+    if policy::audited(header.api_key) {
+        return true;
+    }
+    if header.api_key != kafka_protocol::messages::ApiKey::OffsetCommit as i16 {
+        return false;
+    }
+    match requests::request_body(frame, header.api_key, header.api_version) {
+        Ok(body) => requests::offset_commit_outside_membership(header.api_version, body),
+        // Unreadable: audited, and its line says so.
+        Err(_) => true,
+    }
+}
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

@@ -10,8 +10,12 @@
 //! Nothing here decodes with kafka-protocol, whose decode sizes `Vec::with_capacity` from array
 //! counts on the wire: every field is read through [`Walker`], the one bounds-checked reader,
 //! with the primitives of [`Reader`] on top of it (every count and length must fit the bytes
-//! that remain, so nothing here allocates more than the frame holds). A request must be exactly
-//! one message at its version (trailing bytes are an error), as the broker would read it.
+//! that remain, so nothing here allocates more than the frame holds). A request is read as the
+//! broker reads it: one message at its version from the start of the body, and bytes after
+//! that message are ignored. Kafka's `RequestContext.parseRequest` reads the message with the
+//! generated `read` and never checks that the buffer was used up, so a request with trailing
+//! bytes still acts on the cluster: refusing it here would only blind the audit (its
+//! resources would read "(unreadable)") and turn its denial into a closed connection.
 //!
 //! Only what the policy needs is kept. Secrets a request carries (SCRAM salts and salted
 //! passwords, delegation token HMACs) and configuration values are stepped over, never copied,
@@ -191,6 +195,11 @@ impl<'a> Reader<'a> {
         } else {
             Ok(())
         }
+    }
+
+    /// How many bytes were read so far: the offset of the next field in the buffer.
+    pub fn pos(&self) -> usize {
+        self.w.pos()
     }
 
     /// Errors unless every byte was read.
@@ -583,7 +592,7 @@ pub fn parse(key: ApiKey, version: i16, body: &[u8]) -> WireResult<Request> {
         }
         _ => return Err("no walker for this api key"),
     };
-    r.end()?;
+    // Whatever follows the message is ignored, as the broker ignores it.
     Ok(request)
 }
 
@@ -987,6 +996,153 @@ fn create_delegation_token(r: &mut Reader<'_>, v: i16) -> WireResult<Request> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Metadata: the one request every policy allows that can create topics
+
+/// Whether a Metadata request can make a broker with `auto.create.topics.enable=true` create
+/// the topics it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetadataAutoCreate {
+    /// It cannot: it names no topic (all topics, or none), or v4+ with
+    /// `allow_auto_topic_creation` false.
+    No,
+    /// v0-v3 naming topics: these versions have no flag, and the broker creates every topic
+    /// named that does not exist.
+    Always,
+    /// v4+ with `allow_auto_topic_creation` true: the flag is the byte at this offset of the
+    /// body (a boolean; 0 turns it off, with nothing else of the request changed).
+    Flag(usize),
+}
+
+/// Reads a Metadata body (after the request header) at `version` as far as its
+/// `allow_auto_topic_creation` flag: linear in the topics it names, nothing kept.
+pub fn metadata_auto_create(version: i16, body: &[u8]) -> WireResult<MetadataAutoCreate> {
+    let v = version;
+    let r = &mut Reader::new(body, wire::flexible(ApiKey::Metadata, v));
+    // v0: an empty list means every topic; v1+: null means every topic, empty none.
+    let topics = if v >= 1 {
+        r.nullable_count()?.unwrap_or(0)
+    } else {
+        r.count()?
+    };
+    for _ in 0..topics {
+        if v >= 10 {
+            r.uuid()?;
+        }
+        r.skip_string()?;
+        r.tags()?;
+    }
+    if v < 4 {
+        return Ok(if topics > 0 {
+            MetadataAutoCreate::Always
+        } else {
+            MetadataAutoCreate::No
+        });
+    }
+    let at = r.pos();
+    Ok(if r.bool()? && topics > 0 {
+        MetadataAutoCreate::Flag(at)
+    } else {
+        MetadataAutoCreate::No
+    })
+}
+
+/// The topic names of a Metadata v0-v3 body, for the denial of one that would create them.
+pub fn metadata_topic_names(version: i16, body: &[u8]) -> WireResult<Vec<String>> {
+    if !(0..=3).contains(&version) {
+        return Err("Metadata version with an auto-creation flag");
+    }
+    let r = &mut Reader::new(body, false);
+    let mut names = Vec::new();
+    for _ in 0..r.nullable_count()?.unwrap_or(0) {
+        names.push(r.string()?);
+    }
+    Ok(names)
+}
+
+// ---------------------------------------------------------------------------------------------
+// OffsetCommit: allowed to every policy, audited when it resets offsets from outside the group
+
+/// Versions of OffsetCommit whose layout [`offset_commit`] and [`outcome`] know: v0-v1 (Kafka
+/// 3.x brokers still accept them) and those kafka-protocol has (v2-v9). v10 names topics by id
+/// and is unstable in Kafka 4.1.
+pub const OFFSET_COMMIT_VERSIONS: std::ops::RangeInclusive<i16> = 0..=9;
+
+/// True when an OffsetCommit body (after the request header) at `version` commits from outside
+/// group membership: v0 (which has no generation), or a generation below 0 or an empty member
+/// id, as admin tools (kafka-consumer-groups --reset-offsets, the AdminClient's
+/// alterConsumerGroupOffsets) and standalone consumers send it. A group member's periodic
+/// commit carries its generation and member id. Reads only the group id, generation and member
+/// id; an unreadable prefix counts as outside (the audit then says it is unreadable).
+pub fn offset_commit_outside_membership(version: i16, body: &[u8]) -> bool {
+    if version < 1 {
+        return true;
+    }
+    fn membership(r: &mut Reader<'_>) -> WireResult<(i32, bool)> {
+        r.skip_string()?; // group_id
+        let generation = r.i32()?;
+        let member_empty = r.raw()?.is_empty();
+        Ok((generation, member_empty))
+    }
+    let r = &mut Reader::new(body, wire::flexible(ApiKey::OffsetCommit, version));
+    match membership(r) {
+        Ok((generation, member_empty)) => generation < 0 || member_empty,
+        Err(_) => true,
+    }
+}
+
+/// An OffsetCommit request the audit names: the group and each partition's new offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetCommit {
+    /// Consumer group.
+    pub group: String,
+    /// (topic, [(partition, committed offset)]).
+    pub topics: Vec<(String, Vec<(i32, i64)>)>,
+}
+
+/// Reads an OffsetCommit body (after the request header) at `version` (one of
+/// [`OFFSET_COMMIT_VERSIONS`]); bytes after the message are ignored, as the broker ignores them.
+pub fn offset_commit(version: i16, body: &[u8]) -> WireResult<OffsetCommit> {
+    if !OFFSET_COMMIT_VERSIONS.contains(&version) {
+        return Err("OffsetCommit version the proxy does not read");
+    }
+    let v = version;
+    let r = &mut Reader::new(body, wire::flexible(ApiKey::OffsetCommit, v));
+    let group = r.string()?;
+    if v >= 1 {
+        r.i32()?; // generation_id_or_member_epoch
+        r.skip_string()?; // member_id
+    }
+    if v >= 7 {
+        r.skip_string()?; // group_instance_id
+    }
+    if (2..=4).contains(&v) {
+        r.i64()?; // retention_time_ms
+    }
+    let mut topics = Vec::new();
+    for _ in 0..r.count()? {
+        let name = r.string()?;
+        let mut partitions = Vec::new();
+        for _ in 0..r.count()? {
+            let partition = r.i32()?;
+            let offset = r.i64()?;
+            if v >= 6 {
+                r.i32()?; // committed_leader_epoch
+            }
+            if v == 1 {
+                r.i64()?; // commit_timestamp
+            }
+            r.skip_string()?; // committed_metadata
+            r.tags()?;
+            partitions.push((partition, offset));
+        }
+        r.tags()?;
+        topics.push((name, partitions));
+    }
+    r.tags()?;
+    Ok(OffsetCommit { group, topics })
+}
+
+// ---------------------------------------------------------------------------------------------
 // Audit text
 
 /// A name from the wire as an audit log shows it: lossy UTF-8, control characters escaped,
@@ -1314,6 +1470,21 @@ pub fn outcome(
             let code = r.i16()?;
             r.skip_string()?;
             out.push(String::new, code);
+        }
+        ApiKey::OffsetCommit => {
+            if v >= 3 {
+                r.i32()?; // throttle_time_ms
+            }
+            for _ in 0..r.count()? {
+                let topic = r.raw()?;
+                for _ in 0..r.count()? {
+                    let partition = r.i32()?;
+                    let code = r.i16()?;
+                    r.tags()?;
+                    out.push(|| partition_text(topic, partition), code);
+                }
+                r.tags()?;
+            }
         }
         ApiKey::OffsetDelete => {
             let code = r.i16()?;
@@ -1655,14 +1826,20 @@ mod tests {
     }
 
     #[test]
-    fn parse_refuses_trailing_bytes_and_apis_without_a_walker() {
+    fn parse_ignores_trailing_bytes_as_the_broker_does_and_refuses_apis_without_a_walker() {
         // UnregisterBroker v0: broker id, no tagged fields.
         let body = [0, 0, 0, 3, 0];
         assert_eq!(
             parse(ApiKey::UnregisterBroker, 0, &body),
             Ok(Request::UnregisterBroker(3))
         );
-        assert!(parse(ApiKey::UnregisterBroker, 0, &[0, 0, 0, 3, 0, 0]).is_err());
+        // The broker reads the message and ignores what follows it: so does the policy.
+        assert_eq!(
+            parse(ApiKey::UnregisterBroker, 0, &[0, 0, 0, 3, 0, 0, 0xff]),
+            Ok(Request::UnregisterBroker(3))
+        );
+        // A message cut short is still an error.
+        assert!(parse(ApiKey::UnregisterBroker, 0, &[0, 0, 0]).is_err());
         assert!(parse(ApiKey::Fetch, 12, &body).is_err());
         assert!(!parsed(ApiKey::Fetch));
     }

@@ -9,10 +9,14 @@ use crate::kafka::frame::RequestHeader;
 use crate::kafka::requests::{self, Capped, Request, Topic, NIL_ID};
 use crate::kafka::wire::Walker;
 
-/// True for the requests whose audit line is written: the ones that change the cluster (the
-/// table's `audited` column). Reads only the table.
+/// True for the APIs whose every request has its audit line written: the ones that change the
+/// cluster (the table's `audited` column), and api keys kafka-protocol does not know, which
+/// only `full` forwards and which may change anything (their line names them "unknown api key
+/// N vM"). Reads only the table. OffsetCommit is audited per request, when it resets offsets
+/// from outside group membership (see [`crate::connection`]'s plan and
+/// [`requests::offset_commit_outside_membership`]).
 pub fn audited(api_key: i16) -> bool {
-    ApiKey::try_from(api_key).is_ok_and(|key| rule(key).audited)
+    ApiKey::try_from(api_key).map_or(true, |key| rule(key).audited)
 }
 
 /// The API of a request or response the policy reads at `version`: `None` when it reads
@@ -37,13 +41,35 @@ fn readable(api_key: i16, version: i16) -> Result<Option<ApiKey>, PolicyError> {
 /// too, for denial lines); empty for the others. `frame` as for [`decide`](super::decide).
 pub fn audit_resources(header: &RequestHeader, frame: &[u8]) -> Result<Vec<String>, PolicyError> {
     let (api_key, version) = (header.api_key, header.api_version);
-    let Some(key) = readable(api_key, version)? else {
-        return Ok(Vec::new());
-    };
     let malformed = |reason| PolicyError::Malformed {
         api_key,
         version,
         reason,
+    };
+    match ApiKey::try_from(api_key) {
+        // Nothing of it can be read: its header version is unknown too.
+        Err(_) => return Ok(vec![format!("unknown api key {api_key} v{version}")]),
+        Ok(ApiKey::OffsetCommit) => {
+            let body = requests::request_body(frame, api_key, version).map_err(malformed)?;
+            let commit = requests::offset_commit(version, body).map_err(malformed)?;
+            let mut out = Capped::<String>::default();
+            let group = requests::clean_str(&commit.group);
+            for (t, parts) in &commit.topics {
+                for (p, offset) in parts {
+                    out.push(|| {
+                        format!("{group}: {}-{p} to offset {offset}", requests::clean_str(t))
+                    });
+                }
+            }
+            if commit.topics.is_empty() {
+                out.push(|| group.clone());
+            }
+            return Ok(out.finish());
+        }
+        Ok(_) => {}
+    }
+    let Some(key) = readable(api_key, version)? else {
+        return Ok(Vec::new());
     };
     let body = requests::request_body(frame, api_key, version).map_err(malformed)?;
     let request = requests::parse(key, version, body).map_err(malformed)?;
@@ -56,17 +82,27 @@ pub fn audit_resources(header: &RequestHeader, frame: &[u8]) -> Result<Vec<Strin
 /// ("", code) for a top-level error code, with the same cap as [`audit_resources`] (the last
 /// entry then counts the rest and carries the first error among them). `payload` is the
 /// response WITHOUT its length prefix (response header included); `api_key` and `version` are
-/// the request's. Empty for requests that are not [`audited`].
+/// the request's. Empty for requests that are not [`audited`], bar OffsetCommit (audited per
+/// request), and for api keys the proxy does not know.
 pub fn audit_outcome(
     api_key: i16,
     version: i16,
     payload: &[u8],
 ) -> Result<Vec<(String, i16)>, PolicyError> {
-    if !audited(api_key) {
+    let offset_commit = api_key == ApiKey::OffsetCommit as i16;
+    if !audited(api_key) && !offset_commit {
         return Ok(Vec::new());
     }
-    let Some(key) = readable(api_key, version)? else {
-        return Ok(Vec::new());
+    let key = if offset_commit {
+        if !requests::OFFSET_COMMIT_VERSIONS.contains(&version) {
+            return Err(PolicyError::UnsupportedVersion { api_key, version });
+        }
+        ApiKey::OffsetCommit
+    } else {
+        let Some(key) = readable(api_key, version)? else {
+            return Ok(Vec::new());
+        };
+        key
     };
     let malformed = |reason| PolicyError::Malformed {
         api_key,

@@ -1,6 +1,9 @@
 //! Denial responses: the error response of a denied request's own API, at the version it was
 //! sent, with the client's correlation id.
 
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
+
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{self as km, ApiKey, ResponseHeader};
 use kafka_protocol::protocol::{Encodable, StrBytes};
@@ -87,6 +90,23 @@ impl Answer {
             32 => GROUP_AUTHORIZATION_FAILED,
             _ => self.code,
         }
+    }
+
+    /// The answer to a Metadata v0-v3 request that names `topics` under a policy that may not
+    /// create topics: each topic with TOPIC_AUTHORIZATION_FAILED, no brokers (these versions
+    /// would make the broker create every topic named that does not exist, and have no flag to
+    /// turn that off).
+    pub(super) fn metadata(&self, topics: &[String]) -> Result<Bytes, CodecError> {
+        use km::metadata_response::*;
+        let topics = topics
+            .iter()
+            .map(|t| {
+                MetadataResponseTopic::default()
+                    .with_name(Some(km::TopicName(s(t))))
+                    .with_error_code(self.code)
+            })
+            .collect();
+        self.frame(&km::MetadataResponse::default().with_topics(topics))
     }
 
     /// A response whose whole denial is its top-level error, as a frame.
@@ -226,10 +246,13 @@ impl Answer {
             }
             Request::AlterUserScramCredentials(changes) => {
                 use alter_user_scram_credentials_response::*;
-                // One result per user, as the broker answers.
+                // One result per user, as the broker answers, in order of first mention. A set
+                // remembers who is listed: the request may name a hundred thousand users, and a
+                // scan of the list per entry would be quadratic work on a runtime worker.
+                let mut seen: HashSet<&str> = HashSet::with_capacity(changes.len());
                 let mut users: Vec<&str> = Vec::new();
                 for (user, _, _) in changes {
-                    if !users.contains(&user.as_str()) {
+                    if seen.insert(user.as_str()) {
                         users.push(user);
                     }
                 }
@@ -388,7 +411,11 @@ impl Answer {
             }
             Request::AlterReplicaLogDirs(dirs) => {
                 use alter_replica_log_dirs_response::*;
-                // One result per topic, as the broker answers, whichever directories it named.
+                // One result per topic, as the broker answers, whichever directories it named,
+                // in order of first mention. A map from name to result index finds a topic's
+                // result: a scan of the results per entry would be quadratic work on a runtime
+                // worker.
+                let mut index: HashMap<&str, usize> = HashMap::new();
                 let mut results: Vec<AlterReplicaLogDirTopicResult> = Vec::new();
                 for t in dirs.iter().flat_map(|(_, topics)| topics) {
                     let partitions = t.partitions.iter().map(|p| {
@@ -396,16 +423,16 @@ impl Answer {
                             .with_partition_index(*p)
                             .with_error_code(code)
                     });
-                    match results
-                        .iter_mut()
-                        .find(|r| r.topic_name.0.as_str() == t.name)
-                    {
-                        Some(r) => r.partitions.extend(partitions),
-                        None => results.push(
-                            AlterReplicaLogDirTopicResult::default()
-                                .with_topic_name(topic(&t.name))
-                                .with_partitions(partitions.collect()),
-                        ),
+                    match index.entry(t.name.as_str()) {
+                        Entry::Occupied(at) => results[*at.get()].partitions.extend(partitions),
+                        Entry::Vacant(slot) => {
+                            slot.insert(results.len());
+                            results.push(
+                                AlterReplicaLogDirTopicResult::default()
+                                    .with_topic_name(topic(&t.name))
+                                    .with_partitions(partitions.collect()),
+                            );
+                        }
                     }
                 }
                 self.frame(&AlterReplicaLogDirsResponse::default().with_results(results))?

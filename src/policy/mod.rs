@@ -19,7 +19,10 @@
 //! the proxy cannot encode, and requests that do not parse.
 //!
 //! Requests are read only when they are denied or audited, through the bounds-checked walkers
-//! of [`crate::kafka::requests`]; allowed requests under a policy cost one table lookup. Denial
+//! of [`crate::kafka::requests`]; allowed requests under a policy cost one table lookup, bar
+//! Metadata under a policy that may not create topics, which is walked to its
+//! `allow_auto_topic_creation` flag (cleared where set, in place) or, at v0-v3 naming topics,
+//! denied: Metadata is the one request every policy allows that can create topics. Denial
 //! responses are kafka-protocol messages the proxy builds itself and encodes with
 //! [`crate::kafka::codec::encode_frame`].
 //!
@@ -109,6 +112,13 @@ impl std::str::FromStr for Policy {
 pub enum Decision {
     /// Forward it.
     Allow,
+    /// Forward it with the byte at offset `clear` of the frame set to 0: the
+    /// `allow_auto_topic_creation` flag of a Metadata request (v4+) under a policy that may not
+    /// create topics. Everything else of the frame passes as the client sent it.
+    AllowWithoutAutoCreate {
+        /// Offset of the flag in the frame, length prefix included.
+        clear: usize,
+    },
     /// Do not forward it; answer with `response` in its place among the responses.
     Deny {
         /// The complete response frame, length prefix included, with the client's
@@ -192,10 +202,20 @@ pub fn answer_bound(api_key: i16, frame_len: usize) -> usize {
 }
 
 /// Whether [`decide`] would parse this request to answer it (it is denied and its API's
-/// response can carry the denial at its version): only then does the connection charge
-/// [`answer_bound`] before deciding. Reads the header only.
+/// response can carry the denial at its version, or it is a Metadata v0-v3 naming topics under
+/// a policy that may not create them): only then does the connection charge [`answer_bound`]
+/// before deciding. Reads the header only.
 pub fn answers(policy: Policy, header: &RequestHeader) -> bool {
-    matches!(precheck(policy, header), Ok(Some(_)))
+    (guards_auto_creation(policy, header) && header.api_version <= 3)
+        || matches!(precheck(policy, header), Ok(Some(_)))
+}
+
+/// True for a Metadata request under a policy that allows reading but not creating topics:
+/// [`decide`] reads it for auto-creation (see [`Decision::AllowWithoutAutoCreate`]).
+fn guards_auto_creation(policy: Policy, header: &RequestHeader) -> bool {
+    header.api_key == ApiKey::Metadata as i16
+        && policy.allows(rule(ApiKey::Metadata).access)
+        && !policy.allows(Access::Admin)
 }
 
 /// What [`decide`] knows from the header alone: allowed (`None`), to be parsed and answered
@@ -229,8 +249,12 @@ fn precheck(policy: Policy, header: &RequestHeader) -> Result<Option<(ApiKey, i1
 /// correlation id, which a denial response carries); `header` is its header as
 /// [`crate::kafka::frame::request_header`] read it.
 ///
-/// Under `full`, and for requests the policy allows, nothing is read beyond the header.
+/// Under `full`, and for requests the policy allows, nothing is read beyond the header, except
+/// Metadata under `read-only` and `no-admin` (see [`Decision::AllowWithoutAutoCreate`]).
 pub fn decide(policy: Policy, header: &RequestHeader, frame: &[u8]) -> Decision {
+    if guards_auto_creation(policy, header) {
+        return metadata(policy, header, frame);
+    }
     let (key, code) = match precheck(policy, header) {
         Ok(None) => return Decision::Allow,
         Ok(Some(answered)) => answered,
@@ -271,6 +295,59 @@ pub fn decide(policy: Policy, header: &RequestHeader, frame: &[u8]) -> Decision 
         Err(_) => Decision::Close {
             reason: "the policy denies this request, whose error response cannot be encoded",
         },
+    }
+}
+
+/// A Metadata request under a policy that may not create topics (`read-only`, `no-admin`):
+/// on a cluster with `auto.create.topics.enable=true`, Metadata creates the topics it names
+/// that do not exist, which would let such a policy create topics CreateTopics is denied.
+/// The simplest answer that is correct whatever the cluster's setting and whatever topics
+/// exist:
+///
+/// - v4+ with `allow_auto_topic_creation` true and topics named: forwarded with the flag
+///   cleared, a one-byte splice (the broker then answers UNKNOWN_TOPIC_OR_PARTITION for a
+///   topic that does not exist, as it would with auto-creation off); any other v4+ request
+///   passes untouched.
+/// - v0-v3 naming topics (no flag: the broker always auto-creates): denied with the API's own
+///   answer, each topic TOPIC_AUTHORIZATION_FAILED. Telling existing topics from new ones would
+///   need the proxy's own view of the cluster's topics, and Kafka 4 removed these versions
+///   (KIP-896); clients that negotiate versions use v4+. v0-v3 naming no topic pass.
+/// - A request that does not parse closes the connection (the broker would refuse it too).
+fn metadata(policy: Policy, header: &RequestHeader, frame: &[u8]) -> Decision {
+    const UNREADABLE: Decision = Decision::Close {
+        reason: "the policy reads this Metadata request for auto-creation, and it does not parse",
+    };
+    let version = header.api_version;
+    let Ok(body) = requests::request_body(frame, header.api_key, version) else {
+        return UNREADABLE;
+    };
+    match requests::metadata_auto_create(version, body) {
+        Ok(requests::MetadataAutoCreate::No) => Decision::Allow,
+        Ok(requests::MetadataAutoCreate::Flag(at)) => Decision::AllowWithoutAutoCreate {
+            clear: frame.len() - body.len() + at,
+        },
+        Ok(requests::MetadataAutoCreate::Always) => {
+            let Ok(topics) = requests::metadata_topic_names(version, body) else {
+                return UNREADABLE;
+            };
+            let answer = Answer {
+                policy,
+                key: ApiKey::Metadata,
+                version,
+                correlation_id: header.correlation_id,
+                code: TOPIC_AUTHORIZATION_FAILED,
+            };
+            match answer.metadata(&topics) {
+                Ok(response) => Decision::Deny {
+                    response,
+                    error_code: TOPIC_AUTHORIZATION_FAILED,
+                },
+                Err(_) => Decision::Close {
+                    reason: "the policy denies this Metadata request, whose error response cannot be encoded",
+                },
+            }
+        }
+        Err(_) => UNREADABLE,
     }
 }
 

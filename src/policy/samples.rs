@@ -872,6 +872,10 @@ pub(super) fn outcome_sample(key: ApiKey, v: i16) -> (Bytes, Vec<(&'static str, 
     (payload, want)
 }
 
+/// The audited APIs whose requests and responses the proxy reads (the inter-broker ones it
+/// audits are named only by their api key).
 pub(super) fn audited_keys() -> Vec<ApiKey> {
-    ApiKey::iter().filter(|k| audited(*k as i16)).collect()
+    ApiKey::iter()
+        .filter(|k| audited(*k as i16) && rule(*k).answer.is_some())
+        .collect()
 }

@@ -109,6 +109,15 @@ const INTERNAL: Rule = Rule {
     answer: None,
 };
 
+/// The row of the inter-broker and controller APIs that change the cluster: KRaft voters and
+/// elections, partition state, broker and controller registration, producer id blocks,
+/// transaction markers, share-group state. Only `full` lets them through, and each is audited:
+/// no client should send them, so one that does is worth a line.
+const INTERNAL_AUDITED: Rule = Rule {
+    audited: true,
+    ..INTERNAL
+};
+
 /// `audited` column: the request changes the cluster.
 const AUDIT: bool = true;
 /// `audited` column: the request changes no more than records, transactions or producer ids.
@@ -219,13 +228,14 @@ pub fn rule(key: ApiKey) -> Rule {
         | ApiKey::ShareAcknowledge
         | ApiKey::DescribeShareGroupOffsets => READ,
 
+        // Inter-broker and controller APIs that change the cluster: audited under `full`.
+        // (Envelope carries any request a broker forwards to the controller.)
         ApiKey::WriteTxnMarkers
         | ApiKey::Vote
         | ApiKey::BeginQuorumEpoch
         | ApiKey::EndQuorumEpoch
         | ApiKey::AlterPartition
         | ApiKey::Envelope
-        | ApiKey::FetchSnapshot
         | ApiKey::BrokerRegistration
         | ApiKey::BrokerHeartbeat
         | ApiKey::AllocateProducerIds
@@ -235,9 +245,12 @@ pub fn rule(key: ApiKey) -> Rule {
         | ApiKey::RemoveRaftVoter
         | ApiKey::UpdateRaftVoter
         | ApiKey::InitializeShareGroupState
-        | ApiKey::ReadShareGroupState
         | ApiKey::WriteShareGroupState
-        | ApiKey::DeleteShareGroupState
+        | ApiKey::DeleteShareGroupState => INTERNAL_AUDITED,
+
+        // Inter-broker reads: a snapshot, share-group state.
+        ApiKey::FetchSnapshot
+        | ApiKey::ReadShareGroupState
         | ApiKey::ReadShareGroupStateSummary => INTERNAL,
     }
 }

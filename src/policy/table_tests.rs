@@ -45,7 +45,42 @@ fn every_api_key_is_classified() {
         }
         // Every API answered natively has a walker, and only those.
         assert_eq!(r.answer.is_some(), requests::parsed(key), "{key:?}");
-        assert_eq!(audited(key as i16), r.access == Access::Admin, "{key:?}");
+        // Audited: every admin API, and every inter-broker one that changes the cluster.
+        let internal_read = matches!(
+            key,
+            ApiKey::FetchSnapshot
+                | ApiKey::ReadShareGroupState
+                | ApiKey::ReadShareGroupStateSummary
+        );
+        let changes = match r.access {
+            Access::Admin => true,
+            Access::Internal => !internal_read,
+            Access::Read | Access::Write => false,
+        };
+        assert_eq!(audited(key as i16), changes, "{key:?}");
+        assert_eq!(r.audited, changes, "{key:?}");
+    }
+}
+
+#[test]
+fn kraft_and_transaction_marker_apis_are_audited() {
+    for key in [
+        ApiKey::WriteTxnMarkers,
+        ApiKey::AddRaftVoter,
+        ApiKey::RemoveRaftVoter,
+        ApiKey::UpdateRaftVoter,
+        ApiKey::Vote,
+        ApiKey::BeginQuorumEpoch,
+        ApiKey::EndQuorumEpoch,
+        ApiKey::Envelope,
+    ] {
+        assert!(rule(key).audited, "{key:?}");
+        assert_eq!(rule(key).access, Access::Internal, "{key:?}");
+    }
+    // Api keys kafka-protocol does not know may change anything: audited (under `full`, the
+    // only policy that forwards them).
+    for api_key in [9999, 4, 93, -1] {
+        assert!(audited(api_key), "{api_key}");
     }
 }
 

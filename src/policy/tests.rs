@@ -1,5 +1,6 @@
 use bytes::{BufMut, BytesMut};
 use kafka_protocol::messages::*;
+use kafka_protocol::protocol::Decodable;
 
 use super::samples::*;
 use super::*;
@@ -44,8 +45,12 @@ fn unknown_api_keys_close_under_a_restricted_policy() {
                 "{api_key} under {policy}"
             );
         }
-        assert!(!audited(api_key));
-        assert!(audit_resources(&h, &frame).unwrap().is_empty());
+        // Forwarded under `full` only, and audited by its number: it may change anything.
+        assert!(audited(api_key));
+        assert_eq!(
+            audit_resources(&h, &frame).unwrap(),
+            vec![format!("unknown api key {api_key} v0")]
+        );
         assert!(audit_outcome(api_key, 0, &[0, 0, 0, 1]).unwrap().is_empty());
     }
 }
@@ -60,7 +65,12 @@ fn the_table_decides_per_policy_without_reading_allowed_requests() {
             let h = header(&frame);
             for policy in Policy::ALL {
                 let got = decide(policy, &h, &frame);
-                if policy.allows(r.access) {
+                if key == ApiKey::Metadata && !policy.allows(Access::Admin) {
+                    // The one allowed request a policy reads: whether it could create topics
+                    // (see metadata_cannot_create_topics_under_a_policy_without_admin). A
+                    // header without a body does not parse.
+                    assert!(matches!(got, Decision::Close { .. }), "{policy}: {got:?}");
+                } else if policy.allows(r.access) {
                     assert_eq!(got, Decision::Allow, "{key:?} under {policy}");
                 } else {
                     assert!(
@@ -141,12 +151,24 @@ fn truncated_or_corrupted_requests_close_and_never_panic() {
                     "{key:?} v{v} cut {cut}"
                 );
             }
-            // A byte more than the message.
-            let mut long = BytesMut::from(&frame[..]);
-            long.put_u8(0);
-            let len = (long.len() - 4) as i32;
-            long[..4].copy_from_slice(&len.to_be_bytes());
-            assert!(matches!(decide(policy, &h, &long), Decision::Close { .. }));
+            // Bytes after the message: the broker ignores them and acts on the request, so
+            // the policy answers and the audit names it exactly as without them.
+            for tail in [&[0u8][..], &[0xff; 7][..]] {
+                let mut long = BytesMut::from(&frame[..]);
+                long.put_slice(tail);
+                let len = (long.len() - 4) as i32;
+                long[..4].copy_from_slice(&len.to_be_bytes());
+                assert_eq!(
+                    decide(policy, &h, &long),
+                    decide(policy, &h, &frame),
+                    "{key:?} v{v}: trailing {tail:?}"
+                );
+                assert_eq!(
+                    audit_resources(&h, &long).unwrap(),
+                    audit_resources(&h, &frame).unwrap(),
+                    "{key:?} v{v}: trailing {tail:?}"
+                );
+            }
             // Every byte of the body replaced: anything may come out but a panic, and a
             // denial must still be a well-formed frame with the client's id.
             for at in 12..frame.len() {
@@ -264,4 +286,100 @@ fn write_fuzz_seeds() {
         "{written} seeds in {}",
         dir.display()
     );
+}
+
+fn metadata_request(v: i16, topics: Option<&[&str]>, allow_auto_topic_creation: bool) -> Bytes {
+    use metadata_request::MetadataRequestTopic;
+    let topics = topics.map(|names| {
+        names
+            .iter()
+            .map(|n| MetadataRequestTopic::default().with_name(Some(tn(n))))
+            .collect()
+    });
+    let mut request = MetadataRequest::default().with_topics(topics);
+    if v >= 4 {
+        request = request.with_allow_auto_topic_creation(allow_auto_topic_creation);
+    }
+    request_frame(ApiKey::Metadata, v, &request)
+}
+
+#[test]
+fn metadata_cannot_create_topics_under_a_policy_without_admin() {
+    for v in 0..=13i16 {
+        let named = metadata_request(v, Some(&["orders", "new-topic"]), true);
+        let h = header(&named);
+        assert_eq!(decide(Policy::Full, &h, &named), Decision::Allow, "v{v}");
+        for policy in [Policy::ReadOnly, Policy::NoAdmin] {
+            match decide(policy, &h, &named) {
+                // v4+: the flag is cleared, nothing else changes.
+                Decision::AllowWithoutAutoCreate { clear } if v >= 4 => {
+                    assert_eq!(named[clear], 1, "v{v}");
+                    let mut cleared = named.to_vec();
+                    cleared[clear] = 0;
+                    let mut body = Bytes::from(cleared).slice(4..);
+                    let hv = ApiKey::Metadata.request_header_version(v);
+                    km_header_decode(&mut body, hv);
+                    let got = MetadataRequest::decode(&mut body, v).unwrap();
+                    let want = {
+                        let mut b = named.slice(4..);
+                        km_header_decode(&mut b, hv);
+                        MetadataRequest::decode(&mut b, v).unwrap()
+                    };
+                    assert!(!got.allow_auto_topic_creation, "v{v}");
+                    assert_eq!(got.topics, want.topics, "v{v}");
+                    assert_eq!(
+                        got.include_topic_authorized_operations,
+                        want.include_topic_authorized_operations
+                    );
+                }
+                // v0-v3 always auto-create: denied, each topic TOPIC_AUTHORIZATION_FAILED.
+                Decision::Deny {
+                    response,
+                    error_code,
+                } if v < 4 => {
+                    assert_eq!(error_code, TOPIC_AUTHORIZATION_FAILED);
+                    let mut body = response.slice(4..);
+                    assert_eq!(&body[..4], &CID.to_be_bytes());
+                    body = body.slice(4..);
+                    let got = MetadataResponse::decode(&mut body, v).unwrap();
+                    let names: Vec<_> = got
+                        .topics
+                        .iter()
+                        .map(|t| (t.name.as_ref().unwrap().0.to_string(), t.error_code))
+                        .collect();
+                    assert_eq!(
+                        names,
+                        vec![
+                            ("orders".to_owned(), TOPIC_AUTHORIZATION_FAILED),
+                            ("new-topic".to_owned(), TOPIC_AUTHORIZATION_FAILED)
+                        ]
+                    );
+                    assert!(got.brokers.is_empty());
+                }
+                other => panic!("{policy} v{v}: {other:?}"),
+            }
+            // Requests that cannot create anything pass untouched.
+            let all = metadata_request(v, if v == 0 { Some(&[]) } else { None }, true);
+            assert_eq!(decide(policy, &header(&all), &all), Decision::Allow, "v{v}");
+            if v >= 1 {
+                let none = metadata_request(v, Some(&[]), true);
+                assert_eq!(decide(policy, &header(&none), &none), Decision::Allow);
+            }
+            if v >= 4 {
+                let off = metadata_request(v, Some(&["orders"]), false);
+                assert_eq!(decide(policy, &header(&off), &off), Decision::Allow);
+            }
+            // Cut short: closed, never a panic.
+            for cut in 12..named.len() {
+                let mut short = BytesMut::from(&named[..cut]);
+                short[..4].copy_from_slice(&((cut - 4) as i32).to_be_bytes());
+                let _ = decide(policy, &h, &short);
+            }
+        }
+    }
+}
+
+/// Steps over a request header at `version` in `body`.
+fn km_header_decode(body: &mut Bytes, version: i16) {
+    kafka_protocol::messages::RequestHeader::decode(body, version).unwrap();
 }

@@ -43,7 +43,8 @@
 #                         transactional ids prefixed "svc."  Write Describe
 #          User:readonly  topics  all ("*")        Read Describe DescribeConfigs
 #                         groups  prefixed "ro."   Read Describe
-#   auto.create.topics.enable=false, internal topics RF 3, min.insync.replicas=2,
+#   auto.create.topics.enable=true (as a policy test needs: Metadata must not create topics under
+#   read-only), internal topics RF 3, min.insync.replicas=2,
 #   default.replication.factor=3, num.partitions=3
 set -euo pipefail
 
@@ -300,7 +301,7 @@ authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
 super.users=User:admin;User:broker
 allow.everyone.if.no.acl.found=false
 
-auto.create.topics.enable=false
+auto.create.topics.enable=true
 num.partitions=3
 default.replication.factor=3
 min.insync.replicas=2
