@@ -103,24 +103,6 @@ impl Held {
     pub fn held(&self) -> usize {
         self.bytes
     }
-
-    /// Gives back all but `bytes` of a charge without memory ([`Budget::charge`]), once what
-    /// it was taken for is known to be smaller than the bound it was charged at (a denial
-    /// answer, once built). A charge with memory, or one already smaller, is left as it is.
-    pub fn shrink_to(&mut self, bytes: usize) {
-        if self.map.is_some() || bytes >= self.bytes {
-            return;
-        }
-        let freed = self.bytes - bytes;
-        let mut state = self.budget.lock();
-        state.free += freed;
-        if self.lane {
-            state.lane -= freed;
-        }
-        drop(state);
-        self.bytes = bytes;
-        self.budget.changed.notify_waiters();
-    }
 }
 
 impl Drop for Held {
