@@ -112,6 +112,7 @@ pub async fn run(
         next_connection_id: AtomicU64::new(0),
         shutdown: stop_rx,
         alive: alive_tx,
+        scrubbers: std::sync::Mutex::new(None),
     });
 
     for (set, bootstrap) in bootstraps.into_iter().enumerate() {

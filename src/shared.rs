@@ -7,7 +7,7 @@
 //! apart from its server and connection, so that neither imports the other.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use metrics::Counter;
@@ -18,8 +18,13 @@ use crate::brokers::Registry;
 use crate::budget::Budget;
 use crate::config::Settings;
 use crate::identity::Identities;
+use crate::kafka::scrub::{Needle, Scrubber};
 use crate::resolve::Resolver;
 use crate::upstream::FailureLog;
+
+/// The free-text scrubs of every listener set, and the (broker table, resolver) generations
+/// they were built from.
+pub(crate) type BuiltScrubbers = ((u64, u64), Arc<[Scrubber]>);
 
 /// State every connection shares.
 #[derive(Debug)]
@@ -52,9 +57,60 @@ pub struct Shared {
     pub(crate) shutdown: watch::Receiver<bool>,
     /// Every connection holds a clone; when all are gone, draining is over.
     pub(crate) alive: mpsc::Sender<()>,
+    /// The free-text scrubs, one per listener set, with the (broker table, resolver)
+    /// generations they were built from: rebuilt only when one of those changes.
+    pub(crate) scrubbers: Mutex<Option<BuiltScrubbers>>,
 }
 
 impl Shared {
+    /// The free-text scrubs (one per listener set, by set index): every upstream name and
+    /// address the proxy knows (the broker table's hosts, their cached resolved addresses, the
+    /// bootstrap hosts) → the address clients use. Rebuilt when the table or the resolver's
+    /// answers changed since the last build, else shared.
+    pub fn scrubbers(&self) -> Arc<[Scrubber]> {
+        let now = (self.registry.generation(), self.resolver.generation());
+        let mut cached = self.scrubbers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((built, scrubbers)) = cached.as_ref() {
+            if *built == now {
+                return scrubbers.clone();
+            }
+        }
+        let upstreams = self.registry.upstreams();
+        let built: Arc<[Scrubber]> = self
+            .identities
+            .sets
+            .iter()
+            .enumerate()
+            .map(|(set, listeners)| {
+                let mut needles = Vec::new();
+                let bootstraps = self
+                    .settings
+                    .upstream
+                    .iter()
+                    .map(|b| (b, Some(listeners.bootstrap_port)));
+                let brokers = upstreams
+                    .iter()
+                    .map(|(up, ports)| (up, ports.get(set).copied()));
+                for (up, proxy_port) in bootstraps.chain(brokers) {
+                    let port = proxy_port.map(|p| (up.port, p));
+                    needles.push(Needle {
+                        host: up.host.clone(),
+                        port,
+                    });
+                    if let Some(addrs) = self.resolver.cached(&up.host, up.port) {
+                        needles.extend(addrs.iter().map(|a| Needle {
+                            host: a.ip().to_string(),
+                            port,
+                        }));
+                    }
+                }
+                Scrubber::new(&self.settings.advertised_host, needles)
+            })
+            .collect();
+        *cached = Some((now, built.clone()));
+        built
+    }
+
     /// A limit was reached: counted as `kafka_proxy_limit_reached_total{limit}` and logged at
     /// most once per 30 s per limit (with how many were suppressed), naming the flag that
     /// raises it.
