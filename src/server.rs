@@ -251,7 +251,13 @@ async fn serve(
     accepted: std::time::Instant,
 ) {
     let _ = socket.set_nodelay(true);
-    let listener_tls = shared.identities.all[identity::DEFAULT].tls.listener();
+    let tls = &shared.identities.all[identity::DEFAULT].tls;
+    // The default listeners refuse certificates that match no identity in the handshake.
+    let listener_tls = if target.set == identity::DEFAULT {
+        tls.default_listener()
+    } else {
+        tls.listener()
+    };
     let client = match listener_tls {
         None => Stream::Plain(socket),
         Some(config) => {
