@@ -130,6 +130,18 @@ pub async fn run(
         };
         tokio::spawn(accept_loop(shared.clone(), bootstrap, target));
     }
+    // Identities without listeners of their own: the certificate chooses them.
+    for identity in &shared.identities.all {
+        if !identity.client_match.is_empty() {
+            tracing::info!(
+                identity = %identity.name,
+                policy = ?identity.policy,
+                subject_cn = ?identity.client_match.subject_cn,
+                san = ?identity.client_match.san,
+                "identity chosen by client certificate on the default listeners"
+            );
+        }
+    }
     // The default identity's material is watched and reloaded by the caller (main).
     for identity in &shared.identities.all[1..] {
         identity.tls.record_expiry();
@@ -226,7 +238,12 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, target: Target)
         }
         let accepted = std::time::Instant::now();
         let id = shared.next_connection_id.fetch_add(1, Ordering::Relaxed);
-        let span = tracing::info_span!("conn", id, %peer, listener = %name, identity = %owner);
+        // On listeners whose identity the certificate chooses, the span names it once chosen.
+        let span = if shared.identities.chosen_by_certificate(target.set) {
+            tracing::info_span!("conn", id, %peer, listener = %name, identity = tracing::field::Empty)
+        } else {
+            tracing::info_span!("conn", id, %peer, listener = %name, identity = %owner)
+        };
         let shared = shared.clone();
         let open = open.clone();
         tokio::spawn(
@@ -267,7 +284,21 @@ async fn serve(
             match tokio::time::timeout_at(deadline.into(), handshake).await {
                 Ok(Ok(tls)) => Stream::Server(Box::new(tls)),
                 Ok(Err(e)) => {
-                    tracing::info!(error = %e, "client TLS handshake failed");
+                    // A certificate matching no identity was logged (rate-limited) by the
+                    // verifier that refused it.
+                    let unmatched = e
+                        .get_ref()
+                        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                        .is_some_and(|r| {
+                            *r == rustls::Error::InvalidCertificate(
+                                rustls::CertificateError::ApplicationVerificationFailure,
+                            )
+                        });
+                    if unmatched {
+                        tracing::debug!(error = %e, "client TLS handshake failed");
+                    } else {
+                        tracing::info!(error = %e, "client TLS handshake failed");
+                    }
                     return;
                 }
                 Err(_) => {
@@ -282,7 +313,13 @@ async fn serve(
         _ => None,
     };
     let chosen = match shared.identities.choose(target.set, certificate) {
-        Ok(chosen) => chosen,
+        Ok(chosen) => {
+            if shared.identities.chosen_by_certificate(target.set) {
+                let name = tracing::field::display(&shared.identities.all[chosen].name);
+                tracing::Span::current().record("identity", name);
+            }
+            chosen
+        }
         Err(e) => {
             metrics::counter!("kafka_proxy_identity_refusals_total").increment(1);
             tracing::warn!(error = %e, "client refused");

@@ -375,9 +375,9 @@ impl IdentityVerifier {
         } else {
             subject
         };
+        let first = !refused.contains_key(&key);
         let entry = refused.entry(key.clone()).or_insert((now, 0));
         entry.1 += 1;
-        let first = entry.1 == 1;
         if first || now.duration_since(entry.0) >= REFUSAL_LOG_PERIOD {
             let count = entry.1;
             *entry = (now, 0);

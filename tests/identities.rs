@@ -1183,6 +1183,35 @@ fn the_client_certificate_chooses_the_identity_and_an_unmatched_one_is_refused()
         .unwrap();
     assert!(refusal.contains("WARN"), "{refusal}");
     assert!(refusal.contains("client refused"), "{refusal}");
+    // One line per refused certificate per interval, however often it is refused.
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.contains("matches no identity"))
+            .count(),
+        1,
+        "{log}"
+    );
+    // The identity is on every line of a connection once chosen, and only then.
+    assert!(!refusal.contains("identity=default"), "{refusal}");
+    for id in ["svc-by-cert", "ro-by-cert"] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("conn{") && l.contains(&format!("identity={id}"))),
+            "no connection line names identity {id}:\n{log}"
+        );
+        assert!(
+            log.lines()
+                .any(|l| l.contains("chosen by client certificate")
+                    && l.contains(&format!("identity={id}"))
+                    && l.contains("policy=")),
+            "the start-up log does not list identity {id}:\n{log}"
+        );
+    }
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("conn{") && l.contains("identity=default")),
+        "a connection on certificate-chosen listeners was logged as the default identity:\n{log}"
+    );
     eprintln!(
         "identities: unmatched certificate: kcat exit {:?}; proxy: {}",
         out.code,
