@@ -91,7 +91,9 @@ impl Shared {
                 let brokers = upstreams
                     .iter()
                     .map(|(up, ports)| (up, ports.get(set).copied()));
-                for (up, proxy_port) in bootstraps.chain(brokers) {
+                // Brokers first: a bootstrap host that is also a broker maps to that broker's
+                // own port, not the bootstrap port.
+                for (up, proxy_port) in brokers.chain(bootstraps) {
                     let port = proxy_port.map(|p| (up.port, p));
                     needles.push(Needle {
                         host: up.host.clone(),

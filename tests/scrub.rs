@@ -299,6 +299,23 @@ fn refused_admin_requests_name_no_upstream_broker_through_the_proxy() {
         .filter(|c| c.is_ascii_graphic() || *c == ' ')
         .collect();
     eprintln!("DescribeAcls through the proxy: {sample}");
+    // The broker's own address became the address clients use for that broker: the proxy
+    // host and one of the broker ports (not the bootstrap port).
+    let broker_ports: Vec<String> = c
+        .brokers()
+        .iter()
+        .map(|(id, _, _)| {
+            format!(
+                "connectionId={}:{}-",
+                proxy::CLIENT_HOST,
+                proxy.base + *id as u16
+            )
+        })
+        .collect();
+    assert!(
+        broker_ports.iter().any(|p| sample.contains(p.as_str())),
+        "{sample} names none of {broker_ports:?}"
+    );
     let checked = proxy.assert_no_upstream_leak();
     eprintln!(
         "{} requests; {leaked_directly} direct answers named brokers; relay scan clean ({checked} address responses)",
