@@ -113,6 +113,7 @@ pub async fn run(
         shutdown: stop_rx,
         alive: alive_tx,
         scrubbers: std::sync::Mutex::new(None),
+        controllers: Default::default(),
     });
 
     for (set, bootstrap) in bootstraps.into_iter().enumerate() {

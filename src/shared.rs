@@ -24,7 +24,46 @@ use crate::upstream::FailureLog;
 
 /// The free-text scrubs of every listener set, and the (broker table, resolver) generations
 /// they were built from.
-pub(crate) type BuiltScrubbers = ((u64, u64), Arc<[Scrubber]>);
+pub(crate) type BuiltScrubbers = ((u64, u64, u64), Arc<[Scrubber]>);
+
+/// Most controller addresses remembered for the free-text scrub.
+const MAX_CONTROLLERS: usize = 64;
+
+/// The KRaft controllers' addresses as the cluster reports them (DescribeQuorum,
+/// DescribeCluster with controller endpoints): not proxied, but named in no text either.
+#[derive(Debug, Default)]
+pub struct Controllers {
+    known: Mutex<std::collections::HashSet<(String, u16)>>,
+    generation: AtomicU64,
+}
+
+impl Controllers {
+    /// Remembers a controller address (bounded; names longer than a DNS name are ignored).
+    pub fn note(&self, host: &str, port: i32) {
+        let Ok(port) = u16::try_from(port) else {
+            return;
+        };
+        if host.is_empty() || host.len() > crate::kafka::scrub::MAX_NEEDLE_LEN {
+            return;
+        }
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (host.to_ascii_lowercase(), port);
+        if known.len() < MAX_CONTROLLERS && !known.contains(&key) {
+            known.insert(key);
+            self.generation
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        }
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn all(&self) -> Vec<(String, u16)> {
+        let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        known.iter().cloned().collect()
+    }
+}
 
 /// State every connection shares.
 #[derive(Debug)]
@@ -60,15 +99,21 @@ pub struct Shared {
     /// The free-text scrubs, one per listener set, with the (broker table, resolver)
     /// generations they were built from: rebuilt only when one of those changes.
     pub(crate) scrubbers: Mutex<Option<BuiltScrubbers>>,
+    /// Controller addresses responses named, for the free-text scrub.
+    pub controllers: Controllers,
 }
 
 impl Shared {
     /// The free-text scrubs (one per listener set, by set index): every upstream name and
     /// address the proxy knows (the broker table's hosts, their cached resolved addresses, the
-    /// bootstrap hosts) → the address clients use. Rebuilt when the table or the resolver's
+    /// bootstrap hosts, the controllers responses named) → the address clients use. Rebuilt when the table or the resolver's
     /// answers changed since the last build, else shared.
     pub fn scrubbers(&self) -> Arc<[Scrubber]> {
-        let now = (self.registry.generation(), self.resolver.generation());
+        let now = (
+            self.registry.generation(),
+            self.resolver.generation(),
+            self.controllers.generation(),
+        );
         let mut cached = self.scrubbers.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((built, scrubbers)) = cached.as_ref() {
             if *built == now {
@@ -76,6 +121,7 @@ impl Shared {
             }
         }
         let upstreams = self.registry.upstreams();
+        let controllers = self.controllers.all();
         let built: Arc<[Scrubber]> = self
             .identities
             .sets
@@ -106,6 +152,11 @@ impl Shared {
                         }));
                     }
                 }
+                // Controllers are not proxied: their port becomes 0, as in DescribeQuorum.
+                needles.extend(controllers.iter().map(|(host, port)| Needle {
+                    host: host.clone(),
+                    port: Some((*port, 0)),
+                }));
                 Scrubber::new(&self.settings.advertised_host, needles)
             })
             .collect();
@@ -165,5 +216,27 @@ impl Discovery {
         tokio::time::timeout(timeout, rounds.wait_for(|(_, done)| *done >= target))
             .await
             .is_ok_and(|r| r.is_ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn controllers_are_remembered_once_bounded_and_change_the_generation() {
+        let c = Controllers::default();
+        c.note("C-1.msk.test", 9093);
+        c.note("c-1.msk.test", 9093);
+        assert_eq!(c.all(), vec![("c-1.msk.test".to_owned(), 9093)]);
+        assert_eq!(c.generation(), 1);
+        c.note("", 9093);
+        c.note("c-2", -1);
+        c.note(&"x".repeat(300), 9093);
+        assert_eq!(c.generation(), 1);
+        for i in 0..MAX_CONTROLLERS + 10 {
+            c.note(&format!("c{i}"), 9093);
+        }
+        assert_eq!(c.all().len(), MAX_CONTROLLERS);
     }
 }

@@ -152,7 +152,9 @@ impl AddressMapper for Mapper<'_> {
         }
     }
 
-    fn map_controller(&mut self, _node_id: i32, _host: &str, _port: i32) -> Advertised {
+    fn map_controller(&mut self, _node_id: i32, host: &str, port: i32) -> Advertised {
+        // Not proxied, but the free-text scrub hides their addresses too.
+        self.shared.controllers.note(host, port);
         Advertised {
             host: self.shared.registry.advertised_host().clone(),
             port: 0,
