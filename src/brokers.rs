@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use kafka_protocol::protocol::StrBytes;
@@ -331,6 +332,9 @@ pub struct Registry {
     advertised_host: StrBytes,
     brokers: Mutex<HashMap<i32, Broker>>,
     refused: Mutex<HashSet<(i32, &'static str)>>,
+    /// Bumped whenever a broker is added or moves: what depends on the table (the names the
+    /// free-text scrub searches for) is rebuilt only then.
+    generation: AtomicU64,
 }
 
 impl Registry {
@@ -349,7 +353,22 @@ impl Registry {
             advertised_host: StrBytes::from_string(advertised_host),
             brokers: Mutex::new(HashMap::new()),
             refused: Mutex::new(HashSet::new()),
+            generation: AtomicU64::new(0),
         }
+    }
+
+    /// Changes each time the table does (a broker added or moved).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Every known broker's upstream address and its proxy port in each listener set (by set
+    /// index): the names the free-text scrub replaces, and what with.
+    pub fn upstreams(&self) -> Vec<(UpstreamAddr, Vec<u16>)> {
+        self.lock()
+            .values()
+            .map(|b| (b.upstream.clone(), b.ports.clone()))
+            .collect()
     }
 
     /// The host every rewritten address carries.
@@ -442,6 +461,7 @@ impl Registry {
             if known.upstream != upstream {
                 tracing::info!(node_id, from = %known.upstream, to = %upstream, "broker moved; its proxy ports stay {:?}", known.ports);
                 known.upstream = upstream;
+                self.generation.fetch_add(1, Ordering::AcqRel);
             }
             return Ok(Vec::new());
         }
@@ -484,6 +504,7 @@ impl Registry {
         }
         tracing::info!(node_id, upstream = %upstream, ports = ?ports, "new broker; listening");
         brokers.insert(node_id, Broker { upstream, ports });
+        self.generation.fetch_add(1, Ordering::AcqRel);
         metrics::gauge!("kafka_proxy_broker_listeners").set(brokers.len() as f64);
         Ok(listeners)
     }

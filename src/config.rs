@@ -623,18 +623,28 @@ impl PortClaim {
     }
 }
 
-/// Errors when two identities' listeners could use the same port.
-fn check_port_claims(claims: &[PortClaim]) -> Result<(), ConfigError> {
+/// Errors when two identities' listeners could use the same port. A collision with a broker
+/// port range says how wide that range is and that `--max-brokers` narrows it: the default
+/// range is 256 ports, which a port chosen a little above another base easily falls into.
+fn check_port_claims(claims: &[PortClaim], max_brokers: usize) -> Result<(), ConfigError> {
     let mut owners: std::collections::HashMap<u32, (&str, &'static str)> =
         std::collections::HashMap::new();
     for claim in claims {
         for (port, what) in claim.ports() {
             if let Some((other, other_what)) = owners.get(&port) {
                 if *other != claim.owner.as_str() {
+                    let hint = if [*other_what, what].contains(&"broker port range") {
+                        format!(
+                            "; a broker port range is broker-port-base .. broker-port-base + --max-brokers - 1 \
+                             ({max_brokers} ports now): lower --max-brokers to narrow every range, or move the ports apart"
+                        )
+                    } else {
+                        String::new()
+                    };
                     return Err(bad(
                         "identity",
                         format!(
-                            "port {port} is {other_what} of identity '{other}' and {what} of identity '{}'",
+                            "port {port} is {other_what} of identity '{other}' and {what} of identity '{}'{hint}",
                             claim.owner
                         ),
                     ));
@@ -756,6 +766,13 @@ fn identities(
                 format!("'{}' is not a name (letters, digits, - _ .)", t.name),
             ));
         }
+        if name.eq_ignore_ascii_case("default") {
+            return Err(fail(
+                "the name 'default' is reserved for the identity the flags and the file's top-level \
+                 settings configure; give this identity another name"
+                    .into(),
+            ));
+        }
         if names.contains(&name) {
             return Err(fail("the name is used twice".into()));
         }
@@ -858,7 +875,7 @@ fn identities(
             client_match,
         });
     }
-    check_port_claims(&claims)?;
+    check_port_claims(&claims, ctx.max_brokers)?;
     // The admin port and the default bootstrap port are reserved in every plan already; an
     // identity's bootstrap port must not be one of them either.
     for (bootstrap, _) in out.iter().filter_map(|i| i.listeners.as_ref()) {

@@ -452,8 +452,20 @@ client-key = "certs-dev/service.key"
         err.problem.contains("identity 'default'") && err.problem.contains("identity 'a'"),
         "{err}"
     );
+    assert!(
+        err.problem.contains("broker port range") && err.problem.contains("--max-brokers"),
+        "a range collision suggests --max-brokers: {err}"
+    );
+    let narrowed = with_certs(&["--upstream", "b-1.msk.test:9094", "--max-brokers", "16"]);
+    parse_with_file("collide-narrowed", colliding, &narrowed)
+        .expect("--max-brokers 16 takes 9150 out of the default range 9100..9355");
     for (name, bad_table, needle) in [
         ("noname", "[[identity]]\nname = \"\"\nclient-cert = \"x\"", "not a name"),
+        (
+            "reserved",
+            "[[identity]]\nname = \"default\"\nbootstrap-port = 19300\nbroker-port-base = 19400\nclient-cert = \"certs-dev/service.pem\"\nclient-key = \"certs-dev/service.key\"",
+            "'default' is reserved",
+        ),
         (
             "both",
             "[[identity]]\nname = \"b\"\nbootstrap-port = 19300\nbroker-port-base = 19400\nclient-subject-cn = [\"x\"]\nclient-cert = \"certs-dev/service.pem\"\nclient-key = \"certs-dev/service.key\"",

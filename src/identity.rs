@@ -117,6 +117,12 @@ impl Identities {
         })
     }
 
+    /// Whether the clients of listener set `set` act as the identity their certificate
+    /// matches (rather than the set's owner): the default set, when any identity has rules.
+    pub fn chosen_by_certificate(&self, set: usize) -> bool {
+        set == DEFAULT && self.by_certificate
+    }
+
     /// The identity a client of listener set `set` acts as, given the certificate it presented
     /// (verified by the listener's TLS).
     pub fn choose(

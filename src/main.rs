@@ -215,10 +215,27 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         .context("histogram buckets")?
         .install_recorder()
         .context("installing the metrics recorder")?;
-    let tls = Arc::new(
-        TlsState::load(settings.upstream_tls.clone(), settings.listener_tls.clone())
-            .context("loading TLS material")?,
-    );
+    let mut tls = TlsState::load(settings.upstream_tls.clone(), settings.listener_tls.clone())
+        .context("loading TLS material")?;
+    // Identities chosen by certificate: a certificate that matches none is refused in the
+    // handshake of the default listeners (the same rules as `Identities::choose`).
+    let rules: Vec<_> = settings
+        .identities
+        .iter()
+        .map(|i| i.client_match.clone())
+        .filter(|m| !m.is_empty())
+        .collect();
+    if !rules.is_empty() {
+        let rule = kafka_tls_proxy::tls::ClientRule(Arc::new(move |cert| {
+            let names = kafka_tls_proxy::tls::certificate_info(cert)
+                .map(|i| i.names)
+                .unwrap_or_default();
+            let cn = kafka_tls_proxy::tls::common_name(cert);
+            rules.iter().any(|m| m.matches(cn.as_deref(), &names))
+        }));
+        tls = tls.with_client_rule(rule).context("loading TLS material")?;
+    }
+    let tls = Arc::new(tls);
     tls.record_expiry();
     let window = (settings.discovery_interval * 3).max(Duration::from_secs(30));
     let health = Arc::new(Health::new(window));

@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,8 @@ type Slot = Arc<tokio::sync::Mutex<Answer>>;
 pub struct Resolver {
     ttl: Duration,
     names: Mutex<HashMap<(String, u16), Slot>>,
+    /// Bumped on every fresh answer: the free-text scrub's set of addresses follows it.
+    generation: AtomicU64,
 }
 
 impl Resolver {
@@ -37,7 +40,22 @@ impl Resolver {
         Self {
             ttl,
             names: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
         }
+    }
+
+    /// Changes each time a lookup brings a fresh answer.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The cached addresses of `host:port`, without looking anything up or waiting for a
+    /// lookup in flight: the addresses the free-text scrub replaces besides the names.
+    pub fn cached(&self, host: &str, port: u16) -> Option<Arc<[SocketAddr]>> {
+        let names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = names.get(&(host.to_owned(), port))?;
+        let answer = slot.try_lock().ok()?;
+        answer.as_ref().map(|(addrs, _)| addrs.clone())
     }
 
     /// The addresses of `host:port`: an IP literal as it is, else the cached answer while it
@@ -57,6 +75,7 @@ impl Resolver {
         }
         let addrs = lookup(host, port).await?;
         *answer = Some((addrs.clone(), Instant::now()));
+        self.generation.fetch_add(1, Ordering::AcqRel);
         Ok(addrs)
     }
 

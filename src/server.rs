@@ -116,6 +116,8 @@ pub async fn run(
             Duration::from_secs(1),
             crate::connection::DENIALS_PER_SECOND,
         ),
+        scrubbers: std::sync::Mutex::new(None),
+        controllers: Default::default(),
     });
 
     for (set, bootstrap) in bootstraps.into_iter().enumerate() {
@@ -132,6 +134,18 @@ pub async fn run(
             kind: TargetKind::Bootstrap,
         };
         tokio::spawn(accept_loop(shared.clone(), bootstrap, target));
+    }
+    // Identities without listeners of their own: the certificate chooses them.
+    for identity in &shared.identities.all {
+        if !identity.client_match.is_empty() {
+            tracing::info!(
+                identity = %identity.name,
+                policy = ?identity.policy,
+                subject_cn = ?identity.client_match.subject_cn,
+                san = ?identity.client_match.san,
+                "identity chosen by client certificate on the default listeners"
+            );
+        }
     }
     // The default identity's material is watched and reloaded by the caller (main).
     for identity in &shared.identities.all[1..] {
@@ -229,7 +243,12 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, target: Target)
         }
         let accepted = std::time::Instant::now();
         let id = shared.next_connection_id.fetch_add(1, Ordering::Relaxed);
-        let span = tracing::info_span!("conn", id, %peer, listener = %name, identity = %owner);
+        // On listeners whose identity the certificate chooses, the span names it once chosen.
+        let span = if shared.identities.chosen_by_certificate(target.set) {
+            tracing::info_span!("conn", id, %peer, listener = %name, identity = tracing::field::Empty)
+        } else {
+            tracing::info_span!("conn", id, %peer, listener = %name, identity = %owner)
+        };
         let shared = shared.clone();
         let open = open.clone();
         tokio::spawn(
@@ -254,7 +273,13 @@ async fn serve(
     accepted: std::time::Instant,
 ) {
     let _ = socket.set_nodelay(true);
-    let listener_tls = shared.identities.all[identity::DEFAULT].tls.listener();
+    let tls = &shared.identities.all[identity::DEFAULT].tls;
+    // The default listeners refuse certificates that match no identity in the handshake.
+    let listener_tls = if target.set == identity::DEFAULT {
+        tls.default_listener()
+    } else {
+        tls.listener()
+    };
     let client = match listener_tls {
         None => Stream::Plain(socket),
         Some(config) => {
@@ -264,7 +289,21 @@ async fn serve(
             match tokio::time::timeout_at(deadline.into(), handshake).await {
                 Ok(Ok(tls)) => Stream::Server(Box::new(tls)),
                 Ok(Err(e)) => {
-                    tracing::info!(error = %e, "client TLS handshake failed");
+                    // A certificate matching no identity was logged (rate-limited) by the
+                    // verifier that refused it.
+                    let unmatched = e
+                        .get_ref()
+                        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                        .is_some_and(|r| {
+                            *r == rustls::Error::InvalidCertificate(
+                                rustls::CertificateError::ApplicationVerificationFailure,
+                            )
+                        });
+                    if unmatched {
+                        tracing::debug!(error = %e, "client TLS handshake failed");
+                    } else {
+                        tracing::info!(error = %e, "client TLS handshake failed");
+                    }
                     return;
                 }
                 Err(_) => {
@@ -279,7 +318,13 @@ async fn serve(
         _ => None,
     };
     let chosen = match shared.identities.choose(target.set, certificate) {
-        Ok(chosen) => chosen,
+        Ok(chosen) => {
+            if shared.identities.chosen_by_certificate(target.set) {
+                let name = tracing::field::display(&shared.identities.all[chosen].name);
+                tracing::Span::current().record("identity", name);
+            }
+            chosen
+        }
         Err(e) => {
             metrics::counter!("kafka_proxy_identity_refusals_total").increment(1);
             tracing::warn!(error = %e, "client refused");

@@ -5,14 +5,20 @@
 //! One crypto provider (aws-lc-rs) for everything. Hostname verification is always on: the
 //! proxy verifies each broker against the name the cluster advertises for it.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::UnixTime;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use zeroize::{ZeroizeOnDrop, Zeroizing};
 
@@ -318,6 +324,135 @@ pub fn upstream_config(files: &UpstreamTlsFiles) -> Result<ClientConfig, TlsLoad
 
 /// Builds the configuration of the optional TLS listener clients connect to.
 pub fn listener_config(files: &ListenerTlsFiles) -> Result<ServerConfig, TlsLoadError> {
+    listener_config_with(files, None)
+}
+
+/// Whether a verified client certificate matches an identity: the rule the default listeners
+/// apply inside the handshake when identities are chosen by certificate.
+#[derive(Clone)]
+pub struct ClientRule(pub Arc<dyn Fn(&CertificateDer<'_>) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for ClientRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientRule")
+    }
+}
+
+/// Most certificate subjects whose refusals are counted separately; beyond it they share one
+/// line, so that a flood of certificates cannot grow the table.
+const MAX_REFUSED_SUBJECTS: usize = 1024;
+
+/// How often a refused certificate is logged (with the count of refusals in between).
+pub const REFUSAL_LOG_PERIOD: Duration = Duration::from_secs(60);
+
+/// A WebPKI client verifier that also refuses, inside the handshake, a certificate that
+/// matches no identity: the client gets an `access_denied` alert and reports an
+/// authentication failure, as for a certificate from an unknown CA, instead of a handshake
+/// that succeeds and a connection closed without a word (which clients retry forever).
+#[derive(Debug)]
+struct IdentityVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    rule: ClientRule,
+    /// Subject → (last logged, refused since).
+    refused: Mutex<HashMap<String, (Instant, u64)>>,
+}
+
+impl IdentityVerifier {
+    /// Logs a refusal at most once per [`REFUSAL_LOG_PERIOD`] per subject, with a count.
+    fn log_refusal(&self, cert: &CertificateDer<'_>) {
+        metrics::counter!("kafka_proxy_identity_refusals_total").increment(1);
+        let info = certificate_info(cert);
+        let subject = info
+            .as_ref()
+            .map_or_else(|| "(unreadable)".to_owned(), |i| i.subject.clone());
+        let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if refused.len() >= MAX_REFUSED_SUBJECTS && !refused.contains_key(&subject) {
+            refused.retain(|_, (at, _)| now.duration_since(*at) < REFUSAL_LOG_PERIOD);
+        }
+        let key = if refused.len() >= MAX_REFUSED_SUBJECTS && !refused.contains_key(&subject) {
+            "(other subjects)".to_owned()
+        } else {
+            subject
+        };
+        let first = !refused.contains_key(&key);
+        let entry = refused.entry(key.clone()).or_insert((now, 0));
+        entry.1 += 1;
+        if first || now.duration_since(entry.0) >= REFUSAL_LOG_PERIOD {
+            let count = entry.1;
+            *entry = (now, 0);
+            let names = info.map(|i| i.names).unwrap_or_default();
+            tracing::warn!(
+                subject = %key.escape_debug(),
+                names = ?names,
+                refused = count,
+                "client refused in the TLS handshake (access_denied): its certificate matches no identity"
+            );
+        }
+    }
+}
+
+impl ClientCertVerifier for IdentityVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        if (self.rule.0)(end_entity) {
+            Ok(verified)
+        } else {
+            self.log_refusal(end_entity);
+            // rustls sends access_denied for this one.
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::ApplicationVerificationFailure,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// [`listener_config`], with client certificates that fail `rule` refused in the handshake.
+pub fn listener_config_with(
+    files: &ListenerTlsFiles,
+    rule: Option<&ClientRule>,
+) -> Result<ServerConfig, TlsLoadError> {
     let chain = load_certs("listener certificate", &files.cert)?;
     let key = load_key(&files.key, None)?;
     let certified = certified_key("listener certificate and key (do they match?)", chain, &key)?;
@@ -336,7 +471,14 @@ pub fn listener_config(files: &ListenerTlsFiles) -> Result<ServerConfig, TlsLoad
                     what: "listener client verifier",
                     source: rustls::Error::General(e.to_string()),
                 })?;
-            builder.with_client_cert_verifier(verifier)
+            match rule {
+                Some(rule) => builder.with_client_cert_verifier(Arc::new(IdentityVerifier {
+                    inner: verifier,
+                    rule: rule.clone(),
+                    refused: Mutex::new(HashMap::new()),
+                })),
+                None => builder.with_client_cert_verifier(verifier),
+            }
         }
         None => builder.with_no_client_auth(),
     };
@@ -356,6 +498,10 @@ pub struct TlsState {
     listener_files: Option<ListenerTlsFiles>,
     upstream: RwLock<Option<Arc<ClientConfig>>>,
     listener: RwLock<Option<Arc<ServerConfig>>>,
+    /// The identity rule of the default listeners, when identities are chosen by certificate.
+    client_rule: Option<ClientRule>,
+    /// The default listeners' configuration with [`TlsState::client_rule`] in the handshake.
+    listener_checked: RwLock<Option<Arc<ServerConfig>>>,
 }
 
 impl TlsState {
@@ -380,7 +526,35 @@ impl TlsState {
             listener_files,
             upstream: RwLock::new(upstream),
             listener: RwLock::new(listener),
+            client_rule: None,
+            listener_checked: RwLock::new(None),
         })
+    }
+
+    /// Refuses, in the handshake of the default listeners, client certificates `rule` does not
+    /// accept (identities chosen by certificate); the other listener sets keep accepting every
+    /// verified certificate.
+    pub fn with_client_rule(mut self, rule: ClientRule) -> Result<Self, TlsLoadError> {
+        let checked = self
+            .listener_files
+            .as_ref()
+            .map(|files| listener_config_with(files, Some(&rule)))
+            .transpose()?
+            .map(Arc::new);
+        self.listener_checked = RwLock::new(checked);
+        self.client_rule = Some(rule);
+        Ok(self)
+    }
+
+    /// The configuration for the next client connection on the default listeners: with the
+    /// identity rule in the handshake when there is one.
+    pub fn default_listener(&self) -> Option<Arc<ServerConfig>> {
+        let checked = self
+            .listener_checked
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        checked.or_else(|| self.listener())
     }
 
     /// The same material, labelled as another identity's in metrics and logs.
@@ -421,8 +595,18 @@ impl TlsState {
         if let Some(config) = upstream {
             *self.upstream.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(config));
         }
+        let checked = match (&self.listener_files, &self.client_rule) {
+            (Some(files), Some(rule)) => Some(listener_config_with(files, Some(rule))?),
+            _ => None,
+        };
         if let Some(config) = listener {
             *self.listener.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(config));
+        }
+        if let Some(config) = checked {
+            *self
+                .listener_checked
+                .write()
+                .unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(config));
         }
         Ok(())
     }
@@ -648,6 +832,10 @@ impl TlsState {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "tls_handshake_tests.rs"]
+mod handshake_tests;
 
 #[cfg(test)]
 mod tests {

@@ -122,6 +122,94 @@ impl Corpus {
 
 // ------------------------------------------------------------------------------- responses
 
+/// The message brokers send a principal without cluster permissions (with this broker's own
+/// listener address), and a broker's advertised listeners.
+const AUTHZ: &str = "Request Request(processor=0, connectionId=127.0.0.11:9094-10.0.0.9:50000-0-14, session=x) needs DESCRIBE permission; see b-2.msk.test or B-1.MSK.TEST:9094.";
+
+fn msg() -> Option<StrBytes> {
+    Some(StrBytes::from_static_str(AUTHZ))
+}
+
+/// A response of each free-text API at every version kafka-protocol has, with upstream hosts
+/// in its error messages (and configuration values), for the `scrub` target.
+fn scrub_responses() -> Vec<(i16, i16, String, Vec<u8>)> {
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::Message;
+    let mut out = Vec::new();
+    let mut add = |key: ApiKey, range: kafka_protocol::protocol::VersionRange, f: &dyn Fn(i16) -> Vec<u8>| {
+        for v in range.min..=range.max {
+            out.push((key as i16, v, format!("{key:?}-v{v}"), f(v)));
+        }
+    };
+    add(ApiKey::DescribeAcls, DescribeAclsResponse::VERSIONS, &|v| {
+        let m = DescribeAclsResponse::default().with_error_code(31).with_error_message(msg()).with_resources(vec![
+            describe_acls_response::DescribeAclsResource::default().with_resource_name(s("t")).with_acls(vec![
+                describe_acls_response::AclDescription::default().with_principal(s("User:x")).with_host(s("127.0.0.11")),
+            ]),
+        ]);
+        payload(ApiKey::DescribeAcls as i16, v, &m)
+    });
+    add(ApiKey::CreateAcls, CreateAclsResponse::VERSIONS, &|v| {
+        let m = CreateAclsResponse::default().with_results(vec![
+            create_acls_response::AclCreationResult::default().with_error_code(31).with_error_message(msg()),
+        ]);
+        payload(ApiKey::CreateAcls as i16, v, &m)
+    });
+    add(ApiKey::DeleteAcls, DeleteAclsResponse::VERSIONS, &|v| {
+        let m = DeleteAclsResponse::default().with_filter_results(vec![
+            delete_acls_response::DeleteAclsFilterResult::default().with_error_message(msg()).with_matching_acls(vec![
+                delete_acls_response::DeleteAclsMatchingAcl::default().with_error_message(msg()).with_host(s("b-1.msk.test")),
+            ]),
+        ]);
+        payload(ApiKey::DeleteAcls as i16, v, &m)
+    });
+    add(ApiKey::DescribeConfigs, DescribeConfigsResponse::VERSIONS, &|v| {
+        let m = DescribeConfigsResponse::default().with_results(vec![
+            describe_configs_response::DescribeConfigsResult::default().with_error_message(msg()).with_resource_type(4).with_resource_name(s("1")).with_configs(vec![
+                describe_configs_response::DescribeConfigsResourceResult::default().with_name(s("advertised.listeners")).with_value(msg()).with_synonyms(vec![
+                    describe_configs_response::DescribeConfigsSynonym::default().with_name(s("x")).with_value(msg()),
+                ]),
+            ]),
+        ]);
+        payload(ApiKey::DescribeConfigs as i16, v, &m)
+    });
+    add(ApiKey::AlterPartitionReassignments, AlterPartitionReassignmentsResponse::VERSIONS, &|v| {
+        let m = AlterPartitionReassignmentsResponse::default().with_error_code(29).with_error_message(msg()).with_responses(vec![
+            alter_partition_reassignments_response::ReassignableTopicResponse::default().with_name(topic("t")).with_partitions(vec![
+                alter_partition_reassignments_response::ReassignablePartitionResponse::default().with_error_message(msg()),
+            ]),
+        ]);
+        payload(ApiKey::AlterPartitionReassignments as i16, v, &m)
+    });
+    add(ApiKey::ListPartitionReassignments, ListPartitionReassignmentsResponse::VERSIONS, &|v| {
+        let m = ListPartitionReassignmentsResponse::default().with_error_code(29).with_error_message(msg()).with_topics(vec![
+            list_partition_reassignments_response::OngoingTopicReassignment::default().with_name(topic("t")).with_partitions(vec![
+                list_partition_reassignments_response::OngoingPartitionReassignment::default().with_replicas(vec![BrokerId(1)]),
+            ]),
+        ]);
+        payload(ApiKey::ListPartitionReassignments as i16, v, &m)
+    });
+    add(ApiKey::ElectLeaders, ElectLeadersResponse::VERSIONS, &|v| {
+        let m = ElectLeadersResponse::default().with_replica_election_results(vec![
+            elect_leaders_response::ReplicaElectionResult::default().with_topic(topic("t")).with_partition_result(vec![
+                elect_leaders_response::PartitionResult::default().with_error_code(31).with_error_message(msg()),
+            ]),
+        ]);
+        payload(ApiKey::ElectLeaders as i16, v, &m)
+    });
+    add(ApiKey::CreateTopics, CreateTopicsResponse::VERSIONS, &|v| {
+        let m = CreateTopicsResponse::default().with_topics(vec![
+            create_topics_response::CreatableTopicResult::default().with_name(topic("t")).with_error_message(msg()),
+        ]);
+        payload(ApiKey::CreateTopics as i16, v, &m)
+    });
+    add(ApiKey::UpdateFeatures, UpdateFeaturesResponse::VERSIONS, &|v| {
+        let m = UpdateFeaturesResponse::default().with_error_message(msg());
+        payload(ApiKey::UpdateFeatures as i16, v, &m)
+    });
+    out
+}
+
 fn response_header(api_key: i16, version: i16, tagged: bool) -> ResponseHeader {
     let mut h = ResponseHeader::default().with_correlation_id(CORRELATION);
     if tagged && codec::response_header_version(api_key, version) >= 1 {
@@ -903,8 +991,15 @@ fn main() {
     let answers = stream_of(&answers.iter().collect::<Vec<_>>());
     frames.add("responses-pipelined", FramesInput::encode(3, false, 2, 11, &answers));
 
+    // scrub: every free-text response, at every version.
+    let scrub_keys = ktp_fuzz::scrub_keys();
+    let mut scrub = Corpus::new(&root, "scrub");
+    for (key, version, name, p) in scrub_responses() {
+        scrub.add(name, keyed(&scrub_keys, key, version, &p));
+    }
+
     let mut total = 0;
-    for corpus in [rewrite, splice_vs_decode, node_endpoints, api_versions_corpus, own, frames] {
+    for corpus in [rewrite, splice_vs_decode, node_endpoints, api_versions_corpus, own, frames, scrub] {
         total += corpus.write().1;
     }
     println!("total: {total} bytes");

@@ -6,7 +6,7 @@
 //!
 //! - `frames`: [`FramesInput`]: two control bytes (reader limit, read mode, how the stream is
 //!   cut into reads), then the byte stream a peer sends.
-//! - `rewrite`, `node_endpoints`, `api_versions`: [`split_keyed`]: one byte selecting the api key
+//! - `rewrite`, `node_endpoints`, `api_versions`, `scrub`: [`split_keyed`]: one byte selecting the api key
 //!   from the target's list, one byte for the version (as `i8`), then the response payload
 //!   (response header + body, no length prefix), as `kafka::inspect_response` gets it.
 //! - `own_responses`: one byte selecting the request the proxy sent (see [`OWN_REQUESTS`]),
@@ -14,6 +14,7 @@
 
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::StrBytes;
+use kafka_tls_proxy::kafka::scrub::{self, Needle, Scrubber};
 use kafka_tls_proxy::kafka::{rewrite, AddressMapper, Advertised, MapError};
 
 /// The host every broker and controller is mapped to by [`FixedMapper`].
@@ -56,6 +57,26 @@ pub fn rewrite_keys() -> Vec<i16> {
     std::iter::once(ApiKey::ApiVersions as i16)
         .chain(rewrite::INSPECTED.iter().map(|i| i.key as i16))
         .collect()
+}
+
+/// Api keys of the `scrub` target: every API whose responses carry free text
+/// (`scrub::TEXT_CARRYING`, so a new entry there is fuzzed without a change here).
+pub fn scrub_keys() -> Vec<i16> {
+    scrub::TEXT_CARRYING.iter().map(|t| t.key as i16).collect()
+}
+
+/// The upstream hosts of the `scrub` target's scrubber, each on port 9094 (proxied at 30001+i).
+pub const SCRUB_HOSTS: [&str; 4] = ["b-1.msk.test", "b-2.msk.test", "127.0.0.11", "10.0.0.2"];
+
+/// The scrubber of the `scrub` target: [`SCRUB_HOSTS`] → [`PROXY_HOST`].
+pub fn scrubber() -> Scrubber {
+    Scrubber::new(
+        PROXY_HOST,
+        SCRUB_HOSTS.iter().enumerate().map(|(i, h)| Needle {
+            host: (*h).to_owned(),
+            port: Some((9094, 30001 + i as u16)),
+        }),
+    )
 }
 
 /// Api keys of the `node_endpoints` target: the responses checked for `node_endpoints` without

@@ -169,7 +169,9 @@ impl AddressMapper for Mapper<'_> {
         }
     }
 
-    fn map_controller(&mut self, _node_id: i32, _host: &str, _port: i32) -> Advertised {
+    fn map_controller(&mut self, _node_id: i32, host: &str, port: i32) -> Advertised {
+        // Not proxied, but the free-text scrub hides their addresses too.
+        self.shared.controllers.note(host, port);
         Advertised {
             host: self.shared.registry.advertised_host().clone(),
             port: 0,
@@ -662,6 +664,7 @@ where
                 api_key,
                 api_version,
                 inspect: planned_inspection,
+                scrub,
                 audit,
             } = pair(&identity.api_metrics, &mut pending, proxy_id)?;
             frame::set_response_correlation_id(&mut chunk[range.clone()], client_id);
@@ -677,7 +680,7 @@ where
                         source,
                     })?;
             let local_due = matches!(pending.front(), Some(Expected::Local(_)));
-            if !inspect_it && !local_due {
+            if !inspect_it && !scrub && !local_due {
                 continue;
             }
             // Write what precedes this frame, then this frame (rewritten or not), then any
@@ -708,6 +711,23 @@ where
                     &frame.slice(frame::LENGTH_PREFIX..),
                 )
                 .await?
+            } else if scrub {
+                let scrubbers = shared.scrubbers();
+                scrubbers
+                    .get(who.set)
+                    .map_or(Ok(None), |scrubber| {
+                        kafka::scrub::scrub_response(
+                            api_key,
+                            api_version,
+                            &frame[frame::LENGTH_PREFIX..],
+                            scrubber,
+                        )
+                    })
+                    .map_err(|source| ConnectionError::Rewrite {
+                        api: crate::admin::api_name(api_key),
+                        version: api_version,
+                        source: source.into(),
+                    })?
             } else {
                 None
             };

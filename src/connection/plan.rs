@@ -5,7 +5,7 @@
 //! valid frame, does the identity's policy allow it (and if not, is it answered here or does
 //! the connection close), does the proxy answer it itself (ApiVersions above what it decodes),
 //! can its response be inspected at this version, does the client expect a response, must its
-//! response be inspected, and is it a cluster change to audit (with the resources it names).
+//! response be inspected (addresses rewritten, free text scrubbed), and is it a cluster change to audit (with the resources it names).
 //! The pumps then only act: the request pump forwards or answers as the plan says, and the
 //! response pump reads the [`Awaited`] part of the plan that came with the request when its
 //! answer arrives, instead of asking the tables again.
@@ -68,6 +68,9 @@ pub(super) struct Awaited {
     /// The response must be looked at before the client gets it (ApiVersions is capped, an
     /// address-carrying API's brokers are rewritten).
     pub(super) inspect: bool,
+    /// The response carries free text (error messages, config values) in which upstream
+    /// names and addresses are replaced ([`kafka::scrub`]); never set with `inspect`.
+    pub(super) scrub: bool,
     /// Set for requests that change the cluster: their request line is written; the outcome
     /// line is written from the answer (or as unknown if none comes).
     pub(super) audit: Option<Box<Audit>>,
@@ -182,6 +185,7 @@ pub(super) fn plan(
             api_key,
             api_version,
             inspect: kafka::needs_inspection(api_key, api_version),
+            scrub: kafka::scrub::carries_text(api_key, api_version),
             audit: audit.map(Box::new),
         }),
     }

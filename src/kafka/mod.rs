@@ -8,6 +8,8 @@
 //!   after a [`wire`] walk has bounded them; also the proxy's own requests.
 //! - [`rewrite`]: the one table of APIs whose responses carry broker addresses, and their
 //!   rewrite.
+//! - [`scrub`]: the table of APIs whose responses carry free text (error messages, config
+//!   values), and the replacement of upstream names and addresses in it.
 //! - [`requests`]: walkers over the requests the identity policy denies or audits and over
 //!   the responses it audits, on top of [`wire`] (names, partitions, ids and error codes only;
 //!   secrets and configuration values are stepped over).
@@ -22,6 +24,7 @@ pub mod codec;
 pub mod frame;
 pub mod requests;
 pub mod rewrite;
+pub mod scrub;
 pub mod versions;
 pub mod wire;
 
@@ -40,8 +43,12 @@ pub fn needs_inspection(api_key: i16, version: i16) -> bool {
 /// False when a request must not be relayed: its response may carry broker addresses but the
 /// proxy cannot decode that version (the capped ApiVersions answer never offered it), so the
 /// connection closes instead. ApiVersions is always relayable: the connection answers versions
-/// above what the proxy decodes itself.
+/// above what the proxy decodes itself. Likewise for a response with free text the proxy could
+/// not search for upstream names ([`scrub::TEXT_CARRYING`]).
 pub fn relayable(api_key: i16, version: i16) -> bool {
+    if let Some(t) = scrub::text_carrying(api_key) {
+        return (t.versions.min..=t.versions.max).contains(&version);
+    }
     match rewrite::inspected(api_key) {
         Some(i) if version >= i.addresses_from => {
             (i.versions.min..=i.versions.max).contains(&version)

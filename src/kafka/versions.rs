@@ -21,8 +21,8 @@ pub const API_VERSIONS: i16 = ApiKey::ApiVersions as i16;
 
 const UNSUPPORTED_VERSION: i16 = 35;
 
-/// The version range the proxy can decode for an API it inspects (ApiVersions itself and every
-/// entry of [`rewrite::INSPECTED`]), `None` for APIs it passes through untouched (any version,
+/// The version range the proxy can decode for an API it inspects (ApiVersions itself, every
+/// entry of [`rewrite::INSPECTED`] and of [`super::scrub::TEXT_CARRYING`]), `None` for APIs it passes through untouched (any version,
 /// any api key, known or not).
 ///
 /// Used to cap the broker's ApiVersions answer, so clients only negotiate versions the proxy
@@ -30,6 +30,9 @@ const UNSUPPORTED_VERSION: i16 = 35;
 pub fn proxy_range(api_key: i16) -> Option<VersionRange> {
     if api_key == API_VERSIONS {
         return Some(versions_of::<ApiVersionsRequest, ApiVersionsResponse>());
+    }
+    if let Some(t) = super::scrub::text_carrying(api_key) {
+        return Some(t.versions);
     }
     rewrite::inspected(api_key).map(|i| i.versions)
 }

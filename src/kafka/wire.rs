@@ -219,6 +219,24 @@ impl<'a> Walker<'a> {
         }
     }
 
+    /// A nullable string whose bytes a splice may replace (an error message): `None` for
+    /// null, else the byte range of its length prefix and bytes, and of its bytes alone. UTF-8
+    /// is checked in a strict walk, as [`Walker::nullable_text`] does.
+    pub fn text_span(&mut self, flexible: bool) -> WireResult<Option<(Range<usize>, usize)>> {
+        let start = self.pos();
+        match self.blob_len(flexible, false)? {
+            None => Ok(None),
+            Some(n) => {
+                let at = self.pos();
+                let bytes = self.take(n)?;
+                if self.strict {
+                    utf8(bytes)?;
+                }
+                Ok(Some((start..self.pos(), at)))
+            }
+        }
+    }
+
     /// A broker host name, non-null and UTF-8 in both modes; with the byte range of its length
     /// prefix and bytes, which a splice replaces.
     pub fn host(&mut self, flexible: bool) -> WireResult<(&'a str, Range<usize>)> {

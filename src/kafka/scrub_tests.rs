@@ -1,0 +1,424 @@
+use super::*;
+
+use bytes::BytesMut;
+use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
+use kafka_protocol::messages::alter_partition_reassignments_response::{
+    ReassignablePartitionResponse, ReassignableTopicResponse,
+};
+use kafka_protocol::messages::create_acls_response::AclCreationResult;
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
+use kafka_protocol::messages::delete_acls_response::{
+    DeleteAclsFilterResult, DeleteAclsMatchingAcl,
+};
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::describe_acls_response::{AclDescription, DescribeAclsResource};
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+};
+use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
+use kafka_protocol::messages::list_partition_reassignments_response::{
+    OngoingPartitionReassignment, OngoingTopicReassignment,
+};
+use kafka_protocol::messages::update_features_response::UpdatableFeatureResult;
+use kafka_protocol::messages::{BrokerId, ResponseHeader, TopicName};
+use kafka_protocol::protocol::{Encodable, StrBytes};
+use proptest::prelude::*;
+
+const ADVERTISED: &str = "proxy.example";
+const NAMES: [&str; 3] = ["b-1.msk.test", "b-2.msk.test", "b-3.msk.test"];
+const IPS: [&str; 3] = ["127.0.0.11", "127.0.0.12", "127.0.0.13"];
+
+/// The scrubber of a three-broker cluster on 9094, proxied on 30001-30003.
+fn scrubber() -> Scrubber {
+    let mut needles = Vec::new();
+    for i in 0..3 {
+        let port = Some((9094, 30001 + i as u16));
+        needles.push(Needle {
+            host: NAMES[i].into(),
+            port,
+        });
+        needles.push(Needle {
+            host: IPS[i].into(),
+            port,
+        });
+    }
+    Scrubber::new(ADVERTISED, needles)
+}
+
+fn text(s: &Scrubber, t: &str) -> String {
+    String::from_utf8(
+        s.scrub(t.as_bytes())
+            .unwrap_or_else(|| t.as_bytes().to_vec()),
+    )
+    .unwrap()
+}
+
+#[test]
+fn names_and_addresses_are_replaced_with_the_address_clients_use() {
+    let s = scrubber();
+    assert_eq!(
+        text(&s, "Request(processor=0, connectionId=127.0.0.12:9094-127.0.0.1:50022-0-14, session=x) needs DESCRIBE permission"),
+        "Request(processor=0, connectionId=proxy.example:30002-127.0.0.1:50022-0-14, session=x) needs DESCRIBE permission"
+    );
+    assert_eq!(text(&s, "B-3.MSK.TEST is down"), "proxy.example is down");
+    assert_eq!(
+        text(&s, "SSL://b-1.msk.test:9094,SSL://b-2.msk.test:9095"),
+        "SSL://proxy.example:30001,SSL://proxy.example:9095"
+    );
+    assert_eq!(text(&s, "at b-1.msk.test."), "at proxy.example.");
+    // Longer names and addresses that merely contain one are other hosts.
+    for other in [
+        "127.0.0.111",
+        "x127.0.0.11",
+        "a.b-1.msk.test",
+        "b-1.msk.test.other",
+        "b-1.msk.testing",
+    ] {
+        assert_eq!(s.scrub(other.as_bytes()), None, "{other}");
+    }
+    assert_eq!(s.scrub(b"no broker here"), None);
+    assert_eq!(Scrubber::new(ADVERTISED, []).scrub(b"b-1.msk.test"), None);
+}
+
+#[test]
+fn the_needle_set_is_bounded_and_deduplicated() {
+    let many = (0..MAX_NEEDLES + 100).map(|i| Needle {
+        host: format!("h{i}.example"),
+        port: None,
+    });
+    assert_eq!(Scrubber::new(ADVERTISED, many).len(), MAX_NEEDLES);
+    let same = [
+        "B-1.msk.test",
+        "b-1.msk.test",
+        "",
+        &"x".repeat(MAX_NEEDLE_LEN + 1),
+    ]
+    .map(|h| Needle {
+        host: h.into(),
+        port: None,
+    });
+    assert_eq!(Scrubber::new(ADVERTISED, same).len(), 1);
+}
+
+/// Encodes `msg` as a response payload (header + body) at `version`.
+fn payload<M: Encodable>(key: ApiKey, version: i16, msg: &M) -> Vec<u8> {
+    let mut buf = BytesMut::new();
+    ResponseHeader::default()
+        .with_correlation_id(7)
+        .encode(&mut buf, key.response_header_version(version))
+        .unwrap();
+    msg.encode(&mut buf, version).unwrap();
+    buf.to_vec()
+}
+
+fn some(s: &str) -> Option<StrBytes> {
+    Some(StrBytes::from_string(s.to_owned()))
+}
+
+fn sb(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_owned())
+}
+
+/// Builds one response payload at a version.
+type Build = Box<dyn Fn(i16) -> Vec<u8>>;
+
+/// One response of each text-carrying API with `m` in every free-text field, and upstream
+/// names in the fields that are not text (which must stay as they are).
+fn responses(m: &str) -> Vec<(ApiKey, Build)> {
+    let m = m.to_owned();
+    let mut all: Vec<(ApiKey, Build)> = Vec::new();
+    let k = m.clone();
+    all.push((
+        ApiKey::DescribeAcls,
+        Box::new(move |v| {
+            let msg = DescribeAclsResponse::default()
+                .with_error_code(31)
+                .with_error_message(some(&k))
+                .with_resources(vec![DescribeAclsResource::default()
+                    .with_resource_name(sb("t"))
+                    .with_acls(vec![AclDescription::default()
+                        .with_principal(sb("User:x"))
+                        .with_host(sb("127.0.0.11"))])]);
+            payload(ApiKey::DescribeAcls, v, &msg)
+        }),
+    ));
+    let k = m.clone();
+    all.push((
+        ApiKey::CreateAcls,
+        Box::new(move |v| {
+            let r = AclCreationResult::default()
+                .with_error_code(31)
+                .with_error_message(some(&k));
+            let msg = CreateAclsResponse::default().with_results(vec![r.clone(), r]);
+            payload(ApiKey::CreateAcls, v, &msg)
+        }),
+    ));
+    let k = m.clone();
+    all.push((
+        ApiKey::DeleteAcls,
+        Box::new(move |v| {
+            let msg = DeleteAclsResponse::default().with_filter_results(vec![
+                DeleteAclsFilterResult::default()
+                    .with_error_message(some(&k))
+                    .with_matching_acls(vec![DeleteAclsMatchingAcl::default()
+                        .with_error_message(some(&k))
+                        .with_resource_name(sb("t"))
+                        .with_principal(sb("User:b-1.msk.test"))
+                        .with_host(sb("127.0.0.12"))]),
+            ]);
+            payload(ApiKey::DeleteAcls, v, &msg)
+        }),
+    ));
+    let k = m.clone();
+    all.push((
+        ApiKey::DescribeConfigs,
+        Box::new(move |v| {
+            let msg = DescribeConfigsResponse::default().with_results(vec![
+                DescribeConfigsResult::default()
+                    .with_error_message(some(&k))
+                    .with_resource_type(4)
+                    .with_resource_name(sb("1"))
+                    .with_configs(vec![DescribeConfigsResourceResult::default()
+                        .with_name(sb("advertised.listeners"))
+                        .with_value(some(&k))
+                        .with_synonyms(if v >= 1 {
+                            vec![DescribeConfigsSynonym::default()
+                                .with_name(sb("advertised.listeners"))
+                                .with_value(some(&k))]
+                        } else {
+                            vec![]
+                        })
+                        .with_documentation(if v >= 3 { some(&k) } else { None })]),
+            ]);
+            payload(ApiKey::DescribeConfigs, v, &msg)
+        }),
+    ));
+    let k = m.clone();
+    all.push((
+        ApiKey::AlterPartitionReassignments,
+        Box::new(move |v| {
+            let msg = AlterPartitionReassignmentsResponse::default()
+                .with_allow_replication_factor_change(v >= 1)
+                .with_error_code(29)
+                .with_error_message(some(&k))
+                .with_responses(vec![ReassignableTopicResponse::default()
+                    .with_name(TopicName(sb("t")))
+                    .with_partitions(vec![
+                        ReassignablePartitionResponse::default().with_error_message(some(&k))
+                    ])]);
+            payload(ApiKey::AlterPartitionReassignments, v, &msg)
+        }),
+    ));
+    let k = m.clone();
+    all.push((
+        ApiKey::ListPartitionReassignments,
+        Box::new(move |v| {
+            let msg = ListPartitionReassignmentsResponse::default()
+                .with_error_code(29)
+                .with_error_message(some(&k))
+                .with_topics(vec![OngoingTopicReassignment::default()
+                    .with_name(TopicName(sb("t")))
+                    .with_partitions(vec![OngoingPartitionReassignment::default()
+                        .with_replicas(vec![BrokerId(1), BrokerId(2)])
+                        .with_adding_replicas(vec![BrokerId(3)])])]);
+            payload(ApiKey::ListPartitionReassignments, v, &msg)
+        }),
+    ));
+    let k = m.clone();
+    all.push((
+        ApiKey::ElectLeaders,
+        Box::new(move |v| {
+            let msg = ElectLeadersResponse::default()
+                .with_error_code(if v >= 1 { 31 } else { 0 })
+                .with_replica_election_results(vec![ReplicaElectionResult::default()
+                    .with_topic(TopicName(sb("t")))
+                    .with_partition_result(vec![PartitionResult::default()
+                        .with_error_code(31)
+                        .with_error_message(some(&k))])]);
+            payload(ApiKey::ElectLeaders, v, &msg)
+        }),
+    ));
+    let k = m.clone();
+    all.push((
+        ApiKey::CreateTopics,
+        Box::new(move |v| {
+            let mut topic = CreatableTopicResult::default()
+                .with_name(TopicName(sb("t")))
+                .with_error_message(some(&k));
+            if v >= 5 {
+                topic = topic.with_configs(Some(vec![CreatableTopicConfigs::default()
+                    .with_name(sb("x"))
+                    .with_value(some(&k))]));
+            }
+            let msg = CreateTopicsResponse::default().with_topics(vec![topic]);
+            payload(ApiKey::CreateTopics, v, &msg)
+        }),
+    ));
+    let k = m.clone();
+    all.push((
+        ApiKey::DeleteTopics,
+        Box::new(move |v| {
+            let msg = DeleteTopicsResponse::default().with_responses(vec![
+                DeletableTopicResult::default()
+                    .with_name(Some(TopicName(sb("t"))))
+                    .with_error_message(if v >= 5 { some(&k) } else { None }),
+            ]);
+            payload(ApiKey::DeleteTopics, v, &msg)
+        }),
+    ));
+    let k = m.clone();
+    all.push((
+        ApiKey::AlterConfigs,
+        Box::new(move |v| {
+            let msg = AlterConfigsResponse::default().with_responses(vec![
+                AlterConfigsResourceResponse::default()
+                    .with_error_message(some(&k))
+                    .with_resource_name(sb("b-1.msk.test")),
+            ]);
+            payload(ApiKey::AlterConfigs, v, &msg)
+        }),
+    ));
+    let k = m;
+    all.push((
+        ApiKey::UpdateFeatures,
+        Box::new(move |v| {
+            let msg = UpdateFeaturesResponse::default()
+                .with_error_message(some(&k))
+                .with_results(if v <= 1 {
+                    vec![UpdatableFeatureResult::default()
+                        .with_feature(sb("f"))
+                        .with_error_message(some(&k))]
+                } else {
+                    vec![]
+                });
+            payload(ApiKey::UpdateFeatures, v, &msg)
+        }),
+    ));
+    all
+}
+
+/// The kafka-protocol versions of an API's response.
+fn versions(key: ApiKey) -> std::ops::RangeInclusive<i16> {
+    let t = text_carrying(key as i16).unwrap();
+    let lowest = key.valid_versions().min.max(t.versions.min);
+    lowest..=t.versions.max
+}
+
+/// Scrubs `m` in every response at every version: the result is, byte for byte, the same
+/// response built with the scrubbed text.
+fn check_everywhere(m: &str) {
+    let s = scrubber();
+    let expected_text = text(&s, m);
+    let built = responses(m);
+    let expected = responses(&expected_text);
+    for ((key, build), (_, build_expected)) in built.iter().zip(&expected) {
+        for v in versions(*key) {
+            let original = build(v);
+            let out = scrub_response(*key as i16, v, &original, &s)
+                .unwrap_or_else(|e| panic!("{key:?} v{v}: {e}"));
+            let want = build_expected(v);
+            match out {
+                None => assert_eq!(original, want, "{key:?} v{v}: nothing replaced"),
+                Some(frame) => {
+                    assert_eq!(
+                        &frame[..4],
+                        &(frame.len() as i32 - 4).to_be_bytes(),
+                        "{key:?} v{v}: length prefix"
+                    );
+                    assert_eq!(&frame[4..], &want[..], "{key:?} v{v}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn every_text_field_of_every_version_is_scrubbed_and_nothing_else_changes() {
+    check_everywhere(
+        "Request(processor=0, connectionId=127.0.0.11:9094-10.1.1.1:4444-0-14, session=Session(User:ro,/10.1.1.1)) needs DESCRIBE permission; controller b-3.msk.test:9094",
+    );
+    check_everywhere("nothing to hide");
+    check_everywhere("");
+}
+
+#[test]
+fn every_api_of_the_table_is_covered_by_the_tests_and_not_an_address_api() {
+    let tested: Vec<ApiKey> = responses("").into_iter().map(|(k, _)| k).collect();
+    for t in &TEXT_CARRYING {
+        assert!(super::super::rewrite::inspected(t.key as i16).is_none());
+        assert!(carries_text(t.key as i16, t.versions.max));
+        assert!(!carries_text(t.key as i16, t.versions.max + 1));
+    }
+    for must in [
+        ApiKey::DescribeAcls,
+        ApiKey::CreateAcls,
+        ApiKey::DeleteAcls,
+        ApiKey::DescribeConfigs,
+        ApiKey::AlterPartitionReassignments,
+        ApiKey::ListPartitionReassignments,
+        ApiKey::ElectLeaders,
+    ] {
+        assert!(tested.contains(&must), "{must:?}");
+    }
+    assert!(!carries_text(ApiKey::Produce as i16, 9));
+    assert!(!carries_text(ApiKey::Fetch as i16, 12));
+}
+
+#[test]
+fn malformed_responses_are_errors_not_panics() {
+    let s = scrubber();
+    let good = responses("b-1.msk.test")[0].1(1);
+    for cut in 0..good.len() {
+        assert!(scrub_response(ApiKey::DescribeAcls as i16, 1, &good[..cut], &s).is_err());
+    }
+    let mut long = good.clone();
+    long.push(0);
+    assert!(scrub_response(ApiKey::DescribeAcls as i16, 1, &long, &s).is_err());
+    assert!(scrub_response(ApiKey::DescribeAcls as i16, 99, &good, &s).is_err());
+}
+
+fn separator() -> impl Strategy<Value = String> {
+    prop::sample::select(vec![
+        " ", "=", "(", ")", ",", "/", "\"", "'", "@", "", "[", "]",
+    ])
+    .prop_map(str::to_owned)
+}
+
+fn upstream() -> impl Strategy<Value = String> {
+    let names: Vec<String> = NAMES
+        .iter()
+        .chain(IPS.iter())
+        .flat_map(|h| [h.to_string(), format!("{h}:9094"), h.to_uppercase()])
+        .collect();
+    prop::sample::select(names)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Any upstream name or address, put anywhere in any text field between characters that
+    /// cannot continue a host name, reaches no client.
+    #[test]
+    fn any_upstream_name_in_any_text_is_replaced(
+        parts in prop::collection::vec((("[a-z ]{0,8}", separator()), (upstream(), separator())), 1..6),
+    ) {
+        let mut m = String::new();
+        for ((filler, sep1), (name, sep2)) in parts {
+            m.push_str(&filler);
+            m.push_str(&sep1);
+            if !sep1.is_empty() || m.is_empty() || !m.ends_with(|c: char| c.is_ascii_alphanumeric()) {
+                m.push_str(&name);
+            }
+            m.push_str(if sep2.is_empty() { " " } else { &sep2 });
+        }
+        check_everywhere(&m);
+        let s = scrubber();
+        let scrubbed = text(&s, &m).to_ascii_lowercase();
+        for h in NAMES.iter().chain(IPS.iter()) {
+            prop_assert!(!scrubbed.contains(h), "{h} left in {scrubbed:?}");
+        }
+        prop_assert!(!scrubbed.contains(":9094"), "{scrubbed:?}");
+    }
+}
