@@ -380,3 +380,60 @@ fn a_flood_of_denied_requests_writes_a_bounded_number_of_lines() {
         "the counter counts the same:\n{metrics}"
     );
 }
+
+#[test]
+fn an_offset_reset_is_audited_and_a_members_commits_are_not() {
+    let c = cluster();
+    let _up = c.shared();
+    let proxy = Proxy::start(c, &["--log", "info"]);
+    let topic = unique("audit-offsets");
+    let group = unique("audit-group");
+    c.create_topic(&topic, 1, 3);
+    proxy.produce(c, &topic, "one\ntwo\nthree\n");
+    // A group member consumes and commits (generation and member id set): not audited.
+    let got = proxy.consume_as_group(c, &topic, &group, 3);
+    assert_eq!(got, ["one", "three", "two"]);
+    let commits = |log: &str| -> Vec<String> {
+        audit_lines(log)
+            .into_iter()
+            .filter(|(e, _, l)| e == "request" && l.contains("api=OffsetCommit"))
+            .map(|(_, _, l)| l)
+            .collect()
+    };
+    assert!(
+        commits(&proxy.log()).is_empty(),
+        "a member's commits were audited:\n{}",
+        proxy.log()
+    );
+    // An admin resets the group's offsets from outside the group (generation -1): audited.
+    let bootstrap = proxy.bootstrap();
+    let out = c.cli(
+        "consumer-groups",
+        &[
+            "--bootstrap-server",
+            &bootstrap,
+            "--group",
+            &group,
+            "--topic",
+            &topic,
+            "--reset-offsets",
+            "--to-earliest",
+            "--execute",
+        ],
+    );
+    common::assert_success(
+        "kafka-consumer-groups --reset-offsets through the proxy",
+        &out,
+    );
+    wait_until("the reset's outcome line", Duration::from_secs(15), || {
+        audit_lines(&proxy.log())
+            .iter()
+            .any(|(e, _, l)| e == "change" && l.contains("api=OffsetCommit"))
+    });
+    let log = proxy.log();
+    let resets = commits(&log);
+    assert_eq!(resets.len(), 1, "one audited reset:\n{log}");
+    assert!(resets[0].contains(&topic), "{}", resets[0]);
+    println!("audit: {}", resets[0]);
+    c.delete_topic(&topic);
+}
