@@ -1968,8 +1968,10 @@ fn read_only_cannot_create_topics_through_metadata_auto_creation() {
             }
         })
     };
+    // The first answer names the topic as unknown (Kafka 4) or without a leader (3.x) while
+    // the controller creates it; whether it was created is what a later Metadata shows.
     assert!(
-        code != UNKNOWN_TOPIC_OR_PARTITION && created(),
+        created(),
         "this cluster does not auto-create topics (error {code}): the test needs \
          auto.create.topics.enable=true, which tests/cluster/cluster.sh sets; restart the \
          cluster with it"
