@@ -1760,7 +1760,7 @@ fn denied_requests_whose_answers_are_never_read_stay_within_the_budget() {
     raise_nofile();
     let c = cluster();
     let _up = c.shared();
-    let mut case = Case::new("(e) read-only: denied Produce flood, answers never read");
+    let mut case = Case::new("(h) read-only: denied Produce flood, answers never read");
     let (proxy, admin, bootstrap) = start_proxy(c, &["--policy", "read-only"]);
     let pid = proxy.pid();
     let idle = idle_rss(pid);
@@ -1823,7 +1823,7 @@ fn denied_requests_whose_answers_are_never_read_stay_within_the_budget() {
     case.check(totals.iter().all(|t| *t >= frame_len as u64), || {
         format!("a flooder got no request through: {totals:?}")
     });
-    case.rss_bound("(e)", idle, peak, (FLOODERS as u64 + 2) * BUSY_CONN_KIB);
+    case.rss_bound("(h)", idle, peak, (FLOODERS as u64 + 2) * BUSY_CONN_KIB);
     for s in &streams {
         let _ = s.shutdown(Shutdown::Both);
     }
