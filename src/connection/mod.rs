@@ -689,17 +689,25 @@ where
             // A rewrite is charged before it is built, and until it has been written; beside a
             // large frame that holds budget of its own, at most the rest of the budget (so it
             // can never wait for itself).
-            let charge = if inspect_it {
-                let own = match &chunk {
-                    Chunk::Large(f) => f.held(),
-                    Chunk::Small(_) => 0,
-                };
+            // A scrub likewise.
+            let scrubbers = (!inspect_it && scrub).then(|| shared.scrubbers());
+            let scrubber = scrubbers.as_ref().and_then(|s| s.get(who.set));
+            let bound = if inspect_it {
                 let host_len = shared.registry.advertised_host().len();
-                let bound = rewrite::rewrite_bound(range.len(), host_len)
-                    .min(shared.budget.total().saturating_sub(own));
-                Some(shared.budget.charge(bound).await)
+                Some(rewrite::rewrite_bound(range.len(), host_len))
             } else {
-                None
+                scrubber.map(|s| s.bound(range.len()))
+            };
+            let charge = match bound {
+                Some(bound) => {
+                    let own = match &chunk {
+                        Chunk::Large(f) => f.held(),
+                        Chunk::Small(_) => 0,
+                    };
+                    let bound = bound.min(shared.budget.total().saturating_sub(own));
+                    Some(shared.budget.charge(bound).await)
+                }
+                None => None,
             };
             let frame = chunk.split_to(range.end).slice(range.start..);
             let replaced = if inspect_it {
@@ -712,9 +720,7 @@ where
                 )
                 .await?
             } else if scrub {
-                let scrubbers = shared.scrubbers();
-                scrubbers
-                    .get(who.set)
+                scrubber
                     .map_or(Ok(None), |scrubber| {
                         kafka::scrub::scrub_response(
                             api_key,

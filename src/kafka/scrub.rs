@@ -68,6 +68,9 @@ pub struct Scrubber {
     ports: Vec<Vec<(u16, u16)>>,
     /// The host clients use.
     advertised: Box<[u8]>,
+    /// Length of the shortest name searched for: each replacement consumes at least this many
+    /// bytes of the original, which bounds how much a scrub can grow a response.
+    shortest: usize,
 }
 
 /// True for the bytes a host name or address continues with: a match next to one of them is
@@ -115,11 +118,23 @@ impl Scrubber {
                     .ok()
             })
             .flatten();
+        let shortest = patterns.iter().map(String::len).min().unwrap_or(1).max(1);
         Self {
             search,
             ports,
             advertised: advertised.as_bytes().into(),
+            shortest,
         }
+    }
+
+    /// The most bytes [`scrub_response`] may hold for a response of `len` bytes: the new
+    /// texts it collects and the new frame, when every name it could match (at least
+    /// `shortest` bytes each) becomes the advertised host with a port and a longer length
+    /// prefix. The connection charges it to the budget before scrubbing.
+    pub fn bound(&self, len: usize) -> usize {
+        let matches = len / self.shortest + 1;
+        let grown = len.saturating_add(matches.saturating_mul(self.advertised.len() + 6 + 5));
+        grown.saturating_mul(2).saturating_add(LENGTH_PREFIX + 64)
     }
 
     /// How many names and addresses it searches for.

@@ -422,3 +422,27 @@ proptest! {
         prop_assert!(!scrubbed.contains(":9094"), "{scrubbed:?}");
     }
 }
+
+#[test]
+fn a_scrub_never_holds_more_than_its_bound() {
+    // The worst growth per byte: the shortest name, with a known port, back to back, each
+    // becoming a long advertised host and its proxy port.
+    let advertised = "a-rather-long-proxy-name.tailnet-example.ts.net";
+    let s = Scrubber::new(
+        advertised,
+        [Needle {
+            host: "1.2.3.4".into(),
+            port: Some((9094, 9101)),
+        }],
+    );
+    let text = "1.2.3.4:9094 ".repeat(5_000);
+    let out = s.scrub(text.as_bytes()).expect("names to replace");
+    assert!(out.len() > 3 * text.len(), "it grew: {}", out.len());
+    // What scrub_response holds at most: the new texts and the new frame.
+    assert!(
+        2 * (out.len() + 5) + LENGTH_PREFIX <= s.bound(text.len()),
+        "{} > bound {}",
+        2 * out.len(),
+        s.bound(text.len())
+    );
+}
