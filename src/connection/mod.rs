@@ -23,7 +23,8 @@
 //! read. A busy direction reads up to 64 KiB at a time (more frames per write); a direction
 //! quiet for a second with nothing buffered holds no read buffer at all.
 //!
-//! On shutdown the request pump stops reading, the response pump delivers what is still in
+//! On shutdown, and when the request side ends (the client closed or reset, or sent what the
+//! proxy refuses), the request pump stops reading, the response pump delivers what is still in
 //! flight (bounded by the drain timeout), and the connection closes.
 
 use std::collections::VecDeque;
@@ -269,15 +270,22 @@ where
     tokio::pin!(requests, responses);
     tokio::select! {
         result = &mut requests => {
-            // The client closed, or shutdown began: deliver what is in flight, then stop.
-            result?;
-            match tokio::time::timeout(shared.settings.drain_timeout, responses).await {
-                Ok(result) => result,
+            // The client closed, reset, sent something the proxy refuses, or shutdown began:
+            // what was forwarded before still gets its answer from the broker (bounded by the
+            // drain timeout), so the broker sees it through on an open connection and every
+            // audited change gets its outcome line, then the connection closes. (Closing the
+            // upstream connection at once could cut off a request the broker has not read
+            // yet, leaving its audit with no outcome but "unknown".)
+            let drained = match tokio::time::timeout(shared.settings.drain_timeout, responses).await {
+                Ok(drained) => drained,
                 Err(_) => {
                     tracing::warn!("drain timeout: closing with requests still in flight");
                     Ok(())
                 }
-            }
+            };
+            // The request side's error is the reason the connection ended.
+            result?;
+            drained
         }
         result = &mut responses => result,
     }
