@@ -327,7 +327,7 @@ where
             metrics.request(header.api_key);
             // An answer made here is charged before it is built (a huge denied request waits
             // for budget, not reading the client, or closes if it could never fit).
-            let charge = match plan::answer_bound(identity.policy, &header, frame.len()) {
+            let charge = match plan::answer_bound(identity.policy, &header, frame) {
                 None => None,
                 Some(bound) => {
                     let own = match &chunk {
