@@ -33,13 +33,18 @@
 //!   small lane overtake it (at most [`LANE_MAX`] each, and at most an eighth of the budget
 //!   held by such overtakers together): everything else queues behind it, and it gets the
 //!   budget as soon as enough is free. Every holder releases within a bounded time (a frame
-//!   being read within --frame-timeout, a frame being written as long as the client keeps
-//!   reading), so a frame up to seven eighths of the budget always fits eventually; a larger
+//!   being read while its client sends at --min-client-read-rate, a frame being written while
+//!   its client reads at that rate), so a frame up to seven eighths of the budget always fits eventually; a larger
 //!   one (a frame above the whole budget takes all of it) can also wait for the small lane to
 //!   drain. The lane is what keeps ordinary clients moving while, say, a consumer that stopped
 //!   reading holds a 50 MiB answer until its write times out and another 50 MiB answer waits.
+//! - **The lane goes first.** When budget comes back, an oldest waiter past its grace that is
+//!   not itself a small-lane frame lets every queued small-lane frame that fits now go before
+//!   it. Large waiters that each want (nearly) the whole budget then take it one at a time,
+//!   and ordinary clients' frames pass between any two of them: a client of small-lane frames
+//!   waits for at most one large holder's turn (tests/abuse.rs (a')), not for all of them.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -73,6 +78,9 @@ struct State {
     lane: usize,
     /// Waiters in arrival order: (ticket, bytes wanted, since).
     queue: VecDeque<(u64, usize, Instant)>,
+    /// Bytes wanted by the queued waiters of the small lane, with how many want each: the
+    /// smallest says at once whether one of them fits (no scan of the queue).
+    lane_waiting: BTreeMap<usize, usize>,
     next_ticket: u64,
 }
 
@@ -140,12 +148,29 @@ pub fn class(len: usize) -> usize {
 struct Ticket<'a> {
     budget: &'a Budget,
     id: u64,
+    /// Bytes wanted, when the waiter is a small-lane frame.
+    lane: Option<usize>,
+}
+
+impl Ticket<'_> {
+    /// Takes the waiter out of the queue (admitted or abandoned).
+    fn leave(&self, state: &mut State) {
+        state.queue.retain(|(id, _, _)| *id != self.id);
+        if let Some(bytes) = self.lane {
+            if let Some(n) = state.lane_waiting.get_mut(&bytes) {
+                *n -= 1;
+                if *n == 0 {
+                    state.lane_waiting.remove(&bytes);
+                }
+            }
+        }
+    }
 }
 
 impl Drop for Ticket<'_> {
     fn drop(&mut self) {
         let mut state = self.budget.lock();
-        state.queue.retain(|(id, _, _)| *id != self.id);
+        self.leave(&mut state);
         drop(state);
         // The head may have changed: let the others look again.
         self.budget.changed.notify_waiters();
@@ -163,6 +188,7 @@ impl Budget {
                 pooled: 0,
                 lane: 0,
                 queue: VecDeque::new(),
+                lane_waiting: BTreeMap::new(),
                 next_ticket: 0,
             }),
             changed: Notify::new(),
@@ -315,9 +341,22 @@ impl Budget {
         let head = state.queue.front();
         let first = head.is_none() || head.map(|(id, _, _)| Some(*id)) == Some(ticket);
         let head_patient = head.is_some_and(|(_, _, since)| since.elapsed() < BARGE_GRACE);
-        let lane =
-            !first && !head_patient && len <= LANE_MAX && state.lane + bytes <= self.total / 8;
+        let lane_fits = |bytes: usize| state.lane + bytes <= self.total / 8;
+        let lane = !first && !head_patient && len <= LANE_MAX && lane_fits(bytes);
         if !(first || head_patient || lane) {
+            return None;
+        }
+        // The lane goes first: a head past its grace, not of the lane itself, lets a queued
+        // lane frame that fits now take its turn before it.
+        let head_waits_for_lane = first
+            && head.is_some()
+            && !head_patient
+            && len > LANE_MAX
+            && state
+                .lane_waiting
+                .first_key_value()
+                .is_some_and(|(smallest, _)| *smallest <= state.free && lane_fits(*smallest));
+        if head_waits_for_lane {
             return None;
         }
         state.free -= bytes;
@@ -347,7 +386,15 @@ impl Budget {
             let id = state.next_ticket;
             state.next_ticket += 1;
             state.queue.push_back((id, bytes, Instant::now()));
-            Ticket { budget: self, id }
+            let lane = (len <= LANE_MAX).then_some(bytes);
+            if let Some(bytes) = lane {
+                *state.lane_waiting.entry(bytes).or_default() += 1;
+            }
+            Ticket {
+                budget: self,
+                id,
+                lane,
+            }
         };
         loop {
             let notified = self.changed.notified();
@@ -358,7 +405,7 @@ impl Budget {
                 let mut state = self.lock();
                 let held = self.admit(&mut state, bytes, len, Some(ticket.id));
                 if held.is_some() {
-                    state.queue.retain(|(id, _, _)| *id != ticket.id);
+                    ticket.leave(&mut state);
                 }
                 held
             };

@@ -215,3 +215,42 @@ async fn a_charge_unmaps_pooled_memory_it_needs() {
     );
     drop(charge);
 }
+
+#[tokio::test]
+async fn when_budget_comes_back_a_waiting_lane_frame_goes_before_a_large_head() {
+    let budget = Budget::new(64 * U);
+    let holder = budget.take(64 * U).await;
+    let large = tokio::spawn({
+        let budget = budget.clone();
+        async move { budget.take(64 * U).await }
+    });
+    tokio::time::sleep(BARGE_GRACE + Duration::from_millis(50)).await;
+    let small = tokio::spawn({
+        let budget = budget.clone();
+        async move { budget.take(2 * U).await }
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(
+        !large.is_finished() && !small.is_finished(),
+        "nothing is free"
+    );
+    drop(holder);
+    let small = tokio::time::timeout(Duration::from_secs(2), small)
+        .await
+        .expect("the lane frame gets its turn first")
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(
+        !large.is_finished(),
+        "the large head waits for the lane frame"
+    );
+    assert_eq!(budget.free(), 62 * U);
+    drop(small);
+    let large = tokio::time::timeout(Duration::from_secs(2), large)
+        .await
+        .expect("then the head gets the whole budget")
+        .unwrap();
+    assert_eq!(budget.free(), 0);
+    drop(large);
+    assert_eq!(budget.free(), 64 * U);
+}

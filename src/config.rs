@@ -381,9 +381,11 @@ pub struct Options {
     )]
     pub first_frame_timeout: Option<String>,
 
-    /// Once a client has sent the first byte of a request, the rest must arrive within this
-    /// time, time spent waiting for --max-buffered-bytes included (a stalled request must not
-    /// keep its turn for the budget). Default 30s.
+    /// Once a client has sent the first byte of a request (after its first), the rest must
+    /// arrive within this time, not counting time spent waiting for --max-buffered-bytes that
+    /// others hold. A request above 64 KiB, once its budget is held, must instead arrive at
+    /// --min-client-read-rate or more over each window of this length (a stalled request
+    /// holds the budget for one window at most). Default 30s.
     #[arg(
         long,
         global = true,
@@ -392,11 +394,12 @@ pub struct Options {
     )]
     pub frame_timeout: Option<String>,
 
-    /// Slowest a client may read an answer, in bytes per second: a client that takes in less
-    /// than this, over a window of --frame-timeout, while an answer waits to be written to it,
-    /// is closed and the budget its answer holds goes back (a consumer trickling its 50 MiB
-    /// Fetch answer must not hold that budget indefinitely). 0 only closes a client that reads
-    /// nothing for --frame-timeout. Default 65536 (64 KiB/s).
+    /// Slowest a client may read an answer, or send a request above 64 KiB once its budget is
+    /// held, in bytes per second: a client that moves less than this, over a window of
+    /// --frame-timeout, is closed and the budget its frame holds goes back (a consumer
+    /// trickling its 50 MiB Fetch answer, or a producer its 50 MiB request, must not hold that
+    /// budget indefinitely). 0 only closes a client that moves nothing for --frame-timeout.
+    /// Default 65536 (64 KiB/s).
     #[arg(
         long,
         global = true,
@@ -697,10 +700,11 @@ pub struct Settings {
     pub max_connections: usize,
     /// Time for a new client's first complete request.
     pub first_frame_timeout: Duration,
-    /// Time for the rest of a request once its first byte arrived.
+    /// Time for the rest of a request once its first byte arrived (waiting for budget not
+    /// counted; a large request with its budget held is held to the floor rate instead).
     pub frame_timeout: Duration,
     /// Bytes per second a client must read, over each --frame-timeout, while an answer waits
-    /// for it (0: only some progress).
+    /// for it, and send of a large request whose budget is held (0: only some progress).
     pub min_client_read_rate: u64,
     /// Time a client connection may send nothing.
     pub client_idle_timeout: Duration,

@@ -10,8 +10,13 @@
 //! every machine.
 //!
 //! `cargo test --test answer_bound -- --nocapture` prints each shape's peak per request byte.
+//!
+//! A denied Produce is not charged this bound but its exact answer (`policy::answer_charge`):
+//! through the proxy, against the real cluster, a read-only client's 1 MiB Produce is answered
+//! under a budget far below 1 MiB × its factor.
 
 mod common;
+mod proxy;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -263,4 +268,77 @@ fn every_denial_answer_stays_within_the_bound_charged_before_parsing() {
         }
     }
     assert!(failures.is_empty(), "peaks above the bound: {failures:#?}");
+}
+
+#[test]
+fn a_read_only_clients_1_mib_produce_is_answered_under_a_small_budget() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::protocol::Decodable;
+
+    let c = common::cluster();
+    let _up = c.shared();
+    // 8 MiB: a 1 MiB Produce's length bound (factor 128) would be 128 MiB.
+    let budget = (8u64 << 20).to_string();
+    let proxy = proxy::Proxy::start(
+        c,
+        &["--policy", "read-only", "--max-buffered-bytes", &budget],
+    );
+    assert!(
+        policy::answer_bound(ApiKey::Produce as i16, 1 << 20) > 8 << 20,
+        "the case this test is about: the length bound cannot fit the budget"
+    );
+    let mut conn = TcpStream::connect((proxy::CLIENT_HOST, proxy.port)).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    for (correlation_id, record_bytes) in [(7, 1usize << 20), (8, 1 << 20), (9, 100)] {
+        let request = km::ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(30_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(km::TopicName(StrBytes::from_static_str("answer-bound")))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(Bytes::from(vec![0u8; record_bytes])))])]);
+        let frame = request_frame(
+            "answer-bound",
+            ApiKey::Produce as i16,
+            9,
+            ApiKey::Produce.request_header_version(9),
+            correlation_id,
+            &request,
+        );
+        conn.write_all(&frame).expect("write the Produce");
+        let mut len = [0u8; 4];
+        conn.read_exact(&mut len).unwrap_or_else(|e| {
+            panic!(
+                "no answer to the {}-byte denied Produce ({e}); proxy log:\n{}",
+                frame.len(),
+                proxy.log()
+            )
+        });
+        let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+        conn.read_exact(&mut body).expect("the answer's body");
+        let mut body = Bytes::from(body);
+        let header =
+            km::ResponseHeader::decode(&mut body, ApiKey::Produce.response_header_version(9))
+                .unwrap();
+        let response = km::ProduceResponse::decode(&mut body, 9).unwrap();
+        println!(
+            "{}-byte denied Produce: answered with {} bytes",
+            frame.len(),
+            i32::from_be_bytes(len) + 4
+        );
+        assert_eq!(header.correlation_id, correlation_id);
+        let partition = &response.responses[0].partition_responses[0];
+        assert_eq!(
+            (partition.index, partition.error_code),
+            (0, policy::TOPIC_AUTHORIZATION_FAILED),
+            "denied with the API's own error"
+        );
+    }
 }

@@ -234,6 +234,11 @@ impl Inbound {
         Ok(Ok(()))
     }
 
+    /// The large frame being received, once its budget is held: (bytes arrived, length).
+    pub(super) fn large_progress(&self) -> Option<(usize, usize)> {
+        self.large.as_ref().map(|l| (l.filled, l.len))
+    }
+
     /// Every complete frame at the front of the buffer, as one chunk; or the large frame,
     /// once all of it has arrived.
     pub(super) fn take_chunk(&mut self) -> Result<Option<Chunk>, FrameError> {
@@ -262,50 +267,216 @@ impl Inbound {
 pub(super) struct Requests<R> {
     client: ReadHalf<R>,
     inbound: Inbound,
+    clock: Clock,
+}
+
+/// The time limits of a client's requests ([`Clock::deadline`]), apart from the I/O so that
+/// they can be tested on their own.
+///
+/// - The first request must be complete within --first-frame-timeout of the accept, whatever
+///   happens meanwhile (waiting for budget included): it is the connection's admission, before
+///   any upstream connection exists (a legitimate first request is small and never waits), so
+///   a flood of connections that announce huge first requests and stall is closed within it.
+/// - Any later request must be complete within --frame-timeout of its first byte, **not**
+///   counting the time it waited for budget that others hold.
+/// - A large request whose budget is held must then arrive at no less than
+///   --min-client-read-rate: within each window of --frame-timeout from the grant, at least
+///   `rate × --frame-timeout` more bytes of it (or the rest, when less; at least one byte); a
+///   new window starts as soon as a window's bytes are in. This replaces --frame-timeout for
+///   it (a large request may take longer as long as it keeps coming), and is the same floor an
+///   answer's reader is held to: a client cannot keep budget without sending, so stalled
+///   requests each hold the budget for at most one window, one after the other.
+/// - A client with no request begun is closed after --client-idle-timeout of silence.
+#[derive(Debug)]
+pub(super) struct Clock {
+    /// Deadline and flag value for the first request; `None` once it arrived.
+    first: Option<(Instant, Duration)>,
     /// When the first byte of the request at the front of the buffer arrived.
     frame_started: Option<Instant>,
+    /// How long that request has waited for budget so far.
+    waited: Duration,
     /// When the client last sent anything.
     last_read: Instant,
-    /// Deadline and flag for the first request; `None` once it arrived.
-    first: Option<(Instant, Duration)>,
+    /// The large request whose budget is held: the end of its current window and how many of
+    /// its bytes must have arrived by then.
+    body: Option<(Instant, usize)>,
+    frame_timeout: Duration,
+    idle_timeout: Duration,
+    rate: u64,
+}
+
+/// What closes a client that missed a deadline of [`Clock::deadline`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Limit {
+    /// --first-frame-timeout.
+    FirstFrame(Duration),
+    /// --frame-timeout.
+    Frame(Duration),
+    /// --min-client-read-rate over a window of --frame-timeout.
+    Rate {
+        /// Bytes per second.
+        rate: u64,
+        /// The window.
+        after: Duration,
+    },
+    /// --client-idle-timeout.
+    Idle(Duration),
+}
+
+impl Limit {
+    /// The error that closes the client, with its metric label, flag and log line.
+    fn reached(self, shared: &Shared) -> ConnectionError {
+        let (label, flag) = match self {
+            Limit::FirstFrame(_) => ("first_frame_timeout", "--first-frame-timeout"),
+            Limit::Frame(_) => ("frame_timeout", "--frame-timeout"),
+            Limit::Rate { .. } => ("client_send_rate", "--min-client-read-rate"),
+            Limit::Idle(_) => ("client_idle_timeout", "--client-idle-timeout"),
+        };
+        match self {
+            Limit::FirstFrame(after) | Limit::Frame(after) | Limit::Idle(after) => {
+                shared.limit_reached(
+                    label,
+                    flag,
+                    format_args!("closing a client connection after {after:?}"),
+                );
+                ConnectionError::ClientTimeout { flag, after }
+            }
+            Limit::Rate { rate, after } => {
+                shared.limit_reached(
+                    label,
+                    flag,
+                    format_args!(
+                        "closing a client that sent less than {rate} bytes/s of a request \
+                         holding budget, over {after:?}"
+                    ),
+                );
+                ConnectionError::ClientSendTooSlow { rate, after }
+            }
+        }
+    }
+}
+
+impl Clock {
+    pub(super) fn new(
+        accepted: Instant,
+        first_timeout: Duration,
+        frame_timeout: Duration,
+        idle_timeout: Duration,
+        rate: u64,
+    ) -> Self {
+        Self {
+            first: Some((accepted + first_timeout, first_timeout)),
+            frame_started: None,
+            waited: Duration::ZERO,
+            last_read: accepted,
+            body: None,
+            frame_timeout,
+            idle_timeout,
+            rate,
+        }
+    }
+
+    /// The deadline of the next read and the limit that closes the client when it passes.
+    pub(super) fn deadline(&self) -> (Instant, Limit) {
+        let ft = self.frame_timeout;
+        let request = match (self.body, self.frame_started) {
+            (Some((until, _)), _) => Some((
+                until,
+                Limit::Rate {
+                    rate: self.rate,
+                    after: ft,
+                },
+            )),
+            (None, Some(started)) => Some((started + ft + self.waited, Limit::Frame(ft))),
+            (None, None) => None,
+        };
+        match (self.first, request) {
+            // The first request is held to its own deadline, and to the floor rate once its
+            // budget is held (--frame-timeout applies from the second request on).
+            (Some((at, _)), Some((until, limit @ Limit::Rate { .. }))) if until < at => {
+                (until, limit)
+            }
+            (Some((at, after)), _) => (at, Limit::FirstFrame(after)),
+            (None, Some(request)) => request,
+            (None, None) => (
+                self.last_read + self.idle_timeout,
+                Limit::Idle(self.idle_timeout),
+            ),
+        }
+    }
+
+    /// The deadline while waiting for budget: only the first request's (waiting counts for
+    /// nothing else).
+    pub(super) fn waiting_deadline(&self) -> Option<(Instant, Limit)> {
+        self.first.map(|(at, after)| (at, Limit::FirstFrame(after)))
+    }
+
+    /// The request waited `waited` for budget.
+    pub(super) fn waited(&mut self, waited: Duration) {
+        self.waited += waited;
+    }
+
+    /// Budget for a large request of `len` bytes, `filled` of which have arrived, is held
+    /// from `now`: its first window starts.
+    pub(super) fn granted(&mut self, now: Instant, filled: usize, len: usize) {
+        self.body = Some((now + self.frame_timeout, self.due(filled, len)));
+    }
+
+    /// Bytes of the large request that must have arrived by the end of a window starting
+    /// with `filled` of `len` in.
+    fn due(&self, filled: usize, len: usize) -> usize {
+        filled
+            .saturating_add(super::window_floor(self.rate, self.frame_timeout))
+            .min(len)
+    }
+
+    /// The client sent bytes at `now`; `large` is the large request's (filled, len) when its
+    /// budget is held.
+    pub(super) fn read(&mut self, now: Instant, large: Option<(usize, usize)>) {
+        self.last_read = now;
+        self.frame_started.get_or_insert(now);
+        if let (Some((_, due)), Some((filled, len))) = (self.body, large) {
+            if filled >= due {
+                // This window's bytes are in: the next window starts now.
+                self.body = Some((now + self.frame_timeout, self.due(filled, len)));
+            }
+        }
+    }
+
+    /// A request (or run of them) is complete at `now`; `more` when bytes of the next one are
+    /// already buffered.
+    pub(super) fn complete(&mut self, now: Instant, more: bool) {
+        self.first = None;
+        self.frame_started = more.then_some(now);
+        self.waited = Duration::ZERO;
+        self.body = None;
+    }
+
+    /// When the client last sent anything.
+    pub(super) fn last_read(&self) -> Instant {
+        self.last_read
+    }
 }
 
 impl<R: AsyncRead + AsyncWrite> Requests<R> {
     pub(super) fn new(shared: &Shared, client: ReadHalf<R>, accepted: Instant) -> Self {
-        let first_timeout = shared.settings.first_frame_timeout;
+        let s = &shared.settings;
         Self {
             client,
-            inbound: Inbound::new(shared.settings.max_request_bytes),
-            frame_started: None,
-            last_read: accepted,
-            first: Some((accepted + first_timeout, first_timeout)),
-        }
-    }
-
-    /// The time limit of the next read: the first request's, the started request's (waiting
-    /// for budget included: a stalled request must not hold its place in the queue longer),
-    /// or the idle one. Waiting must count: the proxy cannot tell a client whose request is
-    /// all sent from one that stalled after its first bytes (it does not read while waiting),
-    /// and if waiting did not count, stalled requests would each take their turn holding the
-    /// budget for a whole --frame-timeout, one after the other, while every other client's
-    /// large frames wait (tests/abuse.rs (a'): the well-behaved client then stalled for 10 s).
-    fn deadline(&self, shared: &Shared) -> (Instant, &'static str, Duration) {
-        match (self.first, self.frame_started) {
-            (Some((at, after)), _) => (at, "--first-frame-timeout", after),
-            (None, Some(started)) => {
-                let after = shared.settings.frame_timeout;
-                (started + after, "--frame-timeout", after)
-            }
-            (None, None) => {
-                let after = shared.settings.client_idle_timeout;
-                (self.last_read + after, "--client-idle-timeout", after)
-            }
+            inbound: Inbound::new(s.max_request_bytes),
+            clock: Clock::new(
+                accepted,
+                s.first_frame_timeout,
+                s.frame_timeout,
+                s.client_idle_timeout,
+                s.min_client_read_rate,
+            ),
         }
     }
 
     /// The next run of complete requests, or `None` when the client closed or shutdown began.
     /// The budget held for a large request is released when the next chunk is asked for, that
-    /// is after the caller has written this one upstream.
+    /// is after the caller has written this one upstream. The time limits are [`Clock`]'s.
     pub(super) async fn next_chunk(
         &mut self,
         shared: &Shared,
@@ -315,8 +486,8 @@ impl<R: AsyncRead + AsyncWrite> Requests<R> {
         loop {
             match self.inbound.take_chunk() {
                 Ok(Some(chunk)) => {
-                    self.first = None;
-                    self.frame_started = (!self.inbound.buf.is_empty()).then(Instant::now);
+                    self.clock
+                        .complete(Instant::now(), !self.inbound.buf.is_empty());
                     return Ok(Some(chunk));
                 }
                 Ok(None) => {}
@@ -325,41 +496,45 @@ impl<R: AsyncRead + AsyncWrite> Requests<R> {
                     return Err(ConnectionError::ClientFrame(e));
                 }
             }
-            let (deadline, flag, after) = self.deadline(shared);
-            let timed_out = |shared: &Shared| {
-                let limit = match flag {
-                    "--first-frame-timeout" => "first_frame_timeout",
-                    "--frame-timeout" => "frame_timeout",
-                    _ => "client_idle_timeout",
-                };
-                shared.limit_reached(
-                    limit,
-                    flag,
-                    format_args!("closing a client connection after {after:?}"),
-                );
-                ConnectionError::ClientTimeout { flag, after }
-            };
+            // Waiting for budget: only the first request's deadline runs meanwhile.
+            let waiting = self.clock.waiting_deadline();
             let mut stop = shutdown.clone();
+            let had_large = self.inbound.large.is_some();
+            let before = Instant::now();
             let stopped = self
                 .inbound
                 .prepare(shared, async move {
                     tokio::select! {
-                        _ = stop.wait_for(|stop| *stop) => false,
-                        _ = tokio::time::sleep_until(deadline.into()) => true,
+                        _ = stop.wait_for(|stop| *stop) => None,
+                        limit = async {
+                            match waiting {
+                                Some((at, limit)) => {
+                                    tokio::time::sleep_until(at.into()).await;
+                                    limit
+                                }
+                                None => std::future::pending().await,
+                            }
+                        } => Some(limit),
                     }
                 })
                 .await
                 .map_err(ConnectionError::ClientFrame)?;
+            let now = Instant::now();
+            self.clock.waited(now - before);
             match stopped {
                 Ok(()) => {}
-                Err(false) => return Ok(None),
-                Err(true) => return Err(timed_out(shared)),
+                Err(None) => return Ok(None),
+                Err(Some(limit)) => return Err(limit.reached(shared)),
             }
+            if let (false, Some(large)) = (had_large, self.inbound.large_progress()) {
+                self.clock.granted(now, large.0, large.1);
+            }
+            let (deadline, limit) = self.clock.deadline();
             // A quiet client with nothing buffered gives its read buffer back after IDLE_PARK.
             let park_at = self
                 .inbound
                 .can_park()
-                .then(|| self.last_read + IDLE_PARK)
+                .then(|| self.clock.last_read() + IDLE_PARK)
                 .filter(|at| *at < deadline);
             let read = tokio::select! {
                 biased;
@@ -375,14 +550,14 @@ impl<R: AsyncRead + AsyncWrite> Requests<R> {
                     self.inbound.park();
                     continue;
                 }
-                Err(_) => return Err(timed_out(shared)),
+                Err(_) => return Err(limit.reached(shared)),
             };
             if read == 0 {
                 return Ok(None);
             }
             shared.bytes_from_clients.increment(read as u64);
-            self.last_read = Instant::now();
-            self.frame_started.get_or_insert(self.last_read);
+            self.clock
+                .read(Instant::now(), self.inbound.large_progress());
         }
     }
 }

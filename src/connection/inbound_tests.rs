@@ -95,3 +95,127 @@ async fn one_frame_at_a_time_never_grows_the_read_ahead() {
         assert_eq!(inbound.read_ahead, INITIAL_READ_CAPACITY);
     }
 }
+
+const SEC: Duration = Duration::from_secs(1);
+
+/// A clock of a connection accepted at `t0`: --first-frame-timeout 10s, --frame-timeout 3s,
+/// --client-idle-timeout 600s, --min-client-read-rate 1000 bytes/s (3000 bytes a window).
+fn clock(t0: Instant) -> Clock {
+    Clock::new(t0, 10 * SEC, 3 * SEC, 600 * SEC, 1000)
+}
+
+#[test]
+fn the_first_request_has_its_deadline_from_the_accept_waiting_included() {
+    let t0 = Instant::now();
+    let mut c = clock(t0);
+    assert_eq!(c.deadline(), (t0 + 10 * SEC, Limit::FirstFrame(10 * SEC)));
+    assert_eq!(
+        c.waiting_deadline(),
+        Some((t0 + 10 * SEC, Limit::FirstFrame(10 * SEC)))
+    );
+    c.read(t0 + SEC, None);
+    c.waited(5 * SEC);
+    assert_eq!(c.deadline(), (t0 + 10 * SEC, Limit::FirstFrame(10 * SEC)));
+}
+
+#[test]
+fn waiting_for_budget_never_counts_against_the_frame_timeout() {
+    let t0 = Instant::now();
+    let mut c = clock(t0);
+    c.complete(t0, false);
+    assert_eq!(c.waiting_deadline(), None, "nothing runs while waiting");
+    assert_eq!(c.deadline(), (t0 + 600 * SEC, Limit::Idle(600 * SEC)));
+    // A request begins at t0+1s, then waits 20 s for budget others hold.
+    let t1 = t0 + SEC;
+    c.read(t1, None);
+    assert_eq!(c.deadline(), (t1 + 3 * SEC, Limit::Frame(3 * SEC)));
+    c.waited(20 * SEC);
+    assert_eq!(c.deadline(), (t1 + 23 * SEC, Limit::Frame(3 * SEC)));
+    c.waited(SEC);
+    assert_eq!(c.deadline(), (t1 + 24 * SEC, Limit::Frame(3 * SEC)));
+    // The next request starts afresh.
+    c.complete(t1 + 22 * SEC, true);
+    assert_eq!(
+        c.deadline(),
+        (t1 + 25 * SEC, Limit::Frame(3 * SEC)),
+        "no waiting carried over"
+    );
+}
+
+#[test]
+fn a_granted_large_request_must_arrive_at_the_floor_rate_per_window() {
+    let t0 = Instant::now();
+    let mut c = clock(t0);
+    c.complete(t0, false);
+    let t1 = t0 + SEC;
+    c.read(t1, None);
+    c.waited(30 * SEC);
+    // Granted at t2 for a 10,000-byte request of which 100 bytes are in.
+    let t2 = t1 + 30 * SEC;
+    c.granted(t2, 100, 10_000);
+    let rate = Limit::Rate {
+        rate: 1000,
+        after: 3 * SEC,
+    };
+    assert_eq!(
+        c.deadline(),
+        (t2 + 3 * SEC, rate),
+        "one window from the grant"
+    );
+    // 2,000 more bytes: short of the window's 3,000, the window runs on.
+    c.read(t2 + SEC, Some((2100, 10_000)));
+    assert_eq!(c.deadline(), (t2 + 3 * SEC, rate));
+    // The window's bytes are in: a new window starts at once, due 3,000 more.
+    c.read(t2 + 2 * SEC, Some((3100, 10_000)));
+    assert_eq!(c.deadline(), (t2 + 5 * SEC, rate));
+    c.read(t2 + 4 * SEC, Some((6100, 10_000)));
+    assert_eq!(c.deadline(), (t2 + 7 * SEC, rate));
+    // The last window is due only the rest.
+    c.read(t2 + 6 * SEC, Some((9100, 10_000)));
+    assert_eq!(c.deadline(), (t2 + 9 * SEC, rate));
+    c.read(t2 + 8 * SEC, Some((9999, 10_000)));
+    assert_eq!(c.deadline(), (t2 + 9 * SEC, rate), "one byte short");
+    c.complete(t2 + 8 * SEC, false);
+    assert_eq!(
+        c.deadline(),
+        (t2 + 608 * SEC, Limit::Idle(600 * SEC)),
+        "complete: idle again"
+    );
+}
+
+#[test]
+fn a_stalled_large_request_holds_its_budget_for_one_window_only() {
+    let t0 = Instant::now();
+    let mut c = clock(t0);
+    c.complete(t0, false);
+    c.read(t0, None);
+    c.waited(100 * SEC);
+    let granted = t0 + 100 * SEC;
+    c.granted(granted, 16_384, 100 << 20);
+    // Whatever it waited, it is closed one --frame-timeout after the grant if it sends nothing.
+    let (at, limit) = c.deadline();
+    assert_eq!(at, granted + 3 * SEC);
+    assert!(matches!(limit, Limit::Rate { .. }));
+}
+
+#[test]
+fn a_large_first_request_is_held_to_the_earlier_of_both_deadlines() {
+    let t0 = Instant::now();
+    let mut c = clock(t0);
+    c.read(t0, None);
+    c.waited(2 * SEC);
+    c.granted(t0 + 2 * SEC, 4096, 1 << 20);
+    let rate = Limit::Rate {
+        rate: 1000,
+        after: 3 * SEC,
+    };
+    assert_eq!(c.deadline(), (t0 + 5 * SEC, rate));
+    c.read(t0 + 4 * SEC, Some((8000, 1 << 20)));
+    assert_eq!(c.deadline(), (t0 + 7 * SEC, rate));
+    c.read(t0 + 8 * SEC, Some((12_000, 1 << 20)));
+    assert_eq!(
+        c.deadline(),
+        (t0 + 10 * SEC, Limit::FirstFrame(10 * SEC)),
+        "the first request's deadline is the earlier one now"
+    );
+}

@@ -11,14 +11,15 @@
 //!   id back, and rewrites only those that carry broker addresses.
 //!
 //! Nothing here grows without a bound: no upstream connection exists before the client's first
-//! complete request (within --first-frame-timeout); a request must arrive within
-//! --frame-timeout of its first byte and a client that sends nothing for --client-idle-timeout
-//! is closed; frames above [`crate::kafka::frame::SMALL_FRAME_BYTES`] are charged to the process-wide
+//! complete request (within --first-frame-timeout); a later request must arrive within
+//! --frame-timeout of its first byte (time waiting for budget not counted), a large one whose
+//! budget is held at --min-client-read-rate or more (`inbound::Clock`), and a client that
+//! sends nothing for --client-idle-timeout is closed; frames above [`crate::kafka::frame::SMALL_FRAME_BYTES`] are charged to the process-wide
 //! --max-buffered-bytes budget before their bodies are read (a pump waiting for budget stops
 //! reading, which is TCP backpressure, never a failure); the proxy's own answers (denials,
 //! ApiVersions) and rewritten responses are charged to it before they are built and until they
 //! have been written (allowed Produce and Fetch pay nothing: no lock per frame); a client
-//! reading an answer more slowly than --min-client-read-rate is closed; at most `MAX_IN_FLIGHT` requests
+//! reading an answer more slowly than --min-client-read-rate is closed (`window_floor`); at most `MAX_IN_FLIGHT` requests
 //! per direction of the expectation queue are awaiting answers before the client is no longer
 //! read. A busy direction reads up to 64 KiB at a time (more frames per write); a direction
 //! quiet for a second with nothing buffered holds no read buffer at all.
@@ -110,6 +111,16 @@ pub enum ConnectionError {
     /// window of --frame-timeout (or read nothing at all for that long).
     #[error("client read less than {rate} bytes/s over {after:?} (--min-client-read-rate, --frame-timeout)")]
     ClientTooSlow {
+        /// The floor rate, bytes per second.
+        rate: u64,
+        /// The window.
+        after: Duration,
+    },
+    /// The client sent a large request whose budget is held more slowly than
+    /// --min-client-read-rate allows, over a window of --frame-timeout (or sent nothing of it
+    /// for that long).
+    #[error("client sent less than {rate} bytes/s of a request holding budget over {after:?} (--min-client-read-rate, --frame-timeout)")]
+    ClientSendTooSlow {
         /// The floor rate, bytes per second.
         rate: u64,
         /// The window.
@@ -324,7 +335,7 @@ where
             metrics.request(header.api_key);
             // An answer made here is charged before it is built (a huge denied request waits
             // for budget, not reading the client, or closes if it could never fit).
-            let charge = match plan::answer_bound(identity.policy, &header, frame.len()) {
+            let charge = match plan::answer_bound(identity.policy, &header, frame) {
                 None => None,
                 Some(bound) => {
                     let own = match &chunk {

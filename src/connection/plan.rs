@@ -105,15 +105,12 @@ pub(super) struct Local {
 }
 
 /// The budget to charge before [`plan`] for a request it may answer here (a denial, or
-/// ApiVersions above what the proxy decodes), from the header and the frame's length alone;
-/// `None` for every request it forwards, which costs no lock (allowed Produce and Fetch).
-pub(super) fn answer_bound(
-    policy: Policy,
-    header: &RequestHeader,
-    frame_len: usize,
-) -> Option<usize> {
+/// ApiVersions above what the proxy decodes): [`policy::answer_charge`] (a denied Produce's
+/// exact answer, a bound from the frame's length for the rest); `None` for every request it
+/// forwards, which costs no lock (allowed Produce and Fetch).
+pub(super) fn answer_bound(policy: Policy, header: &RequestHeader, frame: &[u8]) -> Option<usize> {
     if policy::answers(policy, header) {
-        Some(policy::answer_bound(header.api_key, frame_len))
+        Some(policy::answer_charge(policy, header, frame))
     } else if header.api_key == kafka::API_VERSIONS
         && header.api_version > versions::API_VERSIONS_MAX
     {

@@ -9,7 +9,7 @@
 //! proxy knows ([`Scrubber`]), and each one found is replaced with the address clients use.
 //!
 //! **How.** A lenient [`Walker`] walk of the response, driven by a small schema per API and
-//! version (the [`Field`] lists below, from the Kafka message specs), finds each non-null text
+//! version (the `Field` lists below, from the Kafka message specs), finds each non-null text
 //! field; one Aho-Corasick pass over each (linear in its bytes, whatever the number of names)
 //! finds the upstream names in it. The new frame is the original bytes with only the changed
 //! strings (and their length prefixes) replaced, as the address rewrite splices

@@ -4,7 +4,7 @@
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{self as km, ApiKey, ResponseHeader};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 
@@ -38,13 +38,15 @@ fn topic_id<T: TryFrom<Vec<u8>> + Default>(id: &[u8; 16]) -> T {
     T::try_from(id.to_vec()).unwrap_or_default()
 }
 
+/// The error message a denial under `policy` carries where its response has one.
+pub(super) fn message(policy: Policy) -> String {
+    format!("denied by the {policy} policy of this kafka-tls-proxy identity")
+}
+
 impl Answer {
     /// The error message the response carries where it has one.
     fn message(&self) -> Option<StrBytes> {
-        Some(StrBytes::from_string(format!(
-            "denied by the {} policy of this kafka-tls-proxy identity",
-            self.policy
-        )))
+        Some(StrBytes::from_string(message(self.policy)))
     }
 
     /// `msg` as a complete response frame with the client's correlation id.
@@ -304,28 +306,14 @@ impl Answer {
             }
 
             // One error per partition of the request.
-            Request::Produce { topics, .. } if v < 3 => {
-                produce_v0_v2(self.correlation_id, v, topics, code)
-            }
-            Request::Produce { topics, .. } => {
-                use produce_response::*;
-                let responses = per_partition(
-                    topics,
-                    |t, partitions| {
-                        TopicProduceResponse::default()
-                            .with_name(topic(&t.name))
-                            .with_topic_id(topic_id(&t.id))
-                            .with_partition_responses(partitions)
-                    },
-                    |p| {
-                        PartitionProduceResponse::default()
-                            .with_index(p)
-                            .with_error_code(code)
-                            .with_base_offset(-1)
-                            .with_error_message(msg.clone())
-                    },
-                );
-                self.frame(&ProduceResponse::default().with_responses(responses))?
+            // Written straight from the request's bytes (super::produce), never from a
+            // parsed request: `decide` does not come here with one.
+            Request::Produce { .. } => {
+                return Err(PolicyError::Malformed {
+                    api_key: self.key as i16,
+                    version: v,
+                    reason: "a Produce denial is written from the request's bytes",
+                })
             }
             Request::ElectLeaders { topics, .. } => {
                 use elect_leaders_response::*;
@@ -553,36 +541,6 @@ impl ErrorOnly for km::InitProducerIdResponse {
             .with_producer_id((-1).into())
             .with_producer_epoch(-1)
     }
-}
-
-/// The Produce v0-v2 response kafka-protocol cannot encode: response header v0, then
-/// `responses[name, partitions[index, error_code, base_offset, log_append_time_ms (v2)]]` and
-/// `throttle_time_ms` (v1+). Names and counts came from an int16-length string and an int32
-/// count of the request, so they fit again.
-fn produce_v0_v2(correlation_id: i32, version: i16, topics: &[Topic], code: i16) -> Bytes {
-    let mut out = BytesMut::new();
-    out.put_i32(0); // length, below
-    out.put_i32(correlation_id);
-    out.put_i32(topics.len() as i32);
-    for t in topics {
-        out.put_i16(t.name.len() as i16);
-        out.put_slice(t.name.as_bytes());
-        out.put_i32(t.partitions.len() as i32);
-        for p in &t.partitions {
-            out.put_i32(*p);
-            out.put_i16(code);
-            out.put_i64(-1); // base_offset
-            if version >= 2 {
-                out.put_i64(-1); // log_append_time_ms
-            }
-        }
-    }
-    if version >= 1 {
-        out.put_i32(0); // throttle_time_ms
-    }
-    let len = (out.len() - 4) as i32;
-    out[..4].copy_from_slice(&len.to_be_bytes());
-    out.freeze()
 }
 
 #[cfg(test)]

@@ -38,9 +38,11 @@ use kafka_protocol::messages::ApiKey;
 use crate::kafka::codec::CodecError;
 use crate::kafka::frame::RequestHeader;
 use crate::kafka::requests::{self, Request};
+use crate::kafka::wire::Walker;
 
 mod audit;
 mod deny;
+mod produce;
 mod table;
 
 pub use audit::{audit_outcome, audit_resources, audited};
@@ -173,6 +175,8 @@ pub fn answer_factor(key: ApiKey) -> usize {
     match key {
         ApiKey::CreateTopics => 48,
         ApiKey::DeleteGroups => 192,
+        // Not what a denied Produce is charged ([`answer_charge`]: its exact answer), kept
+        // as the bound of its heap per request byte, which tests/answer_bound.rs checks.
         ApiKey::Produce => 128,
         ApiKey::CreateAcls | ApiKey::ElectLeaders => 64,
         ApiKey::AlterConfigs | ApiKey::IncrementalAlterConfigs => 64,
@@ -261,6 +265,9 @@ pub fn decide(policy: Policy, header: &RequestHeader, frame: &[u8]) -> Decision 
         Err(reason) => return Decision::Close { reason },
     };
     let version = header.api_version;
+    if key == ApiKey::Produce {
+        return produce_denial(policy, header, frame, code);
+    }
     let Ok(request) = requests::request_body(frame, header.api_key, version)
         .and_then(|body| requests::parse(key, version, body))
     else {
@@ -268,11 +275,6 @@ pub fn decide(policy: Policy, header: &RequestHeader, frame: &[u8]) -> Decision 
             reason: "the policy denies this request, which does not parse",
         };
     };
-    if let Request::Produce { acks: 0, .. } = request {
-        return Decision::Close {
-            reason: "the policy denies this Produce, whose acks=0 leaves no response to carry it",
-        };
-    }
     if let (0, Request::ElectLeaders { topics: None, .. }) = (version, &request) {
         // v0 has no top-level error code: an answer for "all partitions" would name none and
         // read as a success.
@@ -296,6 +298,57 @@ pub fn decide(policy: Policy, header: &RequestHeader, frame: &[u8]) -> Decision 
             reason: "the policy denies this request, whose error response cannot be encoded",
         },
     }
+}
+
+const PRODUCE_UNREADABLE: Decision = Decision::Close {
+    reason: "the policy denies this request, which does not parse",
+};
+
+/// A denied Produce: answered from its bytes ([`produce`]), unless acks=0 leaves no response
+/// to carry the denial.
+fn produce_denial(policy: Policy, header: &RequestHeader, frame: &[u8], code: i16) -> Decision {
+    let version = header.api_version;
+    let Ok(body) = requests::request_body(frame, header.api_key, version) else {
+        return PRODUCE_UNREADABLE;
+    };
+    match Walker::new(body).produce_request_acks(version) {
+        Ok(0) => Decision::Close {
+            reason: "the policy denies this Produce, whose acks=0 leaves no response to carry it",
+        },
+        Ok(_) => match produce::answer(
+            version,
+            header.correlation_id,
+            body,
+            code,
+            &deny::message(policy),
+        ) {
+            Ok(response) => Decision::Deny {
+                response,
+                error_code: code,
+            },
+            Err(_) => PRODUCE_UNREADABLE,
+        },
+        Err(_) => PRODUCE_UNREADABLE,
+    }
+}
+
+/// The budget a denial answer here is charged before [`decide`] builds it: for a Produce,
+/// its exact length (a walk of the request that allocates nothing; the answer is written into
+/// exactly that much and nothing else is allocated: `policy::produce`), so a large Produce of a
+/// read-only client costs what its answer is, not a bound from its record bytes; for every
+/// other API [`answer_bound`]. Call only when [`answers`] is true.
+pub fn answer_charge(policy: Policy, header: &RequestHeader, frame: &[u8]) -> usize {
+    if header.api_key == ApiKey::Produce as i16 {
+        let version = header.api_version;
+        return requests::request_body(frame, header.api_key, version)
+            .and_then(|body| {
+                let code = rule(ApiKey::Produce).denial.error_code().unwrap_or(0);
+                produce::answer_len(version, body, code, &deny::message(policy))
+            })
+            // Unreadable: `decide` closes the connection without building anything.
+            .unwrap_or(ANSWER_BASE);
+    }
+    answer_bound(header.api_key, frame.len())
 }
 
 /// A Metadata request under a policy that may not create topics (`read-only`, `no-admin`):

@@ -383,3 +383,147 @@ fn metadata_cannot_create_topics_under_a_policy_without_admin() {
 fn km_header_decode(body: &mut Bytes, version: i16) {
     kafka_protocol::messages::RequestHeader::decode(body, version).unwrap();
 }
+
+/// A Produce request at `v` (v3+) with `topics` topics of `partitions` partitions each, topic
+/// names of `name_len` bytes, and `record_bytes` of records per partition.
+fn produce_shape(
+    v: i16,
+    topics: i32,
+    partitions: i32,
+    name_len: usize,
+    record_bytes: usize,
+) -> Bytes {
+    use produce_request::*;
+    let msg = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(30_000)
+        .with_topic_data(
+            (0..topics)
+                .map(|t| {
+                    TopicProduceData::default()
+                        .with_name(TopicName(kafka_protocol::protocol::StrBytes::from_string(
+                            format!("{t:0name_len$}")[..name_len].to_owned(),
+                        )))
+                        .with_partition_data(
+                            (0..partitions)
+                                .map(|p| {
+                                    PartitionProduceData::default()
+                                        .with_index(p)
+                                        .with_records(Some(Bytes::from(vec![7u8; record_bytes])))
+                                })
+                                .collect(),
+                        )
+                })
+                .collect(),
+        );
+    request_frame(ApiKey::Produce, v, &msg)
+}
+
+/// The answer kafka-protocol encodes for a denied Produce at `v` (v3+): every partition of
+/// the request with `code`, base_offset -1 and (v8+) `message`.
+fn kafka_protocol_answer(v: i16, frame: &Bytes, code: i16, message: &str) -> Bytes {
+    use kafka_protocol::protocol::Encodable;
+    use produce_response::*;
+    let h = header(frame);
+    let mut body = frame.slice(4..);
+    kafka_protocol::messages::RequestHeader::decode(
+        &mut body,
+        ApiKey::Produce.request_header_version(v),
+    )
+    .unwrap();
+    let request = ProduceRequest::decode(&mut body, v).unwrap();
+    let response = ProduceResponse::default().with_responses(
+        request
+            .topic_data
+            .iter()
+            .map(|t| {
+                TopicProduceResponse::default()
+                    .with_name(t.name.clone())
+                    .with_topic_id(t.topic_id)
+                    .with_partition_responses(
+                        t.partition_data
+                            .iter()
+                            .map(|p| {
+                                PartitionProduceResponse::default()
+                                    .with_index(p.index)
+                                    .with_error_code(code)
+                                    .with_base_offset(-1)
+                                    .with_error_message((v >= 8).then(|| {
+                                        kafka_protocol::protocol::StrBytes::from_string(
+                                            message.to_owned(),
+                                        )
+                                    }))
+                            })
+                            .collect(),
+                    )
+            })
+            .collect(),
+    );
+    let mut out = BytesMut::new();
+    out.put_i32(0);
+    ResponseHeader::default()
+        .with_correlation_id(h.correlation_id)
+        .encode(&mut out, ApiKey::Produce.response_header_version(v))
+        .unwrap();
+    response.encode(&mut out, v).unwrap();
+    let len = (out.len() - 4) as i32;
+    out[..4].copy_from_slice(&len.to_be_bytes());
+    out.freeze()
+}
+
+#[test]
+fn a_denied_produce_is_charged_exactly_the_answer_it_gets_at_every_version_and_shape() {
+    let message = super::deny::message(Policy::ReadOnly);
+    for v in versions(ApiKey::Produce) {
+        let mut frames = vec![if v < 3 {
+            produce_v0_v2_request(v, -1)
+        } else {
+            produce_request(v, -1)
+        }];
+        if v >= 3 {
+            frames.extend([
+                // The most entries per byte: empty names, bare partitions, no records.
+                produce_shape(v, 3, 200, 0, 0),
+                // An ordinary large Produce: few partitions, much record data.
+                produce_shape(v, 1, 2, 12, 512 * 1024),
+                // Names long enough for two-byte compact lengths.
+                produce_shape(v, 2, 3, 200, 10),
+            ]);
+        }
+        for frame in frames {
+            let h = header(&frame);
+            let charge = answer_charge(Policy::ReadOnly, &h, &frame);
+            let Decision::Deny {
+                response,
+                error_code,
+            } = decide(Policy::ReadOnly, &h, &frame)
+            else {
+                panic!("v{v}: not denied with an answer");
+            };
+            assert_eq!(
+                charge,
+                response.len(),
+                "v{v}: the charge is the answer's length"
+            );
+            if v >= 3 {
+                assert_eq!(
+                    response,
+                    kafka_protocol_answer(v, &frame, error_code, &message),
+                    "v{v}: the same bytes kafka-protocol encodes"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_1_mib_denied_produce_is_charged_its_answer_not_a_bound_from_its_records() {
+    let frame = produce_shape(9, 1, 1, 6, 1024 * 1024);
+    let h = header(&frame);
+    let charge = answer_charge(Policy::ReadOnly, &h, &frame);
+    assert!(
+        charge < 200,
+        "{charge} bytes for one partition's answer ({} by the length bound)",
+        answer_bound(h.api_key, frame.len())
+    );
+}
