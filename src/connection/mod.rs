@@ -334,15 +334,7 @@ where
                         );
                         metrics.denied(header.api_key);
                         // Not read for the audit either: parsing it is what must not happen.
-                        audit::denial(
-                            who,
-                            identity,
-                            &shared.audit_denials,
-                            &header,
-                            None,
-                            None,
-                            ANSWER_TOO_LARGE,
-                        );
+                        audit::denial(who, identity, shared, &header, None, None, ANSWER_TOO_LARGE);
                         return Err(ConnectionError::Denied {
                             api_key: header.api_key,
                             reason: ANSWER_TOO_LARGE,
@@ -367,7 +359,14 @@ where
                 }
             };
             let frame = &chunk[range.clone()];
-            match plan::plan(identity.policy, who, &identity.name, &header, frame) {
+            match plan::plan(
+                identity.policy,
+                who,
+                &identity.name,
+                &header,
+                frame,
+                &shared.topics,
+            ) {
                 Plan::Forward { awaited, clear } => {
                     let proxy_id = next_id;
                     next_id = next_id.wrapping_add(1);
@@ -397,7 +396,7 @@ where
                         audit::denial(
                             who,
                             identity,
-                            &shared.audit_denials,
+                            shared,
                             &header,
                             Some(frame),
                             Some(error_code),
@@ -427,15 +426,7 @@ where
                 }
                 Plan::Refuse(Refusal::Denied(reason)) => {
                     metrics.denied(header.api_key);
-                    audit::denial(
-                        who,
-                        identity,
-                        &shared.audit_denials,
-                        &header,
-                        Some(frame),
-                        None,
-                        reason,
-                    );
+                    audit::denial(who, identity, shared, &header, Some(frame), None, reason);
                     return Err(ConnectionError::Denied {
                         api_key: header.api_key,
                         reason,
@@ -564,6 +555,15 @@ async fn inspect(
     if mapper.differs {
         // The next Metadata round decides whether a broker moved; this answer is unaffected.
         shared.discovery.request();
+    }
+    if result.is_ok()
+        && api_key == kafka_protocol::messages::ApiKey::Metadata as i16
+        && api_version >= 10
+    {
+        // Its topic ids name topics in audit lines (Produce v13 names topics by id only).
+        let _ = rewrite::metadata_topic_ids(api_version, payload, &mut |id, name| {
+            shared.topics.note(id, name)
+        });
     }
     result.map_err(rewrite_error)
 }
