@@ -690,11 +690,15 @@ where
             // large frame that holds budget of its own, at most the rest of the budget (so it
             // can never wait for itself).
             // A scrub likewise.
-            let scrubbers = (!inspect_it && scrub).then(|| shared.scrubbers());
+            // A rewritten response whose error messages may name brokers is scrubbed after
+            // its rewrite: charged for both.
+            let address_text = inspect_it && kafka::scrub::has_address_text(api_key);
+            let scrubbers = ((!inspect_it && scrub) || address_text).then(|| shared.scrubbers());
             let scrubber = scrubbers.as_ref().and_then(|s| s.get(who.set));
             let bound = if inspect_it {
                 let host_len = shared.registry.advertised_host().len();
-                Some(rewrite::rewrite_bound(range.len(), host_len))
+                let rewritten = rewrite::rewrite_bound(range.len(), host_len);
+                Some(rewritten.saturating_add(scrubber.map_or(0, |s| s.bound(rewritten))))
             } else {
                 scrubber.map(|s| s.bound(range.len()))
             };
@@ -711,14 +715,32 @@ where
             };
             let frame = chunk.split_to(range.end).slice(range.start..);
             let replaced = if inspect_it {
-                inspect(
+                let rewritten = inspect(
                     shared,
                     who.set,
                     api_key,
                     api_version,
                     &frame.slice(frame::LENGTH_PREFIX..),
                 )
-                .await?
+                .await?;
+                match scrubber {
+                    Some(scrubber) => {
+                        let base = rewritten.as_ref().unwrap_or(&frame);
+                        kafka::scrub::scrub_address_text(
+                            api_key,
+                            api_version,
+                            &base[frame::LENGTH_PREFIX..],
+                            scrubber,
+                        )
+                        .map_err(|source| ConnectionError::Rewrite {
+                            api: crate::admin::api_name(api_key),
+                            version: api_version,
+                            source: source.into(),
+                        })?
+                        .or(rewritten)
+                    }
+                    None => rewritten,
+                }
             } else if scrub {
                 scrubber
                     .map_or(Ok(None), |scrubber| {
