@@ -13,6 +13,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use kafka_tls_proxy::kafka::frame::request_header;
 use kafka_tls_proxy::policy::{audit_resources, decide, Decision, Policy};
+use kafka_tls_proxy::topics::TopicNames;
 
 /// Appends an unsigned varint.
 fn uvarint(out: &mut Vec<u8>, mut n: u64) {
@@ -85,8 +86,11 @@ fn bench(c: &mut Criterion) {
             g.bench_with_input(BenchmarkId::new("deny", size), &frame, |b, f| {
                 b.iter(|| decide(Policy::ReadOnly, black_box(&header), black_box(f)))
             });
+            let names = TopicNames::default();
             g.bench_with_input(BenchmarkId::new("audit_resources", size), &frame, |b, f| {
-                b.iter(|| audit_resources(black_box(&header), black_box(f)).expect("parses"))
+                b.iter(|| {
+                    audit_resources(black_box(&header), black_box(f), &names).expect("parses")
+                })
             });
         }
         g.finish();

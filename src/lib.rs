@@ -40,6 +40,8 @@
 //!   budget hands out with the budget).
 //! - [`brokers`]: node id ↔ upstream address ↔ proxy port, the port formula, and the policy
 //!   for what the cluster's own Metadata may add (client responses only read the table).
+//! - [`topics`]: topic id → name from the Metadata responses relayed, bounded, so that audit
+//!   lines name a topic by name when a request names it by id.
 //! - [`upstream`]: connecting to brokers with mutual TLS; the proxy's own Metadata request.
 //! - [`resolve`]: broker names → addresses, one lookup per name per `--dns-cache-ttl`.
 //! - [`tls`]: certificates and keys, rustls configurations, reload, failure classification.
@@ -67,4 +69,5 @@ pub mod resolve;
 pub mod server;
 pub mod shared;
 pub mod tls;
+pub mod topics;
 pub mod upstream;

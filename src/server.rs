@@ -118,6 +118,7 @@ pub async fn run(
         ),
         scrubbers: std::sync::Mutex::new(None),
         controllers: Default::default(),
+        topics: Default::default(),
     });
 
     for (set, bootstrap) in bootstraps.into_iter().enumerate() {

@@ -20,6 +20,7 @@ use crate::config::Settings;
 use crate::identity::Identities;
 use crate::kafka::scrub::{Needle, Scrubber};
 use crate::resolve::Resolver;
+use crate::topics::TopicNames;
 use crate::upstream::FailureLog;
 
 /// The free-text scrubs of every listener set, and the (broker table, resolver) generations
@@ -103,6 +104,8 @@ pub struct Shared {
     pub(crate) scrubbers: Mutex<Option<BuiltScrubbers>>,
     /// Controller addresses responses named, for the free-text scrub.
     pub controllers: Controllers,
+    /// Topic id → name from the Metadata responses relayed, for audit lines.
+    pub topics: TopicNames,
 }
 
 impl Shared {

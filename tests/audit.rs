@@ -10,6 +10,11 @@
 //! - A read-only client pipelining thousands of denied requests: at most
 //!   `DENIALS_PER_SECOND` denial lines per second, the next line after a pause carries the
 //!   suppressed count, lines + suppressed = requests, and the counter agrees.
+//! - Topics named by id (Produce v13, DeleteTopics v6): a read-only identity's Produce v13 to
+//!   an id the proxy has not seen is denied with a line showing the id and that its name is
+//!   unknown; once a Metadata answer relayed through the proxy has named the topic, the same
+//!   denial's line names the topic by name. A DeleteTopics by id alone is audited with the
+//!   topic's name.
 
 mod common;
 mod proxy;
@@ -455,4 +460,161 @@ fn an_offset_reset_is_audited_and_a_members_commits_are_not() {
     assert!(resets[0].contains(&topic), "{}", resets[0]);
     println!("audit: {}", resets[0]);
     c.delete_topic(&topic);
+}
+
+/// Sends one request frame and reads its answer: the response body after a header of
+/// `header_version`.
+fn roundtrip(s: &mut TcpStream, frame: &[u8], header_version: i16) -> bytes::Bytes {
+    use kafka_protocol::messages::ResponseHeader;
+    use kafka_protocol::protocol::Decodable;
+    s.write_all(frame).unwrap();
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).unwrap();
+    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+    s.read_exact(&mut body).unwrap();
+    let mut body = bytes::Bytes::from(body);
+    ResponseHeader::decode(&mut body, header_version).unwrap();
+    body
+}
+
+/// The topic id of `topic` as a Metadata v12 answer relayed through the proxy on `s` gives it
+/// (which is what teaches the proxy the id's name), in its text form.
+fn topic_id_through(s: &mut TcpStream, topic: &str) -> String {
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
+    use kafka_protocol::protocol::Decodable;
+    let request = MetadataRequest::default()
+        .with_allow_auto_topic_creation(false)
+        .with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(topic_name(topic)))
+        ]));
+    let frame = request_frame("audit-ids", ApiKey::Metadata as i16, 12, 2, 1, &request);
+    let mut body = roundtrip(s, &frame, 1);
+    let answer = MetadataResponse::decode(&mut body, 12).unwrap();
+    let t = &answer.topics[0];
+    assert_eq!(t.error_code, 0, "metadata of {topic}: {answer:?}");
+    t.topic_id.to_string()
+}
+
+/// A field of a generated message whose type is kafka-protocol's Uuid, from its text form.
+fn uuid<T: std::str::FromStr>(text: &str) -> T
+where
+    T::Err: std::fmt::Debug,
+{
+    text.parse().expect("uuid")
+}
+
+/// A Produce v13 (acks=1) naming partition 0 of the topic `id` by its id only.
+fn produce_by_id(id: &str, correlation_id: i32) -> Vec<u8> {
+    let body = ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(1000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_topic_id(uuid(id))
+            .with_partition_data(
+                vec![PartitionProduceData::default().with_index(0)],
+            )]);
+    request_frame(
+        "audit-ids",
+        ApiKey::Produce as i16,
+        13,
+        2,
+        correlation_id,
+        &body,
+    )
+}
+
+fn denial_lines(log: &str) -> Vec<String> {
+    audit_lines(log)
+        .into_iter()
+        .filter(|(e, _, _)| e == "denied")
+        .map(|(_, _, l)| l)
+        .collect()
+}
+
+#[test]
+fn a_produce_naming_a_topic_by_id_is_denied_with_the_topics_name() {
+    let c = cluster();
+    let _up = c.shared();
+    let proxy = Proxy::start(c, &["--log", "info", "--policy", "read-only"]);
+    let topic = unique("audit-by-id");
+    c.create_topic(&topic, 1, 3);
+    let mut s = TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    // An id no Metadata has named: denied, and its line says whose name is not known.
+    let unknown = "abababab-abab-abab-abab-abababababab";
+    roundtrip(&mut s, &produce_by_id(unknown, 2), 1);
+    wait_until("the first denial line", Duration::from_secs(15), || {
+        !denial_lines(&proxy.log()).is_empty()
+    });
+    let first = denial_lines(&proxy.log()).remove(0);
+    assert!(
+        first.contains(&format!("{unknown}-0 (topic name unknown)")),
+        "an unknown id is shown with its id: {first}"
+    );
+    // The topic's Metadata passes through the proxy (as a producer asks it before
+    // producing); from then on its id names it.
+    let id = topic_id_through(&mut s, &topic);
+    roundtrip(&mut s, &produce_by_id(&id, 3), 1);
+    wait_until("the second denial line", Duration::from_secs(15), || {
+        denial_lines(&proxy.log()).len() >= 2
+    });
+    let second = denial_lines(&proxy.log()).remove(1);
+    println!("audit: {first}\naudit: {second}");
+    assert!(
+        second.contains(&format!("\"{topic}-0\"")),
+        "the denial names {topic} by its name: {second}"
+    );
+    assert!(!second.contains(&id), "{second}");
+    assert!(second.contains("api=Produce version=13"), "{second}");
+    c.delete_topic(&topic);
+}
+
+#[test]
+fn a_delete_topics_by_id_is_audited_with_the_topics_name() {
+    use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+    use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse};
+    use kafka_protocol::protocol::Decodable;
+    let c = cluster();
+    let _up = c.shared();
+    let proxy = Proxy::start(c, &["--log", "info"]);
+    let topic = unique("audit-delete-by-id");
+    c.create_topic(&topic, 1, 3);
+    let mut s = TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let id = topic_id_through(&mut s, &topic);
+    let request = DeleteTopicsRequest::default()
+        .with_timeout_ms(30000)
+        .with_topics(vec![DeleteTopicState::default().with_topic_id(uuid(&id))]);
+    let frame = request_frame("audit-ids", ApiKey::DeleteTopics as i16, 6, 2, 4, &request);
+    let mut body = roundtrip(&mut s, &frame, 1);
+    let answer = DeleteTopicsResponse::decode(&mut body, 6).unwrap();
+    assert_eq!(answer.responses[0].error_code, 0, "{answer:?}");
+    wait_until("the change line", Duration::from_secs(15), || {
+        audit_lines(&proxy.log())
+            .iter()
+            .any(|(e, _, l)| e == "change" && l.contains("api=DeleteTopics"))
+    });
+    let log = proxy.log();
+    let lines: Vec<_> = audit_lines(&log)
+        .into_iter()
+        .filter(|(_, _, l)| l.contains("api=DeleteTopics"))
+        .collect();
+    let request = lines
+        .iter()
+        .find(|(e, _, _)| e == "request")
+        .unwrap_or_else(|| panic!("no request line:\n{log}"));
+    println!("audit: {}", request.2);
+    assert!(
+        request.2.contains(&format!("resources=[\"{topic}\"]")),
+        "the request line names {topic}: {}",
+        request.2
+    );
+    // Deleted: the cluster no longer lists it.
+    wait_until("the topic gone", Duration::from_secs(30), || {
+        let out = c.admin_cli("topics", &["--list"]);
+        !String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| l == topic)
+    });
 }

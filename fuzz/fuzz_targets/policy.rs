@@ -121,7 +121,7 @@ fn request(policy: Policy, key: ApiKey, version: i16, rest: &[u8]) {
     let Ok(header) = frame::request_header(&frame) else {
         return; // the connection closes before asking the policy
     };
-    let resources = policy::audit_resources(&header, &frame);
+    let resources = policy::audit_resources(&header, &frame, &Default::default());
     if let Ok(entries) = &resources {
         assert!(entries.len() <= requests::AUDIT_CAP + 1);
         entries.iter().for_each(|e| printable(e));

@@ -18,6 +18,8 @@ use crate::identity::Identity;
 use crate::kafka::frame::RequestHeader;
 use crate::logs;
 use crate::policy;
+use crate::shared::Shared;
+use crate::topics::TopicNames;
 
 /// Denial lines written per identity and second at most.
 pub(crate) const DENIALS_PER_SECOND: u32 = 20;
@@ -44,9 +46,10 @@ impl Audit {
         identity: &str,
         header: &RequestHeader,
         frame: &[u8],
+        topics: &TopicNames,
     ) -> Self {
         let resources = logs::bounded(
-            policy::audit_resources(header, frame)
+            policy::audit_resources(header, frame, topics)
                 .unwrap_or_else(|e| vec![format!("(unreadable: {e})")]),
         );
         let audit = Self {
@@ -137,17 +140,18 @@ impl Drop for Audit {
 }
 
 /// Writes the audit line of a policy denial (the request never reaches the cluster), with the
-/// resources `frame` names, unless this identity's denial lines are over their rate.
+/// resources `frame` names (topics named by id through [`Shared::topics`]), unless this
+/// identity's denial lines are over their rate ([`Shared::audit_denials`]).
 pub(super) fn denial(
     who: &Client,
     identity: &Identity,
-    limit: &logs::LineLimit,
+    shared: &Shared,
     header: &RequestHeader,
     frame: Option<&[u8]>,
     error_code: Option<i16>,
     reason: &'static str,
 ) {
-    let Some(suppressed) = limit.allow(&identity.name) else {
+    let Some(suppressed) = shared.audit_denials.allow(&identity.name) else {
         metrics::counter!("kafka_proxy_audit_lines_suppressed_total", "identity" => identity.name.clone())
             .increment(1);
         return;
@@ -155,7 +159,7 @@ pub(super) fn denial(
     // `None`: a request too large to read, named by its API only.
     let resources = logs::bounded(
         frame
-            .map(|frame| policy::audit_resources(header, frame).unwrap_or_default())
+            .map(|frame| policy::audit_resources(header, frame, &shared.topics).unwrap_or_default())
             .unwrap_or_else(|| vec!["(not read: too large)".to_owned()]),
     );
     tracing::warn!(

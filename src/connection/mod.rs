@@ -353,15 +353,7 @@ where
                         );
                         metrics.denied(header.api_key);
                         // Not read for the audit either: parsing it is what must not happen.
-                        audit::denial(
-                            who,
-                            identity,
-                            &shared.audit_denials,
-                            &header,
-                            None,
-                            None,
-                            ANSWER_TOO_LARGE,
-                        );
+                        audit::denial(who, identity, shared, &header, None, None, ANSWER_TOO_LARGE);
                         return Err(ConnectionError::Denied {
                             api_key: header.api_key,
                             reason: ANSWER_TOO_LARGE,
@@ -386,7 +378,14 @@ where
                 }
             };
             let frame = &chunk[range.clone()];
-            match plan::plan(identity.policy, who, &identity.name, &header, frame) {
+            match plan::plan(
+                identity.policy,
+                who,
+                &identity.name,
+                &header,
+                frame,
+                &shared.topics,
+            ) {
                 Plan::Forward { awaited, clear } => {
                     let proxy_id = next_id;
                     next_id = next_id.wrapping_add(1);
@@ -416,7 +415,7 @@ where
                         audit::denial(
                             who,
                             identity,
-                            &shared.audit_denials,
+                            shared,
                             &header,
                             Some(frame),
                             Some(error_code),
@@ -446,15 +445,7 @@ where
                 }
                 Plan::Refuse(Refusal::Denied(reason)) => {
                     metrics.denied(header.api_key);
-                    audit::denial(
-                        who,
-                        identity,
-                        &shared.audit_denials,
-                        &header,
-                        Some(frame),
-                        None,
-                        reason,
-                    );
+                    audit::denial(who, identity, shared, &header, Some(frame), None, reason);
                     return Err(ConnectionError::Denied {
                         api_key: header.api_key,
                         reason,
@@ -584,6 +575,15 @@ async fn inspect(
         // The next Metadata round decides whether a broker moved; this answer is unaffected.
         shared.discovery.request();
     }
+    if result.is_ok()
+        && api_key == kafka_protocol::messages::ApiKey::Metadata as i16
+        && api_version >= 10
+    {
+        // Its topic ids name topics in audit lines (Produce v13 names topics by id only).
+        let _ = rewrite::metadata_topic_ids(api_version, payload, &mut |id, name| {
+            shared.topics.note(id, name)
+        });
+    }
     result.map_err(rewrite_error)
 }
 
@@ -709,11 +709,15 @@ where
             // large frame that holds budget of its own, at most the rest of the budget (so it
             // can never wait for itself).
             // A scrub likewise.
-            let scrubbers = (!inspect_it && scrub).then(|| shared.scrubbers());
+            // A rewritten response whose error messages may name brokers is scrubbed after
+            // its rewrite: charged for both.
+            let address_text = inspect_it && kafka::scrub::has_address_text(api_key);
+            let scrubbers = ((!inspect_it && scrub) || address_text).then(|| shared.scrubbers());
             let scrubber = scrubbers.as_ref().and_then(|s| s.get(who.set));
             let bound = if inspect_it {
                 let host_len = shared.registry.advertised_host().len();
-                Some(rewrite::rewrite_bound(range.len(), host_len))
+                let rewritten = rewrite::rewrite_bound(range.len(), host_len);
+                Some(rewritten.saturating_add(scrubber.map_or(0, |s| s.bound(rewritten))))
             } else {
                 scrubber.map(|s| s.bound(range.len()))
             };
@@ -730,14 +734,32 @@ where
             };
             let frame = chunk.split_to(range.end).slice(range.start..);
             let replaced = if inspect_it {
-                inspect(
+                let rewritten = inspect(
                     shared,
                     who.set,
                     api_key,
                     api_version,
                     &frame.slice(frame::LENGTH_PREFIX..),
                 )
-                .await?
+                .await?;
+                match scrubber {
+                    Some(scrubber) => {
+                        let base = rewritten.as_ref().unwrap_or(&frame);
+                        kafka::scrub::scrub_address_text(
+                            api_key,
+                            api_version,
+                            &base[frame::LENGTH_PREFIX..],
+                            scrubber,
+                        )
+                        .map_err(|source| ConnectionError::Rewrite {
+                            api: crate::admin::api_name(api_key),
+                            version: api_version,
+                            source: source.into(),
+                        })?
+                        .or(rewritten)
+                    }
+                    None => rewritten,
+                }
             } else if scrub {
                 scrubber
                     .map_or(Ok(None), |scrubber| {

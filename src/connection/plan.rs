@@ -20,6 +20,7 @@ use crate::budget::Held;
 use crate::kafka::frame::{self, FrameError, RequestHeader};
 use crate::kafka::{self, requests, versions};
 use crate::policy::{self, Decision, Policy};
+use crate::topics::TopicNames;
 
 /// What to do with one request.
 #[derive(Debug)]
@@ -131,6 +132,7 @@ pub(super) fn plan(
     identity: &str,
     header: &RequestHeader,
     frame: &[u8],
+    topics: &TopicNames,
 ) -> Plan {
     let mut clear = None;
     if policy != Policy::Full {
@@ -165,7 +167,8 @@ pub(super) fn plan(
         Ok(expects) => expects,
         Err(e) => return Plan::Refuse(Refusal::Malformed(e)),
     };
-    let audit = audited(header, frame).then(|| Audit::request(who, identity, header, frame));
+    let audit =
+        audited(header, frame).then(|| Audit::request(who, identity, header, frame, topics));
     if !expects {
         if let Some(audit) = audit {
             audit.unanswered();

@@ -43,7 +43,7 @@ fn audit_of(policy: Policy, frame: &[u8]) -> Option<Vec<String>> {
         peer: "127.0.0.1:9".parse().unwrap(),
         principal: "listener default".to_owned(),
     };
-    match plan(policy, &who, "default", &header, frame) {
+    match plan(policy, &who, "default", &header, frame, &Default::default()) {
         Plan::Forward {
             awaited: Some(awaited),
             clear: None,

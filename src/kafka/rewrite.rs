@@ -238,6 +238,26 @@ fn walk_addresses(
         })
 }
 
+/// Calls `topic(id, name)` for every topic a Metadata response (v10+; `payload` with its
+/// header, without its length prefix) names with both, for the audit's id → name map
+/// ([`crate::topics`]). A second walk of a response the rewrite has just walked: Metadata is
+/// not on the hot path, and the rewrite's walk stays free of what only the audit needs.
+pub fn metadata_topic_ids(
+    version: i16,
+    payload: &[u8],
+    topic: &mut dyn FnMut([u8; 16], &[u8]),
+) -> Result<(), CodecError> {
+    let api_key = ApiKey::Metadata as i16;
+    let mut w = wire::Walker::strict(payload);
+    w.response_header(response_header_version(api_key, version))
+        .and_then(|()| wire::metadata_topic_ids(&mut w, version, topic))
+        .map_err(|reason| CodecError::Decode {
+            api_key,
+            version,
+            reason: reason.to_string(),
+        })
+}
+
 /// Walks a Produce v10+ / Fetch v16+ response without decoding it and tells whether the
 /// top-level tagged field `node_endpoints` is present and non-empty. Errors on malformed bytes.
 pub fn has_node_endpoints(

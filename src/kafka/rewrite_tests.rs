@@ -2020,3 +2020,27 @@ mod splice_matches_decode {
         eprintln!("{cases} cases per version: {seen:?}");
     }
 }
+
+#[test]
+fn metadata_topic_ids_pairs_each_topic_name_with_its_id_from_v10() {
+    let versions = versions_of::<MetadataRequest, MetadataResponse>();
+    for v in versions.min..=versions.max {
+        let mut m = metadata(v);
+        // A topic the response names without a name (an unknown id asked for) is skipped.
+        let mut unnamed = m.topics[0].clone();
+        unnamed.name = None;
+        m.topics.push(unnamed);
+        let bytes = payload(ApiKey::Metadata as i16, v, &m);
+        let mut seen = Vec::new();
+        metadata_topic_ids(v, &bytes, &mut |id, name| seen.push((id, name.to_vec())))
+            .unwrap_or_else(|e| panic!("v{v}: {e}"));
+        let want = if v >= 10 {
+            vec![([7u8; 16], b"orders".to_vec())]
+        } else {
+            Vec::new()
+        };
+        assert_eq!(seen, want, "v{v}");
+        // Truncated: an error, and nothing past the cut is reported.
+        assert!(metadata_topic_ids(v, &bytes[..bytes.len() - 1], &mut |_, _| {}).is_err());
+    }
+}

@@ -31,6 +31,7 @@ use kafka_protocol::messages::{
     DescribeUserScramCredentialsResponse, ElectLeadersResponse, IncrementalAlterConfigsResponse,
     ListPartitionReassignmentsResponse, UpdateFeaturesResponse,
 };
+use kafka_protocol::messages::{DescribeClusterResponse, FindCoordinatorResponse, ProduceResponse};
 use kafka_protocol::protocol::{Message, VersionRange};
 
 use super::codec::{response_header_version, CodecError};
@@ -214,6 +215,8 @@ enum Kind {
     I16,
     /// int32.
     I32,
+    /// int64.
+    I64,
     /// A UUID (topic id).
     Uuid,
     /// A (nullable) string that is not free text (names, principals, ACL host patterns).
@@ -261,7 +264,12 @@ const fn until(until: i16, kind: Kind) -> Field {
     }
 }
 
-use Kind::{Array, I32s, Str, Text, Uuid, I16, I32, I8};
+/// A field from version `since` up to version `until`.
+const fn between(since: i16, until: i16, kind: Kind) -> Field {
+    Field { since, until, kind }
+}
+
+use Kind::{Array, I32s, Str, Text, Uuid, I16, I32, I64, I8};
 
 /// An API whose responses carry free text, and the versions the proxy can walk.
 #[derive(Debug)]
@@ -463,6 +471,71 @@ pub static TEXT_CARRYING: [TextCarrying; 15] = [
     },
 ];
 
+const FIND_COORDINATOR: &[Field] = &[
+    since(1, I32),
+    until(3, I16),
+    between(1, 3, Text),
+    until(3, I32),
+    until(3, Str), // host: the address rewrite's
+    until(3, I32),
+    since(4, Array(&[f(Str), f(I32), f(Str), f(I32), f(I16), f(Text)])),
+];
+const DESCRIBE_CLUSTER: &[Field] = &[
+    f(I32),
+    f(I16),
+    f(Text),
+    since(1, I8),
+    f(Str),
+    f(I32),
+    f(Array(&[f(I32), f(Str), f(I32), f(Str), since(2, I8)])),
+    f(I32),
+];
+const PRODUCE_PARTITION: &[Field] = &[
+    f(I32),
+    f(I16),
+    f(I64),
+    since(2, I64),
+    since(5, I64),
+    since(8, Array(&[f(I32), f(Text)])), // record_errors: batch_index_error_message
+    since(8, Text),
+];
+const PRODUCE: &[Field] = &[
+    f(Array(&[
+        until(12, Str),
+        since(13, Uuid),
+        f(Array(PRODUCE_PARTITION)),
+    ])),
+    f(I32),
+];
+
+/// The error messages of responses that also carry broker addresses ([`super::rewrite`]
+/// rewrites those): scrubbed after the rewrite, like [`TEXT_CARRYING`]'s text. Metadata and
+/// Fetch responses carry no free text. A Produce response is scrubbed only when it is
+/// rewritten (it carries `node_endpoints`, which brokers send only with a leader error), so a
+/// Produce without errors costs nothing more; its other error messages are not searched yet.
+pub static ADDRESS_TEXT: [TextCarrying; 3] = [
+    TextCarrying {
+        key: ApiKey::FindCoordinator,
+        versions: upto::<FindCoordinatorResponse>(0),
+        body: FIND_COORDINATOR,
+    },
+    TextCarrying {
+        key: ApiKey::DescribeCluster,
+        versions: upto::<DescribeClusterResponse>(0),
+        body: DESCRIBE_CLUSTER,
+    },
+    TextCarrying {
+        key: ApiKey::Produce,
+        versions: upto::<ProduceResponse>(3),
+        body: PRODUCE,
+    },
+];
+
+/// True for the address-carrying APIs whose error messages [`scrub_address_text`] scrubs.
+pub fn has_address_text(api_key: i16) -> bool {
+    ADDRESS_TEXT.iter().any(|t| t.key as i16 == api_key)
+}
+
 /// The [`TEXT_CARRYING`] entry of an api key, if its responses carry free text.
 pub fn text_carrying(api_key: i16) -> Option<&'static TextCarrying> {
     TEXT_CARRYING.iter().find(|t| t.key as i16 == api_key)
@@ -491,6 +564,7 @@ fn walk(
             I8 => w.skip(1)?,
             I16 => w.skip(2)?,
             I32 => w.skip(4)?,
+            I64 => w.skip(8)?,
             Uuid => w.skip(16)?,
             Str => w.string(flex)?,
             Text => {
@@ -523,9 +597,34 @@ pub fn scrub_response(
     payload: &[u8],
     scrubber: &Scrubber,
 ) -> Result<Option<Bytes>, CodecError> {
-    let Some(t) = text_carrying(api_key) else {
-        return Ok(None);
-    };
+    match text_carrying(api_key) {
+        Some(t) => scrub_with(t, api_key, version, payload, scrubber),
+        None => Ok(None),
+    }
+}
+
+/// Scrubs the error messages of one response of an [`ADDRESS_TEXT`] API, as
+/// [`scrub_response`] does (`payload`: the response, addresses already rewritten, without its
+/// length prefix). `Ok(None)` for other api keys and when no text names an upstream host.
+pub fn scrub_address_text(
+    api_key: i16,
+    version: i16,
+    payload: &[u8],
+    scrubber: &Scrubber,
+) -> Result<Option<Bytes>, CodecError> {
+    match ADDRESS_TEXT.iter().find(|t| t.key as i16 == api_key) {
+        Some(t) => scrub_with(t, api_key, version, payload, scrubber),
+        None => Ok(None),
+    }
+}
+
+fn scrub_with(
+    t: &TextCarrying,
+    api_key: i16,
+    version: i16,
+    payload: &[u8],
+    scrubber: &Scrubber,
+) -> Result<Option<Bytes>, CodecError> {
     if version < t.versions.min || version > t.versions.max {
         return Err(CodecError::UnsupportedVersion { api_key, version });
     }

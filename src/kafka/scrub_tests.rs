@@ -446,3 +446,151 @@ fn a_scrub_never_holds_more_than_its_bound() {
         s.bound(text.len())
     );
 }
+
+// -----------------------------------------------------------------------------------------
+// Error messages of the address-carrying APIs
+
+/// One response of each [`ADDRESS_TEXT`] API with `m` in every error message, addresses as
+/// the rewrite left them (the proxy's), and upstream names in fields that are not text.
+fn address_responses(m: &str) -> Vec<(ApiKey, Build)> {
+    use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+    use kafka_protocol::messages::find_coordinator_response::Coordinator;
+    use kafka_protocol::messages::produce_response::{
+        BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse,
+        TopicProduceResponse,
+    };
+    use kafka_protocol::messages::{
+        DescribeClusterResponse, FindCoordinatorResponse, ProduceResponse,
+    };
+    let mut all: Vec<(ApiKey, Build)> = Vec::new();
+    let k = m.to_owned();
+    all.push((
+        ApiKey::FindCoordinator,
+        Box::new(move |v| {
+            let mut msg = FindCoordinatorResponse::default();
+            if v <= 3 {
+                msg = msg
+                    .with_error_code(15)
+                    .with_node_id(BrokerId(-1))
+                    .with_host(sb(ADVERTISED))
+                    .with_port(30001);
+                if v >= 1 {
+                    msg.error_message = some(&k);
+                }
+            } else {
+                msg.coordinators = vec![Coordinator::default()
+                    .with_key(sb("b-2.msk.test"))
+                    .with_node_id(BrokerId(-1))
+                    .with_error_code(15)
+                    .with_error_message(some(&k))];
+            }
+            payload(ApiKey::FindCoordinator, v, &msg)
+        }),
+    ));
+    let k = m.to_owned();
+    all.push((
+        ApiKey::DescribeCluster,
+        Box::new(move |v| {
+            let mut broker = DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(1))
+                .with_host(sb(ADVERTISED))
+                .with_port(30001)
+                .with_rack(some("b-1.msk.test"));
+            if v >= 2 {
+                broker.is_fenced = true;
+            }
+            let mut msg = DescribeClusterResponse::default()
+                .with_error_code(29)
+                .with_error_message(some(&k))
+                .with_cluster_id(sb("b-3.msk.test"))
+                .with_brokers(vec![broker]);
+            if v >= 1 {
+                msg.endpoint_type = 1;
+            }
+            payload(ApiKey::DescribeCluster, v, &msg)
+        }),
+    ));
+    let k = m.to_owned();
+    all.push((
+        ApiKey::Produce,
+        Box::new(move |v| {
+            let mut partition = PartitionProduceResponse::default()
+                .with_index(0)
+                .with_error_code(6)
+                .with_base_offset(-1);
+            if v >= 8 {
+                partition.error_message = some(&k);
+                partition.record_errors = vec![BatchIndexAndErrorMessage::default()
+                    .with_batch_index(0)
+                    .with_batch_index_error_message(some(&k))];
+            }
+            if v >= 10 {
+                partition.current_leader = LeaderIdAndEpoch::default()
+                    .with_leader_id(BrokerId(2))
+                    .with_leader_epoch(3);
+            }
+            let mut topic =
+                TopicProduceResponse::default().with_partition_responses(vec![partition]);
+            if v <= 12 {
+                topic.name = TopicName(sb("b-1.msk.test"));
+            }
+            let mut msg = ProduceResponse::default().with_responses(vec![topic]);
+            if v >= 10 {
+                msg.node_endpoints = vec![NodeEndpoint::default()
+                    .with_node_id(BrokerId(2))
+                    .with_host(sb(ADVERTISED))
+                    .with_port(30002)];
+            }
+            payload(ApiKey::Produce, v, &msg)
+        }),
+    ));
+    all
+}
+
+#[test]
+fn every_error_message_of_the_address_apis_is_scrubbed_and_nothing_else_changes() {
+    let s = scrubber();
+    for m in [
+        "Request(processor=0, connectionId=127.0.0.11:9094-10.1.1.1:4444-0-14, session=x) needs DESCRIBE permission; leader b-3.msk.test:9094 at 127.0.0.13",
+        "nothing to hide",
+        "",
+    ] {
+        let expected_text = text(&s, m);
+        let built = address_responses(m);
+        let expected = address_responses(&expected_text);
+        for ((key, build), (_, build_expected)) in built.iter().zip(&expected) {
+            let t = ADDRESS_TEXT.iter().find(|t| t.key == *key).unwrap();
+            assert!(has_address_text(*key as i16));
+            assert!(super::super::rewrite::inspected(*key as i16).is_some());
+            let lowest = key.valid_versions().min.max(t.versions.min);
+            for v in lowest..=t.versions.max {
+                let original = build(v);
+                let out = scrub_address_text(*key as i16, v, &original, &s)
+                    .unwrap_or_else(|e| panic!("{key:?} v{v}: {e}"));
+                let want = build_expected(v);
+                match out {
+                    None => assert_eq!(original, want, "{key:?} v{v}: nothing replaced"),
+                    Some(frame) => {
+                        assert_ne!(m, expected_text, "{key:?} v{v}: replaced nothing to hide");
+                        assert_eq!(&frame[4..], &want[..], "{key:?} v{v}");
+                        let got = String::from_utf8_lossy(&frame);
+                        // (Names stand in fields that are not text on purpose; addresses do not.)
+                        for upstream in IPS {
+                            assert!(!got.contains(upstream), "{key:?} v{v}: {got}");
+                        }
+                    }
+                }
+                // Cut short: an error, never a panic or a forwarded half-scrub.
+                assert!(
+                    scrub_address_text(*key as i16, v, &original[..original.len() - 1], &s)
+                        .is_err(),
+                    "{key:?} v{v}"
+                );
+            }
+        }
+    }
+    // Metadata and Fetch carry no text; the text-carrying admin APIs have their own table.
+    for key in [ApiKey::Metadata, ApiKey::Fetch, ApiKey::DescribeAcls] {
+        assert!(!has_address_text(key as i16), "{key:?}");
+    }
+}

@@ -219,6 +219,20 @@ impl<'a> Walker<'a> {
         }
     }
 
+    /// A nullable string's bytes (`None` for null), checked as [`Walker::nullable_text`] does.
+    pub fn nullable_text_bytes(&mut self, flexible: bool) -> WireResult<Option<&'a [u8]>> {
+        match self.blob_len(flexible, false)? {
+            None => Ok(None),
+            Some(n) => {
+                let bytes = self.take(n)?;
+                if self.strict {
+                    utf8(bytes)?;
+                }
+                Ok(Some(bytes))
+            }
+        }
+    }
+
     /// A nullable string whose bytes a splice may replace (an error message): `None` for
     /// null, else the byte range of its length prefix and bytes, and of its bytes alone. UTF-8
     /// is checked in a strict walk, as [`Walker::nullable_text`] does.
@@ -785,6 +799,25 @@ pub fn fetch(w: &mut Walker<'_>, version: i16) -> WireResult<bool> {
 
 /// MetadataResponse body; the region of `brokers`.
 pub fn metadata_addresses(w: &mut Walker<'_>, version: i16) -> WireResult<Option<AddressRegion>> {
+    metadata_walk(w, version, &mut |_, _| {})
+}
+
+/// MetadataResponse body (v10+ pairs each topic's name with its id): calls `topic(id, name)`
+/// for every topic the response names with both, for the audit's id → name map
+/// ([`crate::topics`]). The same walk as the address rewrite's, so it checks as much.
+pub fn metadata_topic_ids(
+    w: &mut Walker<'_>,
+    version: i16,
+    topic: &mut dyn FnMut([u8; 16], &[u8]),
+) -> WireResult<()> {
+    metadata_walk(w, version, topic).map(|_| ())
+}
+
+fn metadata_walk(
+    w: &mut Walker<'_>,
+    version: i16,
+    topic: &mut dyn FnMut([u8; 16], &[u8]),
+) -> WireResult<Option<AddressRegion>> {
     let flex = flexible(ApiKey::Metadata, version);
     if version >= 3 {
         w.skip(4)?;
@@ -799,9 +832,12 @@ pub fn metadata_addresses(w: &mut Walker<'_>, version: i16) -> WireResult<Option
     let topics = w.array(flex)?;
     for _ in 0..topics {
         w.skip(2)?;
-        w.nullable_text(flex)?; // name
+        let name = w.nullable_text_bytes(flex)?;
         if version >= 10 {
-            w.skip(16)?;
+            let id = w.take(16)?;
+            if let (Some(name), Ok(id)) = (name, <[u8; 16]>::try_from(id)) {
+                topic(id, name);
+            }
         }
         if version >= 1 {
             w.skip(1)?;

@@ -6,8 +6,9 @@ use kafka_protocol::messages::ApiKey;
 use super::{rule, PolicyError};
 use crate::kafka::codec;
 use crate::kafka::frame::RequestHeader;
-use crate::kafka::requests::{self, Capped, Request, Topic, NIL_ID};
+use crate::kafka::requests::{self, Capped, Request, Topic};
 use crate::kafka::wire::Walker;
+use crate::topics::TopicNames;
 
 /// True for the APIs whose every request has its audit line written: the ones that change the
 /// cluster (the table's `audited` column), and api keys kafka-protocol does not know, which
@@ -39,7 +40,13 @@ fn readable(api_key: i16, version: i16) -> Result<Option<ApiKey>, PolicyError> {
 /// (never credentials), and so on, at most [`requests::AUDIT_CAP`] entries and then a count of
 /// the rest. Works for every request the policy may deny natively (Produce and transactions
 /// too, for denial lines); empty for the others. `frame` as for [`decide`](super::decide).
-pub fn audit_resources(header: &RequestHeader, frame: &[u8]) -> Result<Vec<String>, PolicyError> {
+/// A topic the request names by id only is named by the name `topics` knows for that id, or
+/// shown as an id whose name is unknown.
+pub fn audit_resources(
+    header: &RequestHeader,
+    frame: &[u8],
+    topics: &TopicNames,
+) -> Result<Vec<String>, PolicyError> {
     let (api_key, version) = (header.api_key, header.api_version);
     let malformed = |reason| PolicyError::Malformed {
         api_key,
@@ -74,7 +81,7 @@ pub fn audit_resources(header: &RequestHeader, frame: &[u8]) -> Result<Vec<Strin
     let body = requests::request_body(frame, api_key, version).map_err(malformed)?;
     let request = requests::parse(key, version, body).map_err(malformed)?;
     let mut out = Capped::<String>::default();
-    describe(&request, &mut out);
+    describe(&request, topics, &mut out);
     Ok(out.finish())
 }
 
@@ -123,19 +130,13 @@ pub fn audit_outcome(
 // ---------------------------------------------------------------------------------------------
 // Audit text of requests
 
-fn describe(request: &Request, out: &mut Capped<String>) {
-    use requests::{clean_str as c, uuid_text};
-    let topic_name = |t: &Topic| {
-        if t.name.is_empty() && t.id != NIL_ID {
-            uuid_text(&t.id)
-        } else {
-            c(&t.name)
-        }
-    };
+fn describe(request: &Request, names: &TopicNames, out: &mut Capped<String>) {
+    use requests::clean_str as c;
+    let topic_name = |t: &Topic| names.text(&t.name, &t.id);
     let partitions = |out: &mut Capped<String>, prefix: &str, topics: &[Topic]| {
         for t in topics {
             for p in &t.partitions {
-                out.push(|| format!("{prefix}{}-{p}", topic_name(t)));
+                out.push(|| format!("{prefix}{}", names.partition_text(&t.name, &t.id, *p)));
             }
         }
     };

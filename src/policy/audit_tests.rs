@@ -9,7 +9,39 @@ use crate::policy::*;
 
 fn resources(key: ApiKey, v: i16) -> Vec<String> {
     let frame = sample(key, v);
-    audit_resources(&header(&frame), &frame).unwrap_or_else(|e| panic!("{key:?} v{v}: {e}"))
+    audit_resources(&header(&frame), &frame, &Default::default())
+        .unwrap_or_else(|e| panic!("{key:?} v{v}: {e}"))
+}
+
+#[test]
+fn topics_named_by_id_are_named_by_the_name_metadata_gave() {
+    let names = crate::topics::TopicNames::default();
+    names.note([1; 16], b"orders");
+    let named = |key, v| {
+        let frame = sample(key, v);
+        audit_resources(&header(&frame), &frame, &names).unwrap()
+    };
+    assert_eq!(
+        named(ApiKey::Produce, 13),
+        [
+            "transactional id txn-1",
+            "orders-0",
+            "orders-2",
+            "02020202-0202-0202-0202-020202020202-1 (topic name unknown)"
+        ]
+    );
+    names.note([2; 16], b"payments");
+    assert_eq!(
+        named(ApiKey::Produce, 13)[1..],
+        ["orders-0", "orders-2", "payments-1"]
+    );
+    for v in versions(ApiKey::DeleteTopics) {
+        assert_eq!(
+            named(ApiKey::DeleteTopics, v),
+            ["orders", "payments"],
+            "DeleteTopics v{v}"
+        );
+    }
 }
 
 #[test]
@@ -31,9 +63,9 @@ fn audit_resources_name_what_each_request_changes() {
         resources(ApiKey::Produce, 13),
         [
             "transactional id txn-1",
-            "01010101-0101-0101-0101-010101010101-0",
-            "01010101-0101-0101-0101-010101010101-2",
-            "02020202-0202-0202-0202-020202020202-1"
+            "01010101-0101-0101-0101-010101010101-0 (topic name unknown)",
+            "01010101-0101-0101-0101-010101010101-2 (topic name unknown)",
+            "02020202-0202-0202-0202-020202020202-1 (topic name unknown)"
         ]
     );
     let cases: Vec<(ApiKey, Vec<&str>)> = vec![
@@ -100,7 +132,10 @@ fn audit_resources_name_what_each_request_changes() {
     }
     for v in versions(ApiKey::DeleteTopics) {
         let want = if v >= 6 {
-            vec!["orders", "02020202-0202-0202-0202-020202020202"]
+            vec![
+                "orders",
+                "02020202-0202-0202-0202-020202020202 (topic name unknown)",
+            ]
         } else {
             vec!["orders", "payments"]
         };
@@ -138,7 +173,7 @@ fn audit_resources_name_what_each_request_changes() {
 #[test]
 fn audit_entries_never_hold_secrets_or_config_values() {
     for (key, v, frame) in samples() {
-        for entry in audit_resources(&header(&frame), &frame).unwrap() {
+        for entry in audit_resources(&header(&frame), &frame, &Default::default()).unwrap() {
             assert!(!entry.contains("s3cr3t"), "{key:?} v{v}: {entry}");
         }
     }
@@ -155,7 +190,7 @@ fn audit_lists_are_capped() {
         7,
         &CreateTopicsRequest::default().with_topics(topics),
     );
-    let got = audit_resources(&header(&frame), &frame).unwrap();
+    let got = audit_resources(&header(&frame), &frame, &Default::default()).unwrap();
     assert_eq!(got.len(), requests::AUDIT_CAP + 1);
     assert_eq!(got[0], "t0");
     assert_eq!(got[requests::AUDIT_CAP], "… and 70 more");
@@ -195,7 +230,7 @@ fn audit_names_are_escaped_and_bounded() {
         7,
         &CreateTopicsRequest::default().with_topics(topics),
     );
-    let got = audit_resources(&header(&frame), &frame).unwrap();
+    let got = audit_resources(&header(&frame), &frame, &Default::default()).unwrap();
     assert_eq!(got[0], "evil\\nname\\u{1b}[31m");
     assert_eq!(got[1].chars().count(), 257);
     assert!(got[1].ends_with('…'));

@@ -484,7 +484,7 @@ fn an_idempotent_producer_is_denied_under_read_only_only() {
             Decision::Allow
         );
         assert_eq!(
-            audit_resources(&header(&frame), &frame).unwrap(),
+            audit_resources(&header(&frame), &frame, &Default::default()).unwrap(),
             ["idempotent producer"]
         );
     }
@@ -510,7 +510,7 @@ fn elect_leaders_for_all_partitions_is_denied_at_the_top_level_or_closed_in_v0()
         }
         let kind = if v >= 1 { "unclean" } else { "preferred" };
         assert_eq!(
-            audit_resources(&header(&frame), &frame).unwrap(),
+            audit_resources(&header(&frame), &frame, &Default::default()).unwrap(),
             [format!("all partitions ({kind})")]
         );
     }

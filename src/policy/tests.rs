@@ -48,7 +48,7 @@ fn unknown_api_keys_close_under_a_restricted_policy() {
         // Forwarded under `full` only, and audited by its number: it may change anything.
         assert!(audited(api_key));
         assert_eq!(
-            audit_resources(&h, &frame).unwrap(),
+            audit_resources(&h, &frame, &Default::default()).unwrap(),
             vec![format!("unknown api key {api_key} v0")]
         );
         assert!(audit_outcome(api_key, 0, &[0, 0, 0, 1]).unwrap().is_empty());
@@ -147,7 +147,7 @@ fn truncated_or_corrupted_requests_close_and_never_panic() {
                     "{key:?} v{v} cut {cut}: {got:?}"
                 );
                 assert!(
-                    audit_resources(&h, &short).is_err(),
+                    audit_resources(&h, &short, &Default::default()).is_err(),
                     "{key:?} v{v} cut {cut}"
                 );
             }
@@ -164,8 +164,8 @@ fn truncated_or_corrupted_requests_close_and_never_panic() {
                     "{key:?} v{v}: trailing {tail:?}"
                 );
                 assert_eq!(
-                    audit_resources(&h, &long).unwrap(),
-                    audit_resources(&h, &frame).unwrap(),
+                    audit_resources(&h, &long, &Default::default()).unwrap(),
+                    audit_resources(&h, &frame, &Default::default()).unwrap(),
                     "{key:?} v{v}: trailing {tail:?}"
                 );
             }
@@ -175,7 +175,7 @@ fn truncated_or_corrupted_requests_close_and_never_panic() {
                 for byte in [0x00, 0x01, 0x7f, 0x80, 0xff] {
                     let mut bad = BytesMut::from(&frame[..]);
                     bad[at] = byte;
-                    let _ = audit_resources(&h, &bad);
+                    let _ = audit_resources(&h, &bad, &Default::default());
                     if let Decision::Deny { response, .. } = decide(policy, &h, &bad) {
                         let len = i32::from_be_bytes(response[..4].try_into().unwrap());
                         assert_eq!(len as usize, response.len() - 4);
@@ -203,7 +203,7 @@ fn requests_at_versions_the_proxy_cannot_answer_close() {
             );
             assert!(
                 matches!(
-                    audit_resources(&h, &frame),
+                    audit_resources(&h, &frame, &Default::default()),
                     Err(PolicyError::UnsupportedVersion { .. })
                 ),
                 "{key:?} v{v}"
