@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::brokers::{parse_host_pattern, PortPlan, UpstreamAddr};
 use crate::policy::Policy;
+use crate::proxy_protocol::Trusted;
 use crate::tls::{ListenerTlsFiles, Passphrase, Secret, UpstreamTlsFiles};
 
 /// Largest request a client may send, by default: Kafka's own `socket.request.max.bytes`.
@@ -266,6 +267,22 @@ pub struct Options {
     #[arg(long, global = true, env = "KTP_ALLOW_PLAINTEXT_LISTENER")]
     #[serde(default)]
     pub allow_plaintext_listener: bool,
+
+    /// Addresses of TCP load balancers that send the PROXY protocol (v1 or v2) header on
+    /// every connection to the client listeners: CIDR blocks or single addresses, repeat or
+    /// comma-separate. A connection from one of them must start with a valid header (read
+    /// within --first-frame-timeout, before any TLS handshake) or it is closed; the client
+    /// address the header carries is the one logs and the audit log name. A connection from
+    /// anywhere else is never read for a header. Example: 10.0.1.0/24 (HAProxy send-proxy-v2,
+    /// an AWS NLB target group with proxy_protocol_v2.enabled). Default: none.
+    #[arg(
+        long,
+        global = true,
+        env = "KTP_PROXY_PROTOCOL_FROM",
+        value_delimiter = ',',
+        value_name = "CIDR"
+    )]
+    pub proxy_protocol_from: Option<Vec<String>>,
 
     /// PEM certificate for TLS on the proxy's own listeners (clients then connect with TLS).
     #[arg(long, global = true, env = "KTP_LISTENER_CERT", value_name = "FILE")]
@@ -682,6 +699,8 @@ pub struct Settings {
     pub upstream_tls: Option<UpstreamTlsFiles>,
     /// TLS for the proxy's own listeners.
     pub listener_tls: Option<ListenerTlsFiles>,
+    /// Sources whose connections start with a PROXY protocol header.
+    pub proxy_protocol_from: Trusted,
     /// Largest request frame.
     pub max_request_bytes: usize,
     /// Largest response frame.
@@ -971,6 +990,7 @@ impl Options {
             listener_key,
             allow_unauthenticated_tls_listener,
             listener_client_ca,
+            proxy_protocol_from,
             max_request_bytes,
             max_response_bytes,
             connect_timeout,
@@ -1072,6 +1092,23 @@ impl Options {
             (None, Some(_)) => return Err(bad("--listener-cert", "required with --listener-key")),
         };
 
+        let proxy_protocol_from = match proxy_protocol_from {
+            None => Trusted::default(),
+            Some(entries) => {
+                let entries: Vec<&str> = entries
+                    .iter()
+                    .map(|e| e.trim())
+                    .filter(|e| !e.is_empty())
+                    .collect();
+                if entries.is_empty() {
+                    return Err(bad(
+                        "--proxy-protocol-from",
+                        "at least one CIDR block or address is needed",
+                    ));
+                }
+                Trusted::parse(&entries).map_err(|e| bad("--proxy-protocol-from", e))?
+            }
+        };
         let bind_address = bind_address.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
         if listener_tls.is_none() && !bind_address.is_loopback() && !allow_plaintext_listener {
             return Err(bad(
@@ -1212,6 +1249,7 @@ impl Options {
             upstream,
             upstream_tls,
             listener_tls,
+            proxy_protocol_from,
             max_request_bytes: positive(
                 "--max-request-bytes",
                 max_request_bytes,

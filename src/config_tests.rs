@@ -496,3 +496,26 @@ fn globs() {
     assert!(glob_matches("CN", "cn"));
     assert!(!glob_matches("svc", "svc-x"));
 }
+
+#[test]
+fn proxy_protocol_sources_are_cidr_blocks_or_addresses() {
+    let up = ["--upstream", "b-1.msk.test:9094"];
+    let s = parse(&with_certs(&up)).unwrap();
+    assert!(
+        s.proxy_protocol_from.is_empty(),
+        "no source trusted by default"
+    );
+    let mut args = with_certs(&up);
+    args.extend(["--proxy-protocol-from", "10.0.1.0/24, 10.0.2.7,fd00::/8"]);
+    let s = parse(&args).unwrap();
+    assert_eq!(
+        s.proxy_protocol_from.blocks(),
+        ["10.0.1.0/24", "10.0.2.7/32", "fd00::/8"]
+    );
+    for bad in ["10.0.1.0/40", "balancer.internal", ","] {
+        let mut args = with_certs(&up);
+        args.extend(["--proxy-protocol-from", bad]);
+        let e = parse(&args).unwrap_err();
+        assert_eq!(e.setting, "--proxy-protocol-from", "{bad}: {e}");
+    }
+}

@@ -12,6 +12,9 @@
 //! - [`config`]: flags, environment and TOML file → validated [`config::Settings`].
 //! - [`server`]: the bootstrap listener, broker listeners, accept loops, broker discovery,
 //!   shutdown and drain. [`server::run`] takes its listener and a shutdown future.
+//! - [`proxy_protocol`]: on a connection from a trusted load balancer (`--proxy-protocol-from`),
+//!   the PROXY protocol header read before anything else (TLS included): the client address
+//!   the connection's logs and audit lines name.
 //! - [`shared`]: the state the server builds and every connection reads (settings, broker
 //!   table, identities, budget, discovery rounds, limits).
 //! - [`identity`]: whom a client acts as at the cluster (its listener set or its verified
@@ -51,9 +54,9 @@
 //! - [`check`]: the `check` diagnostic command.
 //!
 //! Imports go down this list's dependency order and never in a circle: `server` and
-//! `connection` both use `shared`, not each other; `config` uses `brokers`, `policy` and `tls`,
-//! none of which uses `config`; inside `kafka`, `wire` imports nothing of ours and every other
-//! module only what sits below it.
+//! `connection` both use `shared`, not each other; `config` uses `brokers`, `policy`,
+//! `proxy_protocol` and `tls`, none of which uses `config`; inside `kafka`, `wire` imports
+//! nothing of ours and every other module only what sits below it.
 
 pub mod admin;
 pub mod brokers;
@@ -65,6 +68,7 @@ pub mod identity;
 pub mod kafka;
 pub mod logs;
 pub mod policy;
+pub mod proxy_protocol;
 pub mod resolve;
 pub mod server;
 pub mod shared;

@@ -19,6 +19,7 @@ use crate::budget::Budget;
 use crate::config::Settings;
 use crate::connection::{self, ConnectionError};
 use crate::identity::{self, Identities};
+use crate::proxy_protocol::{self, Carried};
 use crate::resolve::Resolver;
 use crate::shared::{Discovery, Shared, MIN_DISCOVERY_GAP};
 use crate::tls::{TlsFailure, TlsState};
@@ -136,6 +137,12 @@ pub async fn run(
         };
         tokio::spawn(accept_loop(shared.clone(), bootstrap, target));
     }
+    if !shared.settings.proxy_protocol_from.is_empty() {
+        tracing::info!(
+            from = ?shared.settings.proxy_protocol_from.blocks(),
+            "connections from these sources must start with a PROXY protocol header (v1 or v2); its client address is the one logged and audited"
+        );
+    }
     // Identities without listeners of their own: the certificate chooses them.
     for identity in &shared.identities.all {
         if !identity.client_match.is_empty() {
@@ -245,10 +252,24 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, target: Target)
         let accepted = std::time::Instant::now();
         let id = shared.next_connection_id.fetch_add(1, Ordering::Relaxed);
         // On listeners whose identity the certificate chooses, the span names it once chosen.
-        let span = if shared.identities.chosen_by_certificate(target.set) {
-            tracing::info_span!("conn", id, %peer, listener = %name, identity = tracing::field::Empty)
-        } else {
-            tracing::info_span!("conn", id, %peer, listener = %name, identity = %owner)
+        // Behind a trusted balancer the socket's peer is the balancer (`via`); `peer`, the
+        // client, is known once the PROXY header is read.
+        let by_certificate = shared.identities.chosen_by_certificate(target.set);
+        let proxied = shared.settings.proxy_protocol_from.contains(peer.ip());
+        let empty = tracing::field::Empty;
+        let span = match (proxied, by_certificate) {
+            (false, true) => {
+                tracing::info_span!("conn", id, %peer, listener = %name, identity = empty)
+            }
+            (false, false) => {
+                tracing::info_span!("conn", id, %peer, listener = %name, identity = %owner)
+            }
+            (true, true) => {
+                tracing::info_span!("conn", id, via = %peer, listener = %name, identity = empty, peer = empty)
+            }
+            (true, false) => {
+                tracing::info_span!("conn", id, via = %peer, listener = %name, identity = %owner, peer = empty)
+            }
         };
         let shared = shared.clone();
         let open = open.clone();
@@ -256,7 +277,7 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, target: Target)
             async move {
                 open.increment(1.0);
                 let alive = shared.alive.clone();
-                serve(&shared, socket, peer, target, accepted).await;
+                serve(&shared, socket, peer, proxied, target, accepted).await;
                 open.decrement(1.0);
                 shared.open_connections.fetch_sub(1, Ordering::AcqRel);
                 drop(alive);
@@ -268,12 +289,23 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, target: Target)
 
 async fn serve(
     shared: &Arc<Shared>,
-    socket: TcpStream,
+    mut socket: TcpStream,
     peer: SocketAddr,
+    proxied: bool,
     target: Target,
     accepted: std::time::Instant,
 ) {
     let _ = socket.set_nodelay(true);
+    // From a trusted balancer, the PROXY header comes first (before a TLS ClientHello) and
+    // names the client; its time counts against the time for the first request.
+    let peer = if proxied {
+        match client_behind_balancer(shared, &mut socket, peer, accepted).await {
+            Some(client) => client,
+            None => return,
+        }
+    } else {
+        peer
+    };
     let tls = &shared.identities.all[identity::DEFAULT].tls;
     // The default listeners refuse certificates that match no identity in the handshake.
     let listener_tls = if target.set == identity::DEFAULT {
@@ -369,6 +401,51 @@ async fn serve(
             }
         }
         Err(e) => tracing::warn!(error = %e, "connection closed"),
+    }
+}
+
+/// Reads the PROXY protocol header of a connection from a trusted balancer (`balancer`) and
+/// returns the client's address (the balancer's own for LOCAL/UNKNOWN headers), recorded as
+/// the span's `peer`; `None` when the connection must close (logged, rate-limited per
+/// outcome; counted in `kafka_proxy_proxy_protocol_headers_total{outcome}`).
+async fn client_behind_balancer(
+    shared: &Shared,
+    socket: &mut TcpStream,
+    balancer: SocketAddr,
+    accepted: std::time::Instant,
+) -> Option<SocketAddr> {
+    let deadline = accepted + shared.settings.first_frame_timeout;
+    let read = proxy_protocol::read_header(socket);
+    let (outcome, result) = match tokio::time::timeout_at(deadline.into(), read).await {
+        Ok(Ok(Carried::Client(client))) => ("accepted", Ok(client)),
+        Ok(Ok(Carried::Local)) => ("local", Ok(balancer)),
+        Ok(Err(e)) => (e.outcome(), Err(e.to_string())),
+        Err(_) => (
+            "timeout",
+            Err(format!(
+                "no complete PROXY protocol header within --first-frame-timeout ({:?})",
+                shared.settings.first_frame_timeout
+            )),
+        ),
+    };
+    metrics::counter!("kafka_proxy_proxy_protocol_headers_total", "outcome" => outcome)
+        .increment(1);
+    match result {
+        Ok(client) => {
+            tracing::Span::current().record("peer", tracing::field::display(client));
+            Some(client)
+        }
+        Err(error) => {
+            if let Some(suppressed) = shared.failures.should_log("proxy-protocol", outcome) {
+                tracing::warn!(
+                    outcome,
+                    suppressed,
+                    %error,
+                    "closed: a connection from a trusted PROXY protocol source (--proxy-protocol-from) did not start with a valid header"
+                );
+            }
+            None
+        }
     }
 }
 

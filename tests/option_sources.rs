@@ -97,6 +97,10 @@ const SAMPLES: &[(&str, Sample)] = &[
         "listener-client-ca",
         Value("certs-dev/ca.pem", r#""certs-dev/ca.pem""#),
     ),
+    (
+        "proxy-protocol-from",
+        Value("10.0.1.0/24,10.0.2.7", r#"["10.0.1.0/24", "10.0.2.7"]"#),
+    ),
     ("max-request-bytes", Value("1048576", "1048576")),
     ("max-response-bytes", Value("2097152", "2097152")),
     ("connect-timeout", Value("3s", r#""3s""#)),
