@@ -1,7 +1,7 @@
-//! The free-text scrub (src/kafka/scrub.rs `scrub_response`, over the `Scrubber`'s
-//! Aho-Corasick search): a response of each API whose responses carry error messages or
-//! configuration values, at a version from the input, with the upstream hosts of
-//! `ktp_fuzz::SCRUB_HOSTS`.
+//! The free-text scrub (src/kafka/scrub.rs `scrub_response`, and `scrub_address_text` for the
+//! error messages of the address-carrying APIs, over the `Scrubber`'s Aho-Corasick search): a
+//! response of each API whose responses carry error messages or configuration values, at a
+//! version from the input, with the upstream hosts of `ktp_fuzz::SCRUB_HOSTS`.
 //!
 //! Invariants: no panic; a scrubbed frame has the right length prefix, walks again at the same
 //! version, and scrubbing it again changes nothing (no upstream host is left standing alone in
@@ -21,7 +21,14 @@ fuzz_target!(|data: &[u8]| {
     let Some((key, version, payload)) = split_keyed(keys, data) else {
         return;
     };
-    let Ok(Some(frame)) = scrub::scrub_response(key, version, payload, s) else {
+    let scrub_any = |payload: &[u8]| {
+        if scrub::has_address_text(key) {
+            scrub::scrub_address_text(key, version, payload, s)
+        } else {
+            scrub::scrub_response(key, version, payload, s)
+        }
+    };
+    let Ok(Some(frame)) = scrub_any(payload) else {
         return;
     };
     assert_eq!(
@@ -30,7 +37,7 @@ fuzz_target!(|data: &[u8]| {
         "length prefix"
     );
     assert_eq!(frame[4..8], payload[..4], "correlation id kept");
-    match scrub::scrub_response(key, version, &frame[4..], s) {
+    match scrub_any(&frame[4..]) {
         Ok(None) => {}
         Ok(Some(again)) => panic!(
             "a second scrub changed the frame again: {:?} -> {:?}",

@@ -27,11 +27,11 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
     AlterConfigsResponse, AlterPartitionReassignmentsResponse, AlterUserScramCredentialsResponse,
     ApiKey, CreateAclsResponse, CreatePartitionsResponse, CreateTopicsResponse, DeleteAclsResponse,
-    DeleteTopicsResponse, DescribeAclsResponse, DescribeConfigsResponse,
-    DescribeUserScramCredentialsResponse, ElectLeadersResponse, IncrementalAlterConfigsResponse,
-    ListPartitionReassignmentsResponse, UpdateFeaturesResponse,
+    DeleteTopicsResponse, DescribeAclsResponse, DescribeClusterResponse, DescribeConfigsResponse,
+    DescribeQuorumResponse, DescribeUserScramCredentialsResponse, ElectLeadersResponse,
+    FindCoordinatorResponse, IncrementalAlterConfigsResponse, ListPartitionReassignmentsResponse,
+    ProduceResponse, UpdateFeaturesResponse,
 };
-use kafka_protocol::messages::{DescribeClusterResponse, FindCoordinatorResponse, ProduceResponse};
 use kafka_protocol::protocol::{Message, VersionRange};
 
 use super::codec::{response_header_version, CodecError};
@@ -508,12 +508,32 @@ const PRODUCE: &[Field] = &[
     f(I32),
 ];
 
+const REPLICA_STATE: &[Field] = &[f(I32), since(2, Uuid), f(I64), since(1, I64), since(1, I64)];
+const DESCRIBE_QUORUM_PARTITION: &[Field] = &[
+    f(I32),
+    f(I16),
+    since(2, Text),
+    f(I32),
+    f(I32),
+    f(I64),
+    f(Array(REPLICA_STATE)),
+    f(Array(REPLICA_STATE)),
+];
+const DESCRIBE_QUORUM: &[Field] = &[
+    f(I16),
+    since(2, Text),
+    f(Array(&[f(Str), f(Array(DESCRIBE_QUORUM_PARTITION))])),
+    // nodes: listeners' name, host (the rewrite's), uint16 port
+    since(2, Array(&[f(I32), f(Array(&[f(Str), f(Str), f(I16)]))])),
+];
+
 /// The error messages of responses that also carry broker addresses ([`super::rewrite`]
 /// rewrites those): scrubbed after the rewrite, like [`TEXT_CARRYING`]'s text. Metadata and
-/// Fetch responses carry no free text. A Produce response is scrubbed only when it is
+/// Fetch responses carry no free text; ShareFetch and ShareAcknowledge (share groups) are not
+/// searched yet. A Produce response is scrubbed only when it is
 /// rewritten (it carries `node_endpoints`, which brokers send only with a leader error), so a
 /// Produce without errors costs nothing more; its other error messages are not searched yet.
-pub static ADDRESS_TEXT: [TextCarrying; 3] = [
+pub static ADDRESS_TEXT: [TextCarrying; 4] = [
     TextCarrying {
         key: ApiKey::FindCoordinator,
         versions: upto::<FindCoordinatorResponse>(0),
@@ -523,6 +543,11 @@ pub static ADDRESS_TEXT: [TextCarrying; 3] = [
         key: ApiKey::DescribeCluster,
         versions: upto::<DescribeClusterResponse>(0),
         body: DESCRIBE_CLUSTER,
+    },
+    TextCarrying {
+        key: ApiKey::DescribeQuorum,
+        versions: upto::<DescribeQuorumResponse>(0),
+        body: DESCRIBE_QUORUM,
     },
     TextCarrying {
         key: ApiKey::Produce,

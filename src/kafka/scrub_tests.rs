@@ -512,6 +512,42 @@ fn address_responses(m: &str) -> Vec<(ApiKey, Build)> {
     ));
     let k = m.to_owned();
     all.push((
+        ApiKey::DescribeQuorum,
+        Box::new(move |v| {
+            use kafka_protocol::messages::describe_quorum_response::{
+                Listener, Node, PartitionData, ReplicaState, TopicData,
+            };
+            use kafka_protocol::messages::DescribeQuorumResponse;
+            let replica = ReplicaState::default()
+                .with_replica_id(BrokerId(1))
+                .with_log_end_offset(10);
+            let mut partition = PartitionData::default()
+                .with_partition_index(0)
+                .with_leader_id(BrokerId(1))
+                .with_high_watermark(10)
+                .with_current_voters(vec![replica.clone()])
+                .with_observers(vec![replica]);
+            let mut msg = DescribeQuorumResponse::default().with_topics(vec![TopicData::default()
+                .with_topic_name(TopicName(sb("b-1.msk.test")))
+                .with_partitions(vec![])]);
+            if v >= 2 {
+                partition.error_code = 6;
+                partition.error_message = some(&k);
+                msg.error_message = some(&k);
+                msg.error_code = 29;
+                msg.nodes = vec![Node::default()
+                    .with_node_id(BrokerId(1))
+                    .with_listeners(vec![Listener::default()
+                        .with_name(sb("b-2.msk.test"))
+                        .with_host(sb(ADVERTISED))
+                        .with_port(0)])];
+            }
+            msg.topics[0].partitions = vec![partition];
+            payload(ApiKey::DescribeQuorum, v, &msg)
+        }),
+    ));
+    let k = m.to_owned();
+    all.push((
         ApiKey::Produce,
         Box::new(move |v| {
             let mut partition = PartitionProduceResponse::default()
