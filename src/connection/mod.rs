@@ -335,14 +335,17 @@ where
             metrics.request(header.api_key);
             // An answer made here is charged before it is built (a huge denied request waits
             // for budget, not reading the client, or closes if it could never fit).
-            let charge = match plan::answer_bound(identity.policy, &header, frame) {
+            // The bound where it fits beside the frame's own budget, else (a denied Produce)
+            // the exact answer.
+            let own = match &chunk {
+                Chunk::Large(f) => f.held(),
+                Chunk::Small(_) => 0,
+            };
+            let room = shared.budget.total().saturating_sub(own);
+            let charge = match plan::answer_bound(identity.policy, &header, frame, room) {
                 None => None,
                 Some(bound) => {
-                    let own = match &chunk {
-                        Chunk::Large(f) => f.held(),
-                        Chunk::Small(_) => 0,
-                    };
-                    if own.saturating_add(bound) > shared.budget.total() {
+                    if bound > room {
                         shared.limit_reached(
                             "answer_bytes",
                             "--max-buffered-bytes",

@@ -106,12 +106,18 @@ pub(super) struct Local {
 }
 
 /// The budget to charge before [`plan`] for a request it may answer here (a denial, or
-/// ApiVersions above what the proxy decodes): [`policy::answer_charge`] (a denied Produce's
-/// exact answer, a bound from the frame's length for the rest); `None` for every request it
-/// forwards, which costs no lock (allowed Produce and Fetch).
-pub(super) fn answer_bound(policy: Policy, header: &RequestHeader, frame: &[u8]) -> Option<usize> {
+/// ApiVersions above what the proxy decodes): [`policy::answer_charge`] (a bound from the
+/// frame's length where it fits in `budget` bytes, a denied Produce's exact answer where it
+/// does not); `None` for every request it forwards, which costs no lock (allowed Produce and
+/// Fetch).
+pub(super) fn answer_bound(
+    policy: Policy,
+    header: &RequestHeader,
+    frame: &[u8],
+    budget: usize,
+) -> Option<usize> {
     if policy::answers(policy, header) {
-        Some(policy::answer_charge(policy, header, frame))
+        Some(policy::answer_charge(policy, header, frame, budget))
     } else if header.api_key == kafka::API_VERSIONS
         && header.api_version > versions::API_VERSIONS_MAX
     {

@@ -332,12 +332,18 @@ fn produce_denial(policy: Policy, header: &RequestHeader, frame: &[u8], code: i1
     }
 }
 
-/// The budget a denial answer here is charged before [`decide`] builds it: for a Produce,
-/// its exact length (a walk of the request that allocates nothing; the answer is written into
-/// exactly that much and nothing else is allocated: `policy::produce`), so a large Produce of a
-/// read-only client costs what its answer is, not a bound from its record bytes; for every
-/// other API [`answer_bound`]. Call only when [`answers`] is true.
-pub fn answer_charge(policy: Policy, header: &RequestHeader, frame: &[u8]) -> usize {
+/// The budget a denial answer here is charged before [`decide`] builds it: [`answer_bound`]
+/// when that fits in `budget` bytes (it also covers the heap the denial's audit line takes to
+/// list the request's resources, which the allocator may keep after it is freed); a Produce
+/// whose bound does not fit is charged its answer's exact length instead (a walk of the
+/// request that allocates nothing; the answer is then written into exactly that much:
+/// `policy::produce`), so a read-only client's ordinary 1 MiB Produce is answered under a small
+/// --max-buffered-bytes instead of closing its connection. Call only when [`answers`] is true.
+pub fn answer_charge(policy: Policy, header: &RequestHeader, frame: &[u8], budget: usize) -> usize {
+    let bound = answer_bound(header.api_key, frame.len());
+    if bound <= budget {
+        return bound;
+    }
     if header.api_key == ApiKey::Produce as i16 {
         let version = header.api_version;
         return requests::request_body(frame, header.api_key, version)
@@ -348,7 +354,7 @@ pub fn answer_charge(policy: Policy, header: &RequestHeader, frame: &[u8]) -> us
             // Unreadable: `decide` closes the connection without building anything.
             .unwrap_or(ANSWER_BASE);
     }
-    answer_bound(header.api_key, frame.len())
+    bound
 }
 
 /// A Metadata request under a policy that may not create topics (`read-only`, `no-admin`):

@@ -6,7 +6,8 @@
 //! Produce wait for (or, under a small --max-buffered-bytes, be refused) a hundred times its
 //! answer. So the answer is not built from a parsed request and response messages: one walk of
 //! the request ([`answer_len`]) gives its exact length, which the connection charges to the
-//! budget, and a second walk ([`answer`]) writes it into a buffer of exactly that length. No
+//! budget when the bound cannot fit (`super::answer_charge`), and a second walk ([`answer`])
+//! writes it into a buffer of exactly that length. No
 //! other heap is taken but the error message's text (under 100 bytes, like the other
 //! fixed-size parts of a connection's work): what is charged is what is built
 //! (tests/answer_bound.rs measures the peak at the answer's length plus 108 bytes).

@@ -492,7 +492,7 @@ fn a_denied_produce_is_charged_exactly_the_answer_it_gets_at_every_version_and_s
         }
         for frame in frames {
             let h = header(&frame);
-            let charge = answer_charge(Policy::ReadOnly, &h, &frame);
+            let charge = answer_charge(Policy::ReadOnly, &h, &frame, 0);
             let Decision::Deny {
                 response,
                 error_code,
@@ -520,7 +520,13 @@ fn a_denied_produce_is_charged_exactly_the_answer_it_gets_at_every_version_and_s
 fn a_1_mib_denied_produce_is_charged_its_answer_not_a_bound_from_its_records() {
     let frame = produce_shape(9, 1, 1, 6, 1024 * 1024);
     let h = header(&frame);
-    let charge = answer_charge(Policy::ReadOnly, &h, &frame);
+    let bound = answer_bound(h.api_key, frame.len());
+    assert_eq!(
+        answer_charge(Policy::ReadOnly, &h, &frame, bound),
+        bound,
+        "where the bound fits, it is charged"
+    );
+    let charge = answer_charge(Policy::ReadOnly, &h, &frame, 8 << 20);
     assert!(
         charge < 200,
         "{charge} bytes for one partition's answer ({} by the length bound)",
