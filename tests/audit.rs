@@ -208,6 +208,8 @@ fn a_certificate_subject_with_a_newline_cannot_forge_a_log_line() {
             "-CAkey",
             &p(&root.join("certs-dev/ca.key")),
             "-CAcreateserial",
+            "-CAserial",
+            &p(&dir.path().join("ca.srl")),
             "-out",
             &p(&cert),
             "-days",
