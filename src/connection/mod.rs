@@ -23,6 +23,13 @@
 //! read. A busy direction reads up to 64 KiB at a time (more frames per write); a direction
 //! quiet for a second with nothing buffered holds no read buffer at all.
 //!
+//! When the identity authenticates with SASL and the broker grants a session lifetime
+//! (KIP-368), the request pump renews the session on the same connection before it ends:
+//! between two runs of client requests, it sends the SASL exchange with correlation ids of its
+//! own, queued in the expectation queue in order like any request; the response pump hands
+//! those answers back to it and never to the client. Client requests wait only for the
+//! exchange (the broker would refuse them while it runs).
+//!
 //! On shutdown the request pump stops reading, the response pump delivers what is still in
 //! flight (bounded by the drain timeout), and the connection closes.
 
@@ -33,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 mod audit;
 mod inbound;
@@ -47,6 +54,7 @@ use crate::brokers::Lookup;
 use crate::kafka::frame::{self, FrameError};
 use crate::kafka::rewrite::{self, RewriteError};
 use crate::kafka::{self, AddressMapper, Advertised, MapError};
+use crate::sasl::{self, SaslError, Session};
 use crate::shared::Shared;
 use crate::upstream::Stream;
 
@@ -126,6 +134,9 @@ pub enum ConnectionError {
     /// No upstream connection could be opened (already logged by the connector).
     #[error("no upstream connection")]
     NoUpstream,
+    /// Renewing the SASL session on the upstream connection failed (KIP-368).
+    #[error("SASL re-authentication failed: {0}")]
+    Reauthentication(SaslError),
     /// Reading from or writing to the client failed.
     #[error("client I/O: {0}")]
     ClientIo(std::io::Error),
@@ -245,14 +256,14 @@ pub async fn relay<C>(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ConnectionError>
 where
-    C: Future<Output = Option<Stream>>,
+    C: Future<Output = Option<(Stream, Option<Session>)>>,
 {
     let (client_read, client_write) = tokio::io::split(client);
     let mut requests = Requests::new(&shared, client_read, accepted);
     let Some(first) = requests.next_chunk(&shared, &mut shutdown).await? else {
         return Ok(());
     };
-    let upstream = connect.await.ok_or(ConnectionError::NoUpstream)?;
+    let (upstream, session) = connect.await.ok_or(ConnectionError::NoUpstream)?;
     let (upstream_read, upstream_write) = tokio::io::split(upstream);
     let (expect_tx, expect_rx) = mpsc::channel(MAX_IN_FLIGHT);
 
@@ -263,6 +274,7 @@ where
         first,
         upstream_write,
         expect_tx,
+        session,
         &mut shutdown,
     );
     let responses = response_pump(&shared, &who, upstream_read, client_write, expect_rx);
@@ -290,6 +302,7 @@ async fn request_pump<R, W>(
     first: Chunk,
     mut upstream: WriteHalf<W>,
     expect: mpsc::Sender<Expected>,
+    session: Option<Session>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), ConnectionError>
 where
@@ -300,8 +313,13 @@ where
     let mut next_id: i32 = 0;
     let identity = &shared.identities.all[who.identity];
     let metrics = &identity.api_metrics;
+    let mut renew_at = session.and_then(|s| s.renew_at());
     let mut chunk = first;
     loop {
+        // A session due for renewal is renewed before more client requests go upstream.
+        if renew_at.is_some_and(|at| at <= Instant::now()) {
+            renew_at = reauthenticate(shared, who, &mut upstream, &expect, &mut next_id).await?;
+        }
         // Everything complete goes upstream in one write, exactly as read except for the
         // correlation ids, and except requests the proxy answers itself.
         let mut run_start = 0;
@@ -461,10 +479,100 @@ where
         upstream.flush().await.map_err(ConnectionError::BrokerIo)?;
         // Its memory goes now, before the next read waits, perhaps for minutes.
         drop(chunk);
-        chunk = match requests.next_chunk(shared, shutdown).await? {
-            Some(chunk) => chunk,
-            None => return Ok(()),
+        chunk = loop {
+            // A quiet client does not let the session lapse: the renewal interrupts the wait
+            // (the client's bytes read so far stay in `requests`: its reads are cancel-safe).
+            let renewal = async {
+                match renew_at {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                next = requests.next_chunk(shared, shutdown) => match next? {
+                    Some(chunk) => break chunk,
+                    None => return Ok(()),
+                },
+                () = renewal => {
+                    renew_at =
+                        reauthenticate(shared, who, &mut upstream, &expect, &mut next_id).await?;
+                }
+            }
         };
+    }
+}
+
+/// Renews the SASL session on this connection (KIP-368) and returns when to renew it next.
+/// Counted in `kafka_proxy_upstream_reauthentications_total`; a failure closes the connection
+/// with the broker's reason.
+async fn reauthenticate<W: AsyncRead + AsyncWrite>(
+    shared: &Shared,
+    who: &Client,
+    upstream: &mut WriteHalf<W>,
+    expect: &mpsc::Sender<Expected>,
+    next_id: &mut i32,
+) -> Result<Option<Instant>, ConnectionError> {
+    let identity = &shared.identities.all[who.identity];
+    let timeout = shared.settings.connect_timeout;
+    let mut transport = PumpTransport {
+        upstream,
+        expect,
+        next_id,
+    };
+    let result = tokio::time::timeout(timeout, sasl::authenticate(&mut transport, &identity.auth))
+        .await
+        .unwrap_or_else(|_| {
+            Err(SaslError::Transport(format!(
+                "no answer within {timeout:?}"
+            )))
+        });
+    match result {
+        Ok(session) => {
+            metrics::counter!("kafka_proxy_upstream_reauthentications_total", "identity" => identity.name.clone())
+                .increment(1);
+            let renew_at = session.and_then(|s| s.renew_at());
+            tracing::debug!(next_in = ?renew_at.map(|at| at.saturating_duration_since(Instant::now())), "upstream SASL session renewed");
+            Ok(renew_at)
+        }
+        Err(e) => {
+            metrics::counter!("kafka_proxy_upstream_reauthentication_failures_total", "identity" => identity.name.clone())
+                .increment(1);
+            Err(ConnectionError::Reauthentication(e))
+        }
+    }
+}
+
+/// The SASL exchange inside a relayed connection: each request is queued as
+/// [`Expected::Own`] before it is written, and its answer comes back from the response pump.
+struct PumpTransport<'a, W: AsyncRead + AsyncWrite> {
+    upstream: &'a mut WriteHalf<W>,
+    expect: &'a mpsc::Sender<Expected>,
+    next_id: &'a mut i32,
+}
+
+impl<W: AsyncRead + AsyncWrite> sasl::Transport for PumpTransport<'_, W> {
+    async fn round_trip<
+        M: kafka_protocol::protocol::Message + kafka_protocol::protocol::Encodable,
+    >(
+        &mut self,
+        key: kafka_protocol::messages::ApiKey,
+        version: i16,
+        request: &M,
+    ) -> Result<Bytes, SaslError> {
+        let proxy_id = *self.next_id;
+        *self.next_id = proxy_id.wrapping_add(1);
+        let frame = kafka::codec::encode_request(key, version, proxy_id, request)
+            .map_err(|e| SaslError::Protocol(e.to_string()))?;
+        let (reply, answer) = oneshot::channel();
+        let gone = || SaslError::Transport("the connection is closing".into());
+        self.expect
+            .send(Expected::Own { proxy_id, reply })
+            .await
+            .map_err(|_| gone())?;
+        let io = |e: std::io::Error| SaslError::Transport(e.to_string());
+        self.upstream.write_all(&frame).await.map_err(io)?;
+        self.upstream.flush().await.map_err(io)?;
+        answer.await.map_err(|_| gone())
     }
 }
 
@@ -646,7 +754,7 @@ where
             // deliver local answers due before it.
             loop {
                 match pending.front() {
-                    Some(Expected::Response { .. }) => break,
+                    Some(Expected::Response { .. } | Expected::Own { .. }) => break,
                     Some(Expected::Local(_)) => {
                         write_to_client(shared, &mut client, &chunk[run_start..range.start])
                             .await?;
@@ -658,6 +766,34 @@ where
                         Err(_) => break,
                     },
                 }
+            }
+            if let Some(Expected::Own {
+                proxy_id: expected, ..
+            }) = pending.front()
+            {
+                // The proxy's own SASL exchange: its answer goes back to the request pump,
+                // never to the client.
+                if *expected != proxy_id {
+                    crate::admin::frame_rejected("response_unpaired");
+                    return Err(ConnectionError::Unexpected {
+                        got: proxy_id,
+                        expected: Some(*expected),
+                    });
+                }
+                if range.len() > sasl::MAX_SASL_RESPONSE_BYTES {
+                    crate::admin::frame_rejected("response_too_large");
+                    return Err(ConnectionError::Reauthentication(SaslError::Protocol(
+                        format!("a {}-byte SASL answer", range.len()),
+                    )));
+                }
+                write_to_client(shared, &mut client, &chunk[run_start..range.start]).await?;
+                run_start = range.end;
+                if let Some(Expected::Own { reply, .. }) = pending.pop_front() {
+                    let payload = &chunk[range.start + frame::LENGTH_PREFIX..range.end];
+                    // The request pump waits for it; if it is gone, so is the connection.
+                    let _ = reply.send(Bytes::copy_from_slice(payload));
+                }
+                continue;
             }
             let Awaited {
                 client_id,
