@@ -35,6 +35,7 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -266,33 +267,50 @@ where
     let (upstream, session) = connect.await.ok_or(ConnectionError::NoUpstream)?;
     let (upstream_read, upstream_write) = tokio::io::split(upstream);
     let (expect_tx, expect_rx) = mpsc::channel(MAX_IN_FLIGHT);
+    let opened = Instant::now();
+    let renewals = AtomicU32::new(0);
 
     let requests = request_pump(
         &shared,
         &who,
         requests,
         first,
-        upstream_write,
-        expect_tx,
-        session,
+        Outbound {
+            upstream: upstream_write,
+            expect: expect_tx,
+        },
+        Renewals {
+            at: session.and_then(|s| s.renew_at()),
+            done: &renewals,
+        },
         &mut shutdown,
     );
     let responses = response_pump(&shared, &who, upstream_read, client_write, expect_rx);
     tokio::pin!(requests, responses);
-    tokio::select! {
+    let result = tokio::select! {
         result = &mut requests => {
             // The client closed, or shutdown began: deliver what is in flight, then stop.
-            result?;
-            match tokio::time::timeout(shared.settings.drain_timeout, responses).await {
-                Ok(result) => result,
-                Err(_) => {
-                    tracing::warn!("drain timeout: closing with requests still in flight");
-                    Ok(())
-                }
+            match result {
+                Err(e) => Err(e),
+                Ok(()) => match tokio::time::timeout(shared.settings.drain_timeout, responses).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        tracing::warn!("drain timeout: closing with requests still in flight");
+                        Ok(())
+                    }
+                },
             }
         }
         result = &mut responses => result,
+    };
+    if session.is_some_and(|s| s.lifetime.is_some()) {
+        tracing::debug!(
+            renewals = renewals.load(Ordering::Relaxed),
+            open_seconds = opened.elapsed().as_secs(),
+            "upstream connection ends; its SASL session was renewed on it this many times"
+        );
     }
+    result
 }
 
 async fn request_pump<R, W>(
@@ -300,25 +318,28 @@ async fn request_pump<R, W>(
     who: &Client,
     mut requests: Requests<R>,
     first: Chunk,
-    mut upstream: WriteHalf<W>,
-    expect: mpsc::Sender<Expected>,
-    session: Option<Session>,
+    outbound: Outbound<W>,
+    mut renewals: Renewals<'_>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), ConnectionError>
 where
     R: AsyncRead + AsyncWrite,
     W: AsyncRead + AsyncWrite,
 {
+    let Outbound {
+        mut upstream,
+        expect,
+    } = outbound;
     // The proxy numbers requests itself; the client's ids only come back in its responses.
     let mut next_id: i32 = 0;
     let identity = &shared.identities.all[who.identity];
     let metrics = &identity.api_metrics;
-    let mut renew_at = session.and_then(|s| s.renew_at());
     let mut chunk = first;
     loop {
         // A session due for renewal is renewed before more client requests go upstream.
-        if renew_at.is_some_and(|at| at <= Instant::now()) {
-            renew_at = reauthenticate(shared, who, &mut upstream, &expect, &mut next_id).await?;
+        if renewals.at.is_some_and(|at| at <= Instant::now()) {
+            renewals.at = reauthenticate(shared, who, &mut upstream, &expect, &mut next_id).await?;
+            renewals.done.fetch_add(1, Ordering::Relaxed);
         }
         // Everything complete goes upstream in one write, exactly as read except for the
         // correlation ids, and except requests the proxy answers itself.
@@ -483,7 +504,7 @@ where
             // A quiet client does not let the session lapse: the renewal interrupts the wait
             // (the client's bytes read so far stay in `requests`: its reads are cancel-safe).
             let renewal = async {
-                match renew_at {
+                match renewals.at {
                     Some(at) => tokio::time::sleep_until(at.into()).await,
                     None => std::future::pending().await,
                 }
@@ -494,12 +515,27 @@ where
                     None => return Ok(()),
                 },
                 () = renewal => {
-                    renew_at =
+                    renewals.at =
                         reauthenticate(shared, who, &mut upstream, &expect, &mut next_id).await?;
+            renewals.done.fetch_add(1, Ordering::Relaxed);
                 }
             }
         };
     }
+}
+
+/// Where the request pump sends: the upstream connection's write half, and the queue of what
+/// the response pump is to expect, in the same order.
+struct Outbound<W: AsyncRead + AsyncWrite> {
+    upstream: WriteHalf<W>,
+    expect: mpsc::Sender<Expected>,
+}
+
+/// The upstream SASL session of a relayed connection: when to renew it next (`None`: never,
+/// for mutual TLS or a session without expiry), and how many times it was renewed.
+struct Renewals<'a> {
+    at: Option<Instant>,
+    done: &'a AtomicU32,
 }
 
 /// Renews the SASL session on this connection (KIP-368) and returns when to renew it next.
