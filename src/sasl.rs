@@ -1,6 +1,6 @@
 //! SASL towards the brokers: how an identity authenticates on each upstream connection
 //! (mutual TLS, or SCRAM-SHA-256/512 per RFC 5802 and RFC 7677 over Kafka's SaslHandshake v1 and
-//! SaslAuthenticate), the exchange itself over any [`Transport`] (a fresh connection, or the
+//! SaslAuthenticate), the exchange itself over any `Transport` (a fresh connection, or the
 //! relay's request and response pumps when the session is renewed, KIP-368), and the answer a
 //! client gets when it tries SASL with the proxy, which authenticates in its place.
 //!
@@ -106,7 +106,7 @@ pub struct ScramCredentials {
 }
 
 /// How an identity authenticates to the brokers. A further mechanism (AWS_MSK_IAM) is another
-/// variant here and another exchange behind [`authenticate`].
+/// variant here and another exchange behind `authenticate`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum UpstreamAuth {
     /// Mutual TLS: the client certificate is the identity (no SASL).

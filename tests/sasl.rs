@@ -10,7 +10,7 @@ use std::ffi::OsString;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{assert_success, cluster, free_port, http_get, metric, unique, Cluster, TempDir};
+use common::{cluster, free_port, http_get, metric, unique, Cluster, TempDir};
 use proxy::Proxy;
 
 /// Records the producer sends: 50 a second for two minutes.
@@ -103,16 +103,19 @@ fn idempotent_producer_and_group_for_two_minutes_over_scram_with_10s_sessions() 
     let n = RECORDS.to_string();
     let rate = RATE.to_string();
     let started = Instant::now();
-    let consumer = c
+    // Output to files: a client never waits for the test to read a pipe.
+    let out = |name: &str| std::fs::File::create(dir.path().join(name)).unwrap();
+    let mut consumer = c
         .cluster_sh()
         .args(["cli", "console-consumer", "--bootstrap-server", &bootstrap])
         .args(["--topic", &topic, "--group", &group, "--from-beginning"])
         .args(["--max-messages", &n, "--timeout-ms", "60000"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdin(Stdio::null())
+        .stdout(out("consumer.out"))
+        .stderr(out("consumer.err"))
         .spawn()
         .unwrap();
-    let producer = c
+    let mut producer = c
         .cluster_sh()
         .args([
             "cli",
@@ -130,8 +133,9 @@ fn idempotent_producer_and_group_for_two_minutes_over_scram_with_10s_sessions() 
         ])
         .args(["--acks", "-1", config_flag("--producer.config")])
         .arg(&producer_config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdin(Stdio::null())
+        .stdout(out("producer.out"))
+        .stderr(out("producer.err"))
         .spawn()
         .unwrap();
 
@@ -140,16 +144,17 @@ fn idempotent_producer_and_group_for_two_minutes_over_scram_with_10s_sessions() 
     std::thread::sleep(Duration::from_secs(100));
     let during = proxy.log();
 
-    let produced = producer.wait_with_output().unwrap();
-    let consumed = consumer.wait_with_output().unwrap();
-    let produced_text = assert_success("verifiable producer through the proxy", &produced);
-    let consumed_text = assert_success("console consumer through the proxy", &consumed);
+    let produced = producer.wait().unwrap();
+    let consumed = consumer.wait().unwrap();
+    let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+    let (produced_text, produced_err) = (read("producer.out"), read("producer.err"));
+    let (consumed_text, consumed_err) = (read("consumer.out"), read("consumer.err"));
+    assert!(produced.success(), "verifiable producer: {produced_err}");
+    assert!(consumed.success(), "console consumer: {consumed_err}");
     let took = started.elapsed();
     assert!(
         !during.contains("upstream connection ends") && !during.contains("connection closed"),
-        "an upstream connection ended during the run:\n{during}\nproducer: {}\nconsumer: {}",
-        String::from_utf8_lossy(&produced.stderr),
-        String::from_utf8_lossy(&consumed.stderr)
+        "an upstream connection ended during the run:\n{during}\nproducer: {produced_err}\nconsumer: {consumed_err}"
     );
     assert!(
         took >= Duration::from_secs(110),
@@ -165,18 +170,17 @@ fn idempotent_producer_and_group_for_two_minutes_over_scram_with_10s_sessions() 
         .filter(|l| l.contains("\"producer_send_error\""))
         .collect();
     assert!(errors.is_empty(), "failed sends: {errors:?}");
-    assert_eq!(
-        successes,
-        RECORDS,
-        "{}",
-        String::from_utf8_lossy(&produced.stderr)
-    );
+    assert_eq!(successes, RECORDS, "{produced_err}");
 
     let mut values: Vec<u64> = consumed_text
         .lines()
         .map(|l| l.trim().parse().expect("a verifiable-producer value"))
         .collect();
-    assert_eq!(values.len(), RECORDS, "records read");
+    assert_eq!(
+        values.len(),
+        RECORDS,
+        "records read; consumer: {consumed_err}"
+    );
     values.sort_unstable();
     values.dedup();
     assert_eq!(values, (0..RECORDS as u64).collect::<Vec<_>>());
