@@ -799,6 +799,9 @@ struct IdentityContext<'a> {
     upstream_ca: Option<PathBuf>,
     upstream_plaintext: bool,
     listener_verifies_clients: bool,
+    /// Whether the default identity authenticates with SASL: every identity dials the same
+    /// broker addresses (one listener), so all must authenticate the same way.
+    default_sasl: bool,
 }
 
 /// Validates the `[[identity]]` tables: unique names, credentials present and readable,
@@ -857,6 +860,15 @@ fn identities(
             t.sasl_password_file,
         )
         .map_err(|e| fail(e.problem))?;
+        if auth.is_sasl() != ctx.default_sasl {
+            return Err(fail(format!(
+                "upstream-auth {} differs from the default identity's ({}): every identity dials the \
+                 same broker listener (--upstream), and a listener takes one kind of authentication \
+                 (MSK: mutual TLS on 9094, SCRAM on 9096); run one proxy per kind",
+                auth.name(),
+                if ctx.default_sasl { "SASL" } else { "mtls" }
+            )));
+        }
         let client = match (t.client_cert, t.client_key) {
             (Some(cert), Some(key)) => Some(ClientCertFiles {
                 cert,
@@ -1263,6 +1275,7 @@ impl Options {
                 max_brokers,
                 upstream_ca: upstream_tls.as_ref().and_then(|t| t.ca.clone()),
                 upstream_plaintext: upstream_tls.is_none(),
+                default_sasl: upstream_auth.is_sasl(),
                 listener_verifies_clients: listener_tls
                     .as_ref()
                     .is_some_and(|l| l.client_ca.is_some()),

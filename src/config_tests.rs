@@ -604,20 +604,32 @@ upstream-auth = "scram-sha-512"
 sasl-username = "orders"
 sasl-password-file = "certs-dev/ca.pem"
 "#;
-    let s = parse_with_file(
-        "identity-scram",
-        toml,
-        &with_certs(&["--upstream", "b-1.msk.test:9094"]),
-    )
-    .unwrap();
+    let scram_default = [
+        "--upstream",
+        "b-1.msk.test:9096",
+        "--upstream-auth",
+        "scram-sha-512",
+        "--sasl-username",
+        "service",
+        "--sasl-password-file",
+        "certs-dev/ca.pem",
+    ];
+    let s = parse_with_file("identity-scram", toml, &scram_default).unwrap();
     let orders = &s.identities[0];
     assert!(orders.upstream_tls.client.is_none());
     assert_eq!(orders.auth.name(), "scram-sha-512");
-    assert_eq!(s.upstream_auth, UpstreamAuth::Mtls);
+    // Mutual TLS and SASL identities would share one broker listener: refused.
+    let err = parse_with_file(
+        "identity-scram-mixed",
+        toml,
+        &with_certs(&["--upstream", "b-1.msk.test:9094"]),
+    )
+    .unwrap_err();
+    assert!(err.problem.contains("differs from the default"), "{err}");
     let err = parse_with_file(
         "identity-scram-no-user",
         &toml.replace("sasl-username = \"orders\"\n", ""),
-        &with_certs(&["--upstream", "b-1.msk.test:9094"]),
+        &scram_default,
     )
     .unwrap_err();
     assert!(err.problem.contains("sasl-username"), "{err}");

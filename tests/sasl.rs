@@ -303,3 +303,90 @@ fn a_client_asking_the_proxy_for_sasl_gets_an_error_and_a_log_line() {
         "{log}"
     );
 }
+
+/// A port P with P+1..=P+3 free too (an identity's broker ports for nodes 1..3).
+fn free_base() -> u16 {
+    loop {
+        let p = free_port();
+        if p < 65000 && (1..=3).all(|n| std::net::TcpListener::bind(("127.0.0.1", p + n)).is_ok()) {
+            return p;
+        }
+    }
+}
+
+#[test]
+fn each_identity_authenticates_as_its_own_scram_user() {
+    let c = cluster();
+    let _up = c.shared();
+    let dir = TempDir::new("sasl-identity");
+    let (bootstrap, base) = (free_port(), free_base());
+    let config = dir.path().join("proxy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[identity]]\nname = \"ro\"\nbootstrap-port = {bootstrap}\nbroker-port-base = {base}\n\
+             upstream-auth = \"scram-sha-512\"\nsasl-username = \"readonly\"\n\
+             sasl-password-file = \"{}\"\n",
+            c.get("KTP_SCRAM_READONLY_PASSWORD_FILE")
+        ),
+    )
+    .unwrap();
+    let mut options = scram_options(c, "service", c.get("KTP_SCRAM_SERVICE_PASSWORD_FILE"));
+    options.extend(
+        ["--config", config.to_str().unwrap(), "--max-brokers", "4"]
+            .iter()
+            .map(OsString::from),
+    );
+    // Clients of the identity's ports dial the proxy directly (the recording relay covers
+    // the default ports only).
+    options.extend(["--advertised-host".into(), "127.0.0.1".into()]);
+    let proxy = Proxy::start_with(c, options);
+    let topic = unique("svc.sasl-identity");
+    c.create_topic(&topic, 3, 3);
+    let produce = |server: &str| {
+        c.kcat_raw(
+            &[
+                "-b",
+                server,
+                "-P",
+                "-t",
+                &topic,
+                "-X",
+                "message.timeout.ms=15000",
+            ],
+            Some(b"one\ntwo\n"),
+        )
+    };
+    // Default identity: User:service (SCRAM) may write svc.* topics.
+    let out = produce(&format!("127.0.0.1:{}", proxy.port));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The "ro" identity: User:readonly (SCRAM) reads every topic but writes none.
+    let ro = format!("127.0.0.1:{bootstrap}");
+    let out = produce(&ro);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.to_lowercase().contains("authoriz"),
+        "readonly must be refused by the cluster's ACLs: {stderr}"
+    );
+    let out = c.kcat_raw(
+        &["-b", &ro, "-C", "-t", &topic, "-o", "beginning", "-e", "-q"],
+        None,
+    );
+    let mut read: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    read.sort();
+    assert_eq!(
+        read,
+        ["one", "two"],
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = proxy.log();
+    assert!(!log.contains("SASL authentication with"), "{log}");
+}
