@@ -1,5 +1,5 @@
 //! `kafka-tls-proxy check`: the diagnostic for an engineer's first day. It walks the path a
-//! client's connection takes (certificates, TCP, TLS, ApiVersions, Metadata), says at which
+//! client's connection takes (certificates, TCP, TLS, SASL, ApiVersions, Metadata), says at which
 //! step it breaks and what to do about it, and prints the broker table and client settings.
 
 use std::fmt::Write as _;
@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::Settings;
 use crate::resolve::Resolver;
+use crate::sasl::{SaslError, UpstreamAuth};
 use crate::tls::{self, certificate_info, TlsFailure, TlsLoadError};
 use crate::upstream::{self, DiscoveredBroker, DiscoveryError, Stream, UpstreamError};
 
@@ -26,7 +27,18 @@ pub async fn run(settings: &Settings) -> (String, bool) {
         }
         Some(files) => {
             let _ = writeln!(out, "Certificates");
-            describe_chain(&mut out, "client certificate", &files.cert, &mut ok);
+            match &files.client {
+                Some(client) => {
+                    describe_chain(&mut out, "client certificate", &client.cert, &mut ok)
+                }
+                None => {
+                    let _ = writeln!(
+                        out,
+                        "  client certificate: none (the proxy authenticates with {})",
+                        settings.upstream_auth.name()
+                    );
+                }
+            }
             match &files.ca {
                 Some(ca) => describe_chain(&mut out, "trusted CAs", ca, &mut ok),
                 None => {
@@ -35,11 +47,14 @@ pub async fn run(settings: &Settings) -> (String, bool) {
             }
             match tls::upstream_config(files) {
                 Ok(config) => {
-                    let _ = writeln!(
-                        out,
-                        "  private key {}: loaded, matches the certificate\n",
-                        files.key.display()
-                    );
+                    if let Some(client) = &files.client {
+                        let _ = writeln!(
+                            out,
+                            "  private key {}: loaded, matches the certificate",
+                            client.key.display()
+                        );
+                    }
+                    let _ = writeln!(out);
                     Some(std::sync::Arc::new(config))
                 }
                 Err(e) => {
@@ -95,6 +110,39 @@ pub async fn run(settings: &Settings) -> (String, bool) {
                 line,
                 ", {version}, broker certificate {peer}, name verified"
             );
+        }
+        if let UpstreamAuth::Scram(credentials) = &settings.upstream_auth {
+            match upstream::authenticate(
+                &mut stream,
+                &settings.upstream_auth,
+                settings.connect_timeout,
+            )
+            .await
+            {
+                Ok(session) => {
+                    let _ = write!(
+                        line,
+                        ", SASL {} as '{}': authenticated",
+                        credentials.mechanism.name(),
+                        credentials.username
+                    );
+                    if let Some(lifetime) = session.and_then(|s| s.lifetime) {
+                        let _ = write!(
+                            line,
+                            " (session {lifetime:?}, renewed by the proxy before it ends)"
+                        );
+                    }
+                }
+                Err(e) => {
+                    ok = false;
+                    let _ = writeln!(
+                        out,
+                        "{line}\n  {addr}: FAIL SASL: {e}\n       fix: {}",
+                        sasl_advice(&e)
+                    );
+                    continue;
+                }
+            }
         }
         match upstream::api_versions(&mut stream, settings.connect_timeout).await {
             Ok(versions) => {
@@ -251,6 +299,27 @@ fn connect_advice(e: &UpstreamError) -> &'static str {
         }
         UpstreamError::InvalidName { .. } => "use the broker's DNS name as --upstream",
         UpstreamError::Tls { failure, .. } => failure.advice(),
+        UpstreamError::Sasl { source, .. } => sasl_advice(source),
+    }
+}
+
+fn sasl_advice(e: &SaslError) -> &'static str {
+    match e {
+        SaslError::PasswordFile { .. } => {
+            "check --sasl-password-file's path and that this user may read it"
+        }
+        SaslError::Mechanism { .. } => {
+            "use the SASL/SCRAM port (MSK: 9096, SCRAM-SHA-512 only) and --upstream-auth scram-sha-512"
+        }
+        SaslError::Refused { .. } => {
+            "check --sasl-username and the password in --sasl-password-file; on MSK the secret must be associated with the cluster (AmazonMSK_ prefix, customer-managed KMS key)"
+        }
+        SaslError::Protocol(_) | SaslError::ServerSignature => {
+            "the broker's SCRAM answers are not valid: is --upstream a Kafka SASL_SSL listener, and the same cluster the user was created on?"
+        }
+        SaslError::Transport(_) => {
+            "the broker closed or stalled during SASL: is --upstream the SASL/SCRAM port (MSK: 9096)?"
+        }
     }
 }
 

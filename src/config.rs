@@ -14,7 +14,8 @@ use serde::Deserialize;
 use crate::brokers::{parse_host_pattern, PortPlan, UpstreamAddr};
 use crate::policy::Policy;
 use crate::proxy_protocol::Trusted;
-use crate::tls::{ListenerTlsFiles, Passphrase, Secret, UpstreamTlsFiles};
+use crate::sasl::{self, ScramCredentials, UpstreamAuth};
+use crate::tls::{ClientCertFiles, ListenerTlsFiles, Passphrase, Secret, UpstreamTlsFiles};
 
 /// Largest request a client may send, by default: Kafka's own `socket.request.max.bytes`.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 100 * 1024 * 1024;
@@ -222,6 +223,22 @@ pub struct Options {
         value_name = "FILE"
     )]
     pub client_key_passphrase_file: Option<PathBuf>,
+
+    /// How the proxy authenticates to the brokers: mtls (the default: --client-cert is the
+    /// identity), scram-sha-256 or scram-sha-512 (SASL/SCRAM after the TLS handshake, Amazon
+    /// MSK's port 9096; --client-cert is then optional). README "MSK authentication".
+    #[arg(long, global = true, env = "KTP_UPSTREAM_AUTH", value_name = "MECHANISM")]
+    pub upstream_auth: Option<String>,
+
+    /// SCRAM user name, with --upstream-auth scram-sha-256 or scram-sha-512.
+    #[arg(long, global = true, env = "KTP_SASL_USERNAME", value_name = "NAME")]
+    pub sasl_username: Option<String>,
+
+    /// File holding the SCRAM password (trailing newline ignored), read at every
+    /// authentication, so a rotated password is used from the next one on. The password
+    /// itself is never a flag or an environment variable.
+    #[arg(long, global = true, env = "KTP_SASL_PASSWORD_FILE", value_name = "FILE")]
+    pub sasl_password_file: Option<PathBuf>,
 
     /// Talk plaintext to the brokers (no TLS at all). Only for clusters without TLS.
     #[arg(long, global = true, env = "KTP_UPSTREAM_PLAINTEXT")]
@@ -493,6 +510,12 @@ pub struct IdentityOptions {
     pub client_key: Option<PathBuf>,
     /// Passphrase file of an encrypted key.
     pub client_key_passphrase_file: Option<PathBuf>,
+    /// mtls (default), scram-sha-256 or scram-sha-512.
+    pub upstream_auth: Option<String>,
+    /// SCRAM user name.
+    pub sasl_username: Option<String>,
+    /// File holding the SCRAM password.
+    pub sasl_password_file: Option<PathBuf>,
     /// full, read-only or no-admin.
     pub policy: Option<String>,
     /// On the default TLS listeners with client-certificate verification: clients whose
@@ -583,10 +606,58 @@ pub struct IdentitySettings {
     pub listeners: Option<(u16, PortPlan)>,
     /// Its upstream credentials (CA shared with the default identity).
     pub upstream_tls: UpstreamTlsFiles,
+    /// How it authenticates to the brokers.
+    pub auth: UpstreamAuth,
     /// What its clients may do.
     pub policy: Policy,
     /// Which verified client certificates on the default listeners act as it.
     pub client_match: CertMatch,
+}
+
+/// Parses `upstream-auth` with its SCRAM user and password file: `mtls` takes neither, a SCRAM
+/// mechanism needs both (the password file must be readable now).
+fn parse_auth(
+    setting: &'static str,
+    auth: Option<&str>,
+    username: Option<String>,
+    password_file: Option<PathBuf>,
+) -> Result<UpstreamAuth, ConfigError> {
+    let mechanism = auth
+        .map(sasl::parse_mechanism)
+        .transpose()
+        .map_err(|e| bad(setting, e))?
+        .flatten();
+    let Some(mechanism) = mechanism else {
+        if username.is_some() || password_file.is_some() {
+            return Err(bad(
+                setting,
+                "sasl-username and sasl-password-file need upstream-auth scram-sha-256 or scram-sha-512",
+            ));
+        }
+        return Ok(UpstreamAuth::Mtls);
+    };
+    let username = username
+        .map(|u| u.trim().to_owned())
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| bad(setting, format!("{} needs sasl-username", mechanism.name())))?;
+    if username.chars().any(char::is_control) {
+        return Err(bad(setting, "sasl-username has control characters"));
+    }
+    let password_file = password_file.ok_or_else(|| {
+        bad(
+            setting,
+            format!(
+                "{} needs sasl-password-file (the password is only ever read from a file)",
+                mechanism.name()
+            ),
+        )
+    })?;
+    check_readable(setting, &password_file)?;
+    Ok(UpstreamAuth::Scram(ScramCredentials {
+        mechanism,
+        username,
+        password_file,
+    }))
 }
 
 /// Parses a policy name.
@@ -697,6 +768,8 @@ pub struct Settings {
     pub upstream: Vec<UpstreamAddr>,
     /// Upstream TLS; `None` only with --upstream-plaintext.
     pub upstream_tls: Option<UpstreamTlsFiles>,
+    /// How the default identity authenticates to the brokers.
+    pub upstream_auth: UpstreamAuth,
     /// TLS for the proxy's own listeners.
     pub listener_tls: Option<ListenerTlsFiles>,
     /// Sources whose connections start with a PROXY protocol header.
@@ -749,6 +822,9 @@ struct IdentityContext<'a> {
     upstream_ca: Option<PathBuf>,
     upstream_plaintext: bool,
     listener_verifies_clients: bool,
+    /// Whether the default identity authenticates with SASL: every identity dials the same
+    /// broker addresses (one listener), so all must authenticate the same way.
+    default_sasl: bool,
 }
 
 /// Validates the `[[identity]]` tables: unique names, credentials present and readable,
@@ -800,21 +876,43 @@ fn identities(
             return Err(fail("the name is used twice".into()));
         }
         names.push(name.clone());
-        let cert = t
-            .client_cert
-            .ok_or_else(|| fail("client-cert is required".into()))?;
-        let key = t
-            .client_key
-            .ok_or_else(|| fail("client-key is required".into()))?;
-        for path in [
-            Some(&cert),
-            Some(&key),
-            t.client_key_passphrase_file.as_ref(),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            check_readable("identity", path).map_err(|e| fail(e.problem))?;
+        let auth = parse_auth(
+            "identity",
+            t.upstream_auth.as_deref(),
+            t.sasl_username,
+            t.sasl_password_file,
+        )
+        .map_err(|e| fail(e.problem))?;
+        if auth.is_sasl() != ctx.default_sasl {
+            return Err(fail(format!(
+                "upstream-auth {} differs from the default identity's ({}): every identity dials the \
+                 same broker listener (--upstream), and a listener takes one kind of authentication \
+                 (MSK: mutual TLS on 9094, SCRAM on 9096); run one proxy per kind",
+                auth.name(),
+                if ctx.default_sasl { "SASL" } else { "mtls" }
+            )));
+        }
+        let client = match (t.client_cert, t.client_key) {
+            (Some(cert), Some(key)) => Some(ClientCertFiles {
+                cert,
+                key,
+                key_passphrase: t.client_key_passphrase_file.map(Passphrase::File),
+            }),
+            (None, None) if auth.is_sasl() => None,
+            (None, _) => return Err(fail("client-cert is required".into())),
+            (Some(_), None) => return Err(fail("client-key is required".into())),
+        };
+        if let Some(client) = &client {
+            let passphrase = match &client.key_passphrase {
+                Some(Passphrase::File(path)) => Some(path),
+                _ => None,
+            };
+            for path in [Some(&client.cert), Some(&client.key), passphrase]
+                .into_iter()
+                .flatten()
+            {
+                check_readable("identity", path).map_err(|e| fail(e.problem))?;
+            }
         }
         let policy = parse_policy("identity", t.policy.as_deref()).map_err(|e| fail(e.problem))?;
         let client_match = CertMatch {
@@ -890,10 +988,9 @@ fn identities(
             listeners,
             upstream_tls: UpstreamTlsFiles {
                 ca: ctx.upstream_ca.clone(),
-                cert,
-                key,
-                key_passphrase: t.client_key_passphrase_file.map(Passphrase::File),
+                client,
             },
+            auth,
             policy,
             client_match,
         });
@@ -978,6 +1075,9 @@ impl Options {
             client_cert,
             client_key,
             client_key_passphrase_file,
+            upstream_auth,
+            sasl_username,
+            sasl_password_file,
             upstream_plaintext,
             bind_address,
             bootstrap_port,
@@ -1024,7 +1124,19 @@ impl Options {
             ));
         }
 
+        let upstream_auth = parse_auth(
+            "--upstream-auth",
+            upstream_auth.as_deref(),
+            sasl_username,
+            sasl_password_file,
+        )?;
         let upstream_tls = if upstream_plaintext {
+            if upstream_auth.is_sasl() {
+                return Err(bad(
+                    "--upstream-plaintext",
+                    "SASL to the brokers needs TLS (MSK's SCRAM port 9096 is TLS); leave out --upstream-plaintext",
+                ));
+            }
             if client_cert.is_some() || client_key.is_some() {
                 return Err(bad(
                     "--upstream-plaintext",
@@ -1032,11 +1144,20 @@ impl Options {
                 ));
             }
             None
+        } else if client_cert.is_none() && client_key.is_none() && upstream_auth.is_sasl() {
+            // SASL authenticates; TLS still verifies the brokers.
+            if let Some(ca) = &upstream_ca {
+                check_readable("--upstream-ca", ca)?;
+            }
+            Some(UpstreamTlsFiles {
+                ca: upstream_ca,
+                client: None,
+            })
         } else {
             let cert = client_cert.ok_or_else(|| {
                 bad(
                     "--client-cert",
-                    "required for mutual TLS to the brokers (or pass --upstream-plaintext for a cluster without TLS)",
+                    "required for mutual TLS to the brokers (or set --upstream-auth scram-sha-512 with --sasl-username and --sasl-password-file, or pass --upstream-plaintext for a cluster without TLS)",
                 )
             })?;
             let key =
@@ -1058,12 +1179,12 @@ impl Options {
                     check_readable(setting, path)?;
                 }
             }
-            Some(UpstreamTlsFiles {
-                ca: upstream_ca,
+            Some(UpstreamTlsFiles::mutual(
+                upstream_ca,
                 cert,
                 key,
                 key_passphrase,
-            })
+            ))
         };
 
         let listener_tls = match (listener_cert, listener_key) {
@@ -1195,6 +1316,7 @@ impl Options {
                 max_brokers,
                 upstream_ca: upstream_tls.as_ref().and_then(|t| t.ca.clone()),
                 upstream_plaintext: upstream_tls.is_none(),
+                default_sasl: upstream_auth.is_sasl(),
                 listener_verifies_clients: listener_tls
                     .as_ref()
                     .is_some_and(|l| l.client_ca.is_some()),
@@ -1248,6 +1370,7 @@ impl Options {
             upstream_host_patterns,
             upstream,
             upstream_tls,
+            upstream_auth,
             listener_tls,
             proxy_protocol_from,
             max_request_bytes: positive(

@@ -519,3 +519,153 @@ fn proxy_protocol_sources_are_cidr_blocks_or_addresses() {
         assert_eq!(e.setting, "--proxy-protocol-from", "{bad}: {e}");
     }
 }
+
+#[test]
+fn scram_needs_a_user_and_a_password_file_but_no_certificate() {
+    // certs-dev/ca.pem stands in for a readable password file.
+    let s = parse(&[
+        "--upstream",
+        "b-1.msk.test:9096",
+        "--upstream-auth",
+        "scram-sha-512",
+        "--sasl-username",
+        "orders",
+        "--sasl-password-file",
+        "certs-dev/ca.pem",
+    ])
+    .unwrap();
+    let UpstreamAuth::Scram(scram) = &s.upstream_auth else {
+        panic!("{:?}", s.upstream_auth)
+    };
+    assert_eq!(scram.mechanism, sasl::Mechanism::ScramSha512);
+    assert_eq!(scram.username, "orders");
+    // TLS stays (the brokers are verified), without a client certificate.
+    assert!(s.upstream_tls.as_ref().unwrap().client.is_none());
+    // A certificate may still be given.
+    let s = parse(&with_certs(&[
+        "--upstream",
+        "b-1.msk.test:9096",
+        "--upstream-auth",
+        "scram-sha-256",
+        "--sasl-username",
+        "orders",
+        "--sasl-password-file",
+        "certs-dev/ca.pem",
+    ]))
+    .unwrap();
+    assert!(s.upstream_tls.as_ref().unwrap().client.is_some());
+
+    let cases: &[(&[&str], &str, &str)] = &[
+        (
+            &[
+                "--upstream-auth",
+                "scram-sha-512",
+                "--sasl-password-file",
+                "certs-dev/ca.pem",
+            ],
+            "--upstream-auth",
+            "sasl-username",
+        ),
+        (
+            &["--upstream-auth", "scram-sha-512", "--sasl-username", "u"],
+            "--upstream-auth",
+            "sasl-password-file",
+        ),
+        (
+            &[
+                "--upstream-auth",
+                "scram-sha-512",
+                "--sasl-username",
+                "u",
+                "--sasl-password-file",
+                "/nonexistent/pass",
+            ],
+            "--upstream-auth",
+            "/nonexistent/pass",
+        ),
+        (
+            &["--upstream-auth", "plain"],
+            "--upstream-auth",
+            "not one of",
+        ),
+        (
+            &["--sasl-username", "u"],
+            "--upstream-auth",
+            "need upstream-auth",
+        ),
+        (
+            &[
+                "--upstream-auth",
+                "scram-sha-512",
+                "--sasl-username",
+                "u",
+                "--sasl-password-file",
+                "certs-dev/ca.pem",
+                "--upstream-plaintext",
+            ],
+            "--upstream-plaintext",
+            "needs TLS",
+        ),
+    ];
+    for (args, setting, problem) in cases {
+        let mut all = vec!["--upstream", "b-1.msk.test:9096"];
+        all.extend_from_slice(args);
+        let err = parse(&all).unwrap_err();
+        assert_eq!(err.setting, *setting, "{all:?}: {err}");
+        assert!(err.problem.contains(problem), "{all:?}: {err}");
+    }
+}
+
+#[test]
+fn an_identity_may_authenticate_with_scram_without_a_certificate() {
+    let toml = r#"
+[[identity]]
+name = "orders"
+bootstrap-port = 19192
+broker-port-base = 19200
+upstream-auth = "scram-sha-512"
+sasl-username = "orders"
+sasl-password-file = "certs-dev/ca.pem"
+"#;
+    let scram_default = [
+        "--upstream",
+        "b-1.msk.test:9096",
+        "--upstream-auth",
+        "scram-sha-512",
+        "--sasl-username",
+        "service",
+        "--sasl-password-file",
+        "certs-dev/ca.pem",
+    ];
+    let s = parse_with_file("identity-scram", toml, &scram_default).unwrap();
+    let orders = &s.identities[0];
+    assert!(orders.upstream_tls.client.is_none());
+    assert_eq!(orders.auth.name(), "scram-sha-512");
+    // Mutual TLS and SASL identities would share one broker listener: refused.
+    let err = parse_with_file(
+        "identity-scram-mixed",
+        toml,
+        &with_certs(&["--upstream", "b-1.msk.test:9094"]),
+    )
+    .unwrap_err();
+    assert!(err.problem.contains("differs from the default"), "{err}");
+    let err = parse_with_file(
+        "identity-scram-no-user",
+        &toml.replace("sasl-username = \"orders\"\n", ""),
+        &scram_default,
+    )
+    .unwrap_err();
+    assert!(err.problem.contains("sasl-username"), "{err}");
+    let err = parse_with_file(
+        "identity-mtls-no-cert",
+        &toml
+            .replace("upstream-auth = \"scram-sha-512\"\n", "")
+            .replace(
+                "sasl-username = \"orders\"\nsasl-password-file = \"certs-dev/ca.pem\"\n",
+                "",
+            ),
+        &with_certs(&["--upstream", "b-1.msk.test:9094"]),
+    )
+    .unwrap_err();
+    assert!(err.problem.contains("client-cert is required"), "{err}");
+}

@@ -16,6 +16,7 @@ use crate::admin::ApiMetrics;
 use crate::brokers::PortPlan;
 use crate::config::{CertMatch, Settings};
 use crate::policy::Policy;
+use crate::sasl::UpstreamAuth;
 use crate::tls::{TlsLoadError, TlsState};
 
 /// Index of the default identity and of the default listener set.
@@ -28,6 +29,8 @@ pub struct Identity {
     pub name: String,
     /// Its upstream TLS (and, for the default identity, the listeners' TLS).
     pub tls: Arc<TlsState>,
+    /// How it authenticates on each upstream connection (after TLS).
+    pub auth: UpstreamAuth,
     /// What its clients may do.
     pub policy: Policy,
     /// Which verified client certificates on the default listeners act as it.
@@ -82,6 +85,7 @@ impl Identities {
         let mut all = vec![Identity {
             name: "default".into(),
             tls: default_tls,
+            auth: settings.upstream_auth.clone(),
             policy: settings.policy,
             client_match: CertMatch::default(),
             api_metrics: ApiMetrics::new("default"),
@@ -97,6 +101,7 @@ impl Identities {
             all.push(Identity {
                 name: extra.name.clone(),
                 tls: Arc::new(tls),
+                auth: extra.auth.clone(),
                 policy: extra.policy,
                 client_match: extra.client_match.clone(),
                 api_metrics: ApiMetrics::new(&extra.name),

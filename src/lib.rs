@@ -45,7 +45,11 @@
 //!   for what the cluster's own Metadata may add (client responses only read the table).
 //! - [`topics`]: topic id → name from the Metadata responses relayed, bounded, so that audit
 //!   lines name a topic by name when a request names it by id.
-//! - [`upstream`]: connecting to brokers with mutual TLS; the proxy's own Metadata request.
+//! - [`upstream`]: connecting to brokers with mutual TLS (and SASL when the identity uses
+//!   it); the proxy's own Metadata request.
+//! - [`sasl`]: how an identity authenticates upstream (mutual TLS or SCRAM), the SCRAM
+//!   exchange on a new connection and its renewal inside the relay (KIP-368), and the answer
+//!   to a client that tries SASL with the proxy.
 //! - [`resolve`]: broker names → addresses, one lookup per name per `--dns-cache-ttl`.
 //! - [`tls`]: certificates and keys, rustls configurations, reload, failure classification.
 //! - [`admin`]: metrics, health and readiness, the admin HTTP listener.
@@ -70,6 +74,7 @@ pub mod logs;
 pub mod policy;
 pub mod proxy_protocol;
 pub mod resolve;
+pub mod sasl;
 pub mod server;
 pub mod shared;
 pub mod tls;

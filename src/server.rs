@@ -21,6 +21,7 @@ use crate::connection::{self, ConnectionError};
 use crate::identity::{self, Identities};
 use crate::proxy_protocol::{self, Carried};
 use crate::resolve::Resolver;
+use crate::sasl::Session;
 use crate::shared::{Discovery, Shared, MIN_DISCOVERY_GAP};
 use crate::tls::{TlsFailure, TlsState};
 use crate::upstream::{self, FailureLog, Stream, UpstreamError};
@@ -451,8 +452,13 @@ async fn client_behind_balancer(
 
 /// Connects to the broker a listener stands for; for the bootstrap listener, to any upstream
 /// bootstrap broker, starting with the next in turn and moving on when one fails.
-async fn connect_upstream(shared: &Arc<Shared>, target: Target, identity: usize) -> Option<Stream> {
+async fn connect_upstream(
+    shared: &Arc<Shared>,
+    target: Target,
+    identity: usize,
+) -> Option<(Stream, Option<Session>)> {
     let tls = shared.identities.all[identity].tls.upstream();
+    let auth = &shared.identities.all[identity].auth;
     let candidates: Vec<UpstreamAddr> = match target.kind {
         TargetKind::Broker(node_id) => match shared.registry.upstream(node_id) {
             Some(addr) => vec![addr],
@@ -473,18 +479,25 @@ async fn connect_upstream(shared: &Arc<Shared>, target: Target, identity: usize)
         }
     };
     for addr in &candidates {
-        match upstream::connect(
+        match upstream::open(
             addr,
             tls.clone(),
+            auth,
             shared.settings.connect_timeout,
             &shared.resolver,
         )
         .await
         {
-            Ok(stream) => {
+            Ok(opened) => {
                 metrics::counter!("kafka_proxy_upstream_connections_total").increment(1);
                 shared.health.upstream_ok();
-                return Some(stream);
+                return Some(opened);
+            }
+            Err(e @ UpstreamError::Sasl { .. }) => {
+                // Another bootstrap broker would refuse the same credentials: this client
+                // closes, with the broker's reason in the log.
+                report_upstream_failure(shared, addr, &e);
+                return None;
             }
             Err(e) => report_upstream_failure(shared, addr, &e),
         }
@@ -537,11 +550,17 @@ async fn discovery_loop(shared: Arc<Shared>) {
 /// One discovery round: the first bootstrap broker that answers teaches the broker table.
 pub(crate) async fn discover_once(shared: &Arc<Shared>) -> bool {
     for addr in &shared.settings.upstream {
-        let tls = shared.identities.all[identity::DEFAULT].tls.upstream();
-        let connected =
-            upstream::connect(addr, tls, shared.settings.connect_timeout, &shared.resolver).await;
+        let default = &shared.identities.all[identity::DEFAULT];
+        let connected = upstream::open(
+            addr,
+            default.tls.upstream(),
+            &default.auth,
+            shared.settings.connect_timeout,
+            &shared.resolver,
+        )
+        .await;
         let mut stream = match connected {
-            Ok(s) => s,
+            Ok((s, _)) => s,
             Err(e) => {
                 report_upstream_failure(shared, addr, &e);
                 continue;

@@ -28,12 +28,39 @@ pub struct UpstreamTlsFiles {
     /// PEM bundle of CAs that sign broker certificates; `None` means the system roots
     /// (what MSK's public ACM certificates need).
     pub ca: Option<PathBuf>,
+    /// The client certificate for mutual TLS; `None` when the proxy authenticates with SASL
+    /// instead (the brokers' certificates are verified all the same).
+    pub client: Option<ClientCertFiles>,
+}
+
+/// The certificate and key the proxy presents to brokers (mutual TLS).
+#[derive(Debug, Clone)]
+pub struct ClientCertFiles {
     /// PEM certificate chain the proxy presents to brokers.
     pub cert: PathBuf,
     /// PEM private key: PKCS#8, PKCS#1, SEC1, or passphrase-encrypted PKCS#8.
     pub key: PathBuf,
     /// Where the passphrase of an encrypted key comes from.
     pub key_passphrase: Option<Passphrase>,
+}
+
+impl UpstreamTlsFiles {
+    /// Mutual TLS with `cert` and `key` (and the key's passphrase), trusting `ca`.
+    pub fn mutual(
+        ca: Option<PathBuf>,
+        cert: PathBuf,
+        key: PathBuf,
+        key_passphrase: Option<Passphrase>,
+    ) -> Self {
+        Self {
+            ca,
+            client: Some(ClientCertFiles {
+                cert,
+                key,
+                key_passphrase,
+            }),
+        }
+    }
 }
 
 /// The passphrase of an encrypted client key. A file is read again at every (re)load, so a
@@ -297,29 +324,39 @@ fn root_store(ca: Option<&Path>) -> Result<RootCertStore, TlsLoadError> {
 /// Builds the configuration the proxy uses to open mutual-TLS connections to brokers.
 pub fn upstream_config(files: &UpstreamTlsFiles) -> Result<ClientConfig, TlsLoadError> {
     let roots = Arc::new(root_store(files.ca.as_deref())?);
-    let chain = load_certs("client certificate", &files.cert)?;
-    let passphrase = files
-        .key_passphrase
+    let certified = files
+        .client
         .as_ref()
-        .map(Passphrase::read)
+        .map(|client| {
+            let chain = load_certs("client certificate", &client.cert)?;
+            let passphrase = client
+                .key_passphrase
+                .as_ref()
+                .map(Passphrase::read)
+                .transpose()?;
+            let key = load_key(&client.key, passphrase.as_ref())?;
+            certified_key("client certificate and key (do they match?)", chain, &key)
+        })
         .transpose()?;
-    let key = load_key(&files.key, passphrase.as_ref())?;
-    let certified = certified_key("client certificate and key (do they match?)", chain, &key)?;
     let verifier = WebPkiServerVerifier::builder_with_provider(roots, provider())
         .build()
         .map_err(|e| TlsLoadError::Config {
             what: "broker certificate verifier",
             source: rustls::Error::General(e.to_string()),
         })?;
-    let config = ClientConfig::builder_with_provider(provider())
+    let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|source| TlsLoadError::Config {
             what: "upstream TLS",
             source,
         })?
-        .with_webpki_verifier(verifier)
-        .with_client_cert_resolver(Arc::new(SingleCertAndKey::from(certified)));
-    Ok(config)
+        .with_webpki_verifier(verifier);
+    Ok(match certified {
+        Some(certified) => {
+            builder.with_client_cert_resolver(Arc::new(SingleCertAndKey::from(certified)))
+        }
+        None => builder.with_no_client_auth(),
+    })
 }
 
 /// Builds the configuration of the optional TLS listener clients connect to.
@@ -616,10 +653,12 @@ impl TlsState {
         let mut files = Vec::new();
         if let Some(u) = &self.upstream_files {
             files.extend(u.ca.iter().cloned());
-            files.push(u.cert.clone());
-            files.push(u.key.clone());
-            if let Some(Passphrase::File(path)) = &u.key_passphrase {
-                files.push(path.clone());
+            if let Some(client) = &u.client {
+                files.push(client.cert.clone());
+                files.push(client.key.clone());
+                if let Some(Passphrase::File(path)) = &client.key_passphrase {
+                    files.push(path.clone());
+                }
             }
         }
         if let Some(l) = &self.listener_files {
@@ -787,8 +826,8 @@ impl TlsState {
                 .set(info.not_after as f64);
             }
         };
-        if let Some(u) = &self.upstream_files {
-            record("client", &u.cert);
+        if let Some(client) = self.upstream_files.as_ref().and_then(|u| u.client.as_ref()) {
+            record("client", &client.cert);
         }
         if let Some(l) = &self.listener_files {
             record("listener", &l.cert);
@@ -859,11 +898,8 @@ mod tests {
             load_key(&dev("service-encrypted.key"), Some(&wrong)),
             Err(TlsLoadError::Decrypt { .. })
         ));
-        let files = |key: &str| UpstreamTlsFiles {
-            ca: Some(dev("ca.pem")),
-            cert: dev("admin.pem"),
-            key: dev(key),
-            key_passphrase: None,
+        let files = |key: &str| {
+            UpstreamTlsFiles::mutual(Some(dev("ca.pem")), dev("admin.pem"), dev(key), None)
         };
         assert!(upstream_config(&files("admin.key")).is_ok());
         assert!(matches!(
@@ -929,12 +965,12 @@ mod tests {
             PrivateKeyDer::Sec1(_)
         ));
         // The PKCS#1 form of the admin key still matches the admin certificate.
-        let files = UpstreamTlsFiles {
-            ca: Some(dev("ca.pem")),
-            cert: dev("admin.pem"),
-            key: dir.join("pkcs1.key"),
-            key_passphrase: None,
-        };
+        let files = UpstreamTlsFiles::mutual(
+            Some(dev("ca.pem")),
+            dev("admin.pem"),
+            dir.join("pkcs1.key"),
+            None,
+        );
         assert!(upstream_config(&files).is_ok());
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -997,12 +1033,12 @@ mod tests {
         let right = std::fs::read_to_string(dev("service-encrypted.pass")).unwrap();
         std::fs::write(&pass, &right).unwrap();
         let state = TlsState::load(
-            Some(UpstreamTlsFiles {
-                ca: Some(dev("ca.pem")),
-                cert: dev("service.pem"),
-                key: dev("service-encrypted.key"),
-                key_passphrase: Some(Passphrase::File(pass.clone())),
-            }),
+            Some(UpstreamTlsFiles::mutual(
+                Some(dev("ca.pem")),
+                dev("service.pem"),
+                dev("service-encrypted.key"),
+                Some(Passphrase::File(pass.clone())),
+            )),
             None,
         )
         .expect("encrypted PKCS#8 with the passphrase from a file");

@@ -26,12 +26,12 @@ fn server(with_rule: bool) -> Arc<ServerConfig> {
 
 /// A client presenting `who`'s certificate (signed by `ca.pem`).
 fn client(who: &str) -> ClientConnection {
-    let files = UpstreamTlsFiles {
-        ca: Some(dev("ca.pem")),
-        cert: dev(&format!("{who}.pem")),
-        key: dev(&format!("{who}.key")),
-        key_passphrase: None,
-    };
+    let files = UpstreamTlsFiles::mutual(
+        Some(dev("ca.pem")),
+        dev(&format!("{who}.pem")),
+        dev(&format!("{who}.key")),
+        None,
+    );
     let config = Arc::new(upstream_config(&files).unwrap());
     let name = ServerName::try_from("localhost").unwrap();
     ClientConnection::new(config, name).unwrap()

@@ -1,6 +1,7 @@
 //! Connections to brokers: TCP connect, the mutual-TLS handshake with SNI and hostname
-//! verification, classified failures with rate-limited logs, and the one request the proxy
-//! originates itself (Metadata, to discover brokers).
+//! verification, the identity's SASL exchange when it uses one ([`crate::sasl`]), classified
+//! failures with rate-limited logs, and the one request the proxy originates itself (Metadata,
+//! to discover brokers).
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -8,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse,
 };
@@ -23,6 +24,7 @@ use crate::kafka::codec;
 use crate::kafka::frame::{self, FrameReader, INITIAL_READ_CAPACITY, LENGTH_PREFIX};
 use crate::kafka::wire::{self, WalkFn};
 use crate::resolve::Resolver;
+use crate::sasl::{self, SaslError, Session, UpstreamAuth};
 use crate::tls::TlsFailure;
 
 /// A byte stream that may or may not be TLS, on either side of the proxy.
@@ -121,6 +123,14 @@ pub enum UpstreamError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// The SASL exchange after the TLS handshake failed.
+    #[error("SASL authentication with {addr} failed: {source}")]
+    Sasl {
+        /// The broker.
+        addr: UpstreamAddr,
+        /// What failed.
+        source: SaslError,
+    },
 }
 
 impl UpstreamError {
@@ -131,6 +141,7 @@ impl UpstreamError {
             UpstreamError::Timeout { .. } => "timeout",
             UpstreamError::InvalidName { .. } => "invalid_name",
             UpstreamError::Tls { failure, .. } => failure.as_str(),
+            UpstreamError::Sasl { source, .. } => source.reason(),
         }
     }
 }
@@ -182,6 +193,93 @@ pub async fn connect(
                 timeout,
             })
         })
+}
+
+/// Opens a connection with [`connect`], then authenticates with `auth` (nothing more for
+/// mutual TLS) before anything else is sent on it. Returns the SASL session, if any.
+pub async fn open(
+    addr: &UpstreamAddr,
+    tls: Option<Arc<ClientConfig>>,
+    auth: &UpstreamAuth,
+    timeout: Duration,
+    resolver: &Resolver,
+) -> Result<(Stream, Option<Session>), UpstreamError> {
+    let mut stream = connect(addr, tls, timeout, resolver).await?;
+    let session = authenticate(&mut stream, auth, timeout)
+        .await
+        .map_err(|source| UpstreamError::Sasl {
+            addr: addr.clone(),
+            source,
+        })?;
+    Ok((stream, session))
+}
+
+/// Runs the SASL exchange of `auth` on a fresh connection, within `timeout`.
+pub async fn authenticate(
+    stream: &mut Stream,
+    auth: &UpstreamAuth,
+    timeout: Duration,
+) -> Result<Option<Session>, SaslError> {
+    let mut transport = StreamTransport { stream, next_id: 1 };
+    tokio::time::timeout(timeout, sasl::authenticate(&mut transport, auth))
+        .await
+        .unwrap_or_else(|_| {
+            Err(SaslError::Transport(format!(
+                "no answer within {timeout:?}"
+            )))
+        })
+}
+
+/// The SASL exchange on a connection nobody else uses yet: one request, one answer.
+struct StreamTransport<'a> {
+    stream: &'a mut Stream,
+    next_id: i32,
+}
+
+impl sasl::Transport for StreamTransport<'_> {
+    async fn round_trip<M: Message + Encodable>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        request: &M,
+    ) -> Result<Bytes, SaslError> {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        let io = |e: std::io::Error| SaslError::Transport(e.to_string());
+        let frame = codec::encode_request(key, version, id, request)
+            .map_err(|e| SaslError::Protocol(e.to_string()))?;
+        self.stream.write_all(&frame).await.map_err(io)?;
+        self.stream.flush().await.map_err(io)?;
+        let reader = FrameReader::new(sasl::MAX_SASL_RESPONSE_BYTES);
+        let mut buf = BytesMut::with_capacity(INITIAL_READ_CAPACITY);
+        let frame = loop {
+            if let Some(frame) = reader
+                .next_frame(&mut buf)
+                .map_err(|e| SaslError::Protocol(e.to_string()))?
+            {
+                break frame.freeze();
+            }
+            reader.reserve_for_next_read(&mut buf, INITIAL_READ_CAPACITY);
+            if self.stream.read_buf(&mut buf).await.map_err(io)? == 0 {
+                return Err(SaslError::Transport(
+                    "the broker closed the connection".into(),
+                ));
+            }
+        };
+        if !buf.is_empty() {
+            return Err(SaslError::Protocol(
+                "the broker sent more than one answer".into(),
+            ));
+        }
+        let got = frame::response_correlation_id(&frame)
+            .map_err(|e| SaslError::Protocol(e.to_string()))?;
+        if got != id {
+            return Err(SaslError::Protocol(format!(
+                "answer carries correlation id {got}, expected {id}"
+            )));
+        }
+        Ok(frame.slice(LENGTH_PREFIX..))
+    }
 }
 
 /// Logs repeated failures of the same kind against the same broker at most once per period,

@@ -64,6 +64,18 @@ const SAMPLES: &[(&str, Sample)] = &[
             r#""/etc/kafka-tls-proxy/key.pass""#,
         ),
     ),
+    (
+        "upstream-auth",
+        Value("scram-sha-512", r#""scram-sha-512""#),
+    ),
+    ("sasl-username", Value("orders", r#""orders""#)),
+    (
+        "sasl-password-file",
+        Value(
+            "/etc/kafka-tls-proxy/orders.pass",
+            r#""/etc/kafka-tls-proxy/orders.pass""#,
+        ),
+    ),
     ("upstream-plaintext", Switch),
     ("bind-address", Value("100.64.0.7", r#""100.64.0.7""#)),
     ("bootstrap-port", Value("19092", "19092")),

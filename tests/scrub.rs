@@ -226,12 +226,12 @@ fn refused_admin_requests_name_no_upstream_broker_through_the_proxy() {
     let rt = tokio::runtime::Runtime::new().unwrap();
 
     // Directly, as the read-only principal, to broker 1.
-    let files = UpstreamTlsFiles {
-        ca: Some(c.ca()),
-        cert: c.cert(Principal::Readonly),
-        key: c.key(Principal::Readonly),
-        key_passphrase: None,
-    };
+    let files = UpstreamTlsFiles::mutual(
+        Some(c.ca()),
+        c.cert(Principal::Readonly),
+        c.key(Principal::Readonly),
+        None,
+    );
     let tls = std::sync::Arc::new(upstream_config(&files).unwrap());
     let (_, host, port) = c.brokers()[0].clone();
     let resolver = Resolver::new(Duration::from_secs(30));

@@ -24,18 +24,26 @@
 //! read. A busy direction reads up to 64 KiB at a time (more frames per write); a direction
 //! quiet for a second with nothing buffered holds no read buffer at all.
 //!
+//! When the identity authenticates with SASL and the broker grants a session lifetime
+//! (KIP-368), the request pump renews the session on the same connection before it ends:
+//! between two runs of client requests, it sends the SASL exchange with correlation ids of its
+//! own, queued in the expectation queue in order like any request; the response pump hands
+//! those answers back to it and never to the client. Client requests wait only for the
+//! exchange (the broker would refuse them while it runs).
+//!
 //! On shutdown, and when the request side ends (the client closed or reset, or sent what the
 //! proxy refuses), the request pump stops reading, the response pump delivers what is still in
 //! flight (bounded by the drain timeout), and the connection closes.
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 mod audit;
 mod inbound;
@@ -49,6 +57,7 @@ use crate::brokers::Lookup;
 use crate::kafka::frame::{self, FrameError};
 use crate::kafka::rewrite::{self, RewriteError};
 use crate::kafka::{self, AddressMapper, Advertised, MapError};
+use crate::sasl::{self, SaslError, Session};
 use crate::shared::Shared;
 use crate::upstream::Stream;
 
@@ -138,6 +147,9 @@ pub enum ConnectionError {
     /// No upstream connection could be opened (already logged by the connector).
     #[error("no upstream connection")]
     NoUpstream,
+    /// Renewing the SASL session on the upstream connection failed (KIP-368).
+    #[error("SASL re-authentication failed: {0}")]
+    Reauthentication(SaslError),
     /// Reading from or writing to the client failed.
     #[error("client I/O: {0}")]
     ClientIo(std::io::Error),
@@ -257,29 +269,37 @@ pub async fn relay<C>(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ConnectionError>
 where
-    C: Future<Output = Option<Stream>>,
+    C: Future<Output = Option<(Stream, Option<Session>)>>,
 {
     let (client_read, client_write) = tokio::io::split(client);
     let mut requests = Requests::new(&shared, client_read, accepted);
     let Some(first) = requests.next_chunk(&shared, &mut shutdown).await? else {
         return Ok(());
     };
-    let upstream = connect.await.ok_or(ConnectionError::NoUpstream)?;
+    let (upstream, session) = connect.await.ok_or(ConnectionError::NoUpstream)?;
     let (upstream_read, upstream_write) = tokio::io::split(upstream);
     let (expect_tx, expect_rx) = mpsc::channel(MAX_IN_FLIGHT);
+    let opened = Instant::now();
+    let renewals = AtomicU32::new(0);
 
     let requests = request_pump(
         &shared,
         &who,
         requests,
         first,
-        upstream_write,
-        expect_tx,
+        Outbound {
+            upstream: upstream_write,
+            expect: expect_tx,
+        },
+        Renewals {
+            at: session.and_then(|s| s.renew_at()),
+            done: &renewals,
+        },
         &mut shutdown,
     );
     let responses = response_pump(&shared, &who, upstream_read, client_write, expect_rx);
     tokio::pin!(requests, responses);
-    tokio::select! {
+    let result = tokio::select! {
         result = &mut requests => {
             // The client closed, reset, sent something the proxy refuses, or shutdown began:
             // what was forwarded before still gets its answer from the broker (bounded by the
@@ -295,11 +315,18 @@ where
                 }
             };
             // The request side's error is the reason the connection ended.
-            result?;
-            drained
+            result.and(drained)
         }
         result = &mut responses => result,
+    };
+    if session.is_some_and(|s| s.lifetime.is_some()) {
+        tracing::debug!(
+            renewals = renewals.load(Ordering::Relaxed),
+            open_seconds = opened.elapsed().as_secs(),
+            "upstream connection ends; its SASL session was renewed on it this many times"
+        );
     }
+    result
 }
 
 async fn request_pump<R, W>(
@@ -307,20 +334,29 @@ async fn request_pump<R, W>(
     who: &Client,
     mut requests: Requests<R>,
     first: Chunk,
-    mut upstream: WriteHalf<W>,
-    expect: mpsc::Sender<Expected>,
+    outbound: Outbound<W>,
+    mut renewals: Renewals<'_>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), ConnectionError>
 where
     R: AsyncRead + AsyncWrite,
     W: AsyncRead + AsyncWrite,
 {
+    let Outbound {
+        mut upstream,
+        expect,
+    } = outbound;
     // The proxy numbers requests itself; the client's ids only come back in its responses.
     let mut next_id: i32 = 0;
     let identity = &shared.identities.all[who.identity];
     let metrics = &identity.api_metrics;
     let mut chunk = first;
     loop {
+        // A session due for renewal is renewed before more client requests go upstream.
+        if renewals.at.is_some_and(|at| at <= Instant::now()) {
+            renewals.at = reauthenticate(shared, who, &mut upstream, &expect, &mut next_id).await?;
+            renewals.done.fetch_add(1, Ordering::Relaxed);
+        }
         // Everything complete goes upstream in one write, exactly as read except for the
         // correlation ids, and except requests the proxy answers itself.
         let mut run_start = 0;
@@ -474,10 +510,115 @@ where
         upstream.flush().await.map_err(ConnectionError::BrokerIo)?;
         // Its memory goes now, before the next read waits, perhaps for minutes.
         drop(chunk);
-        chunk = match requests.next_chunk(shared, shutdown).await? {
-            Some(chunk) => chunk,
-            None => return Ok(()),
+        chunk = loop {
+            // A quiet client does not let the session lapse: the renewal interrupts the wait
+            // (the client's bytes read so far stay in `requests`: its reads are cancel-safe).
+            let renewal = async {
+                match renewals.at {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                next = requests.next_chunk(shared, shutdown) => match next? {
+                    Some(chunk) => break chunk,
+                    None => return Ok(()),
+                },
+                () = renewal => {
+                    renewals.at =
+                        reauthenticate(shared, who, &mut upstream, &expect, &mut next_id).await?;
+            renewals.done.fetch_add(1, Ordering::Relaxed);
+                }
+            }
         };
+    }
+}
+
+/// Where the request pump sends: the upstream connection's write half, and the queue of what
+/// the response pump is to expect, in the same order.
+struct Outbound<W: AsyncRead + AsyncWrite> {
+    upstream: WriteHalf<W>,
+    expect: mpsc::Sender<Expected>,
+}
+
+/// The upstream SASL session of a relayed connection: when to renew it next (`None`: never,
+/// for mutual TLS or a session without expiry), and how many times it was renewed.
+struct Renewals<'a> {
+    at: Option<Instant>,
+    done: &'a AtomicU32,
+}
+
+/// Renews the SASL session on this connection (KIP-368) and returns when to renew it next.
+/// Counted in `kafka_proxy_upstream_reauthentications_total`; a failure closes the connection
+/// with the broker's reason.
+async fn reauthenticate<W: AsyncRead + AsyncWrite>(
+    shared: &Shared,
+    who: &Client,
+    upstream: &mut WriteHalf<W>,
+    expect: &mpsc::Sender<Expected>,
+    next_id: &mut i32,
+) -> Result<Option<Instant>, ConnectionError> {
+    let identity = &shared.identities.all[who.identity];
+    let timeout = shared.settings.connect_timeout;
+    let mut transport = PumpTransport {
+        upstream,
+        expect,
+        next_id,
+    };
+    let result = tokio::time::timeout(timeout, sasl::authenticate(&mut transport, &identity.auth))
+        .await
+        .unwrap_or_else(|_| {
+            Err(SaslError::Transport(format!(
+                "no answer within {timeout:?}"
+            )))
+        });
+    match result {
+        Ok(session) => {
+            metrics::counter!("kafka_proxy_upstream_reauthentications_total", "identity" => identity.name.clone())
+                .increment(1);
+            let renew_at = session.and_then(|s| s.renew_at());
+            tracing::debug!(next_in = ?renew_at.map(|at| at.saturating_duration_since(Instant::now())), "upstream SASL session renewed");
+            Ok(renew_at)
+        }
+        Err(e) => {
+            metrics::counter!("kafka_proxy_upstream_reauthentication_failures_total", "identity" => identity.name.clone())
+                .increment(1);
+            Err(ConnectionError::Reauthentication(e))
+        }
+    }
+}
+
+/// The SASL exchange inside a relayed connection: each request is queued as
+/// [`Expected::Own`] before it is written, and its answer comes back from the response pump.
+struct PumpTransport<'a, W: AsyncRead + AsyncWrite> {
+    upstream: &'a mut WriteHalf<W>,
+    expect: &'a mpsc::Sender<Expected>,
+    next_id: &'a mut i32,
+}
+
+impl<W: AsyncRead + AsyncWrite> sasl::Transport for PumpTransport<'_, W> {
+    async fn round_trip<
+        M: kafka_protocol::protocol::Message + kafka_protocol::protocol::Encodable,
+    >(
+        &mut self,
+        key: kafka_protocol::messages::ApiKey,
+        version: i16,
+        request: &M,
+    ) -> Result<Bytes, SaslError> {
+        let proxy_id = *self.next_id;
+        *self.next_id = proxy_id.wrapping_add(1);
+        let frame = kafka::codec::encode_request(key, version, proxy_id, request)
+            .map_err(|e| SaslError::Protocol(e.to_string()))?;
+        let (reply, answer) = oneshot::channel();
+        let gone = || SaslError::Transport("the connection is closing".into());
+        self.expect
+            .send(Expected::Own { proxy_id, reply })
+            .await
+            .map_err(|_| gone())?;
+        let io = |e: std::io::Error| SaslError::Transport(e.to_string());
+        self.upstream.write_all(&frame).await.map_err(io)?;
+        self.upstream.flush().await.map_err(io)?;
+        answer.await.map_err(|_| gone())
     }
 }
 
@@ -668,7 +809,7 @@ where
             // deliver local answers due before it.
             loop {
                 match pending.front() {
-                    Some(Expected::Response { .. }) => break,
+                    Some(Expected::Response { .. } | Expected::Own { .. }) => break,
                     Some(Expected::Local(_)) => {
                         write_to_client(shared, &mut client, &chunk[run_start..range.start])
                             .await?;
@@ -680,6 +821,34 @@ where
                         Err(_) => break,
                     },
                 }
+            }
+            if let Some(Expected::Own {
+                proxy_id: expected, ..
+            }) = pending.front()
+            {
+                // The proxy's own SASL exchange: its answer goes back to the request pump,
+                // never to the client.
+                if *expected != proxy_id {
+                    crate::admin::frame_rejected("response_unpaired");
+                    return Err(ConnectionError::Unexpected {
+                        got: proxy_id,
+                        expected: Some(*expected),
+                    });
+                }
+                if range.len() > sasl::MAX_SASL_RESPONSE_BYTES {
+                    crate::admin::frame_rejected("response_too_large");
+                    return Err(ConnectionError::Reauthentication(SaslError::Protocol(
+                        format!("a {}-byte SASL answer", range.len()),
+                    )));
+                }
+                write_to_client(shared, &mut client, &chunk[run_start..range.start]).await?;
+                run_start = range.end;
+                if let Some(Expected::Own { reply, .. }) = pending.pop_front() {
+                    let payload = &chunk[range.start + frame::LENGTH_PREFIX..range.end];
+                    // The request pump waits for it; if it is gone, so is the connection.
+                    let _ = reply.send(Bytes::copy_from_slice(payload));
+                }
+                continue;
             }
             let Awaited {
                 client_id,

@@ -20,6 +20,7 @@ use crate::budget::Held;
 use crate::kafka::frame::{self, FrameError, RequestHeader};
 use crate::kafka::{self, requests, versions};
 use crate::policy::{self, Decision, Policy};
+use crate::sasl;
 use crate::topics::TopicNames;
 
 /// What to do with one request.
@@ -91,6 +92,14 @@ pub(super) enum Expected {
     },
     /// A response the proxy makes itself, delivered in order with the others.
     Local(Local),
+    /// The answer to a request the proxy sent itself on this connection (the SASL
+    /// re-authentication, KIP-368): handed to the request pump, never to the client.
+    Own {
+        /// The correlation id the proxy gave its request; the response must carry it.
+        proxy_id: i32,
+        /// Where the answer's payload (header and body) goes.
+        reply: tokio::sync::oneshot::Sender<Bytes>,
+    },
 }
 
 /// An answer the proxy made itself, with the budget charged for it before it was built
@@ -116,7 +125,9 @@ pub(super) fn answer_bound(
     frame: &[u8],
     budget: usize,
 ) -> Option<usize> {
-    if policy::answers(policy, header) {
+    if sasl::is_sasl(header.api_key) {
+        Some(policy::ANSWER_BASE)
+    } else if policy::answers(policy, header) {
         Some(policy::answer_charge(policy, header, frame, budget))
     } else if header.api_key == kafka::API_VERSIONS
         && header.api_version > versions::API_VERSIONS_MAX
@@ -140,6 +151,22 @@ pub(super) fn plan(
     frame: &[u8],
     topics: &TopicNames,
 ) -> Plan {
+    if let Some(answer) = sasl::client_answer(header) {
+        // The proxy authenticates upstream itself: a client's SASL is answered here.
+        tracing::warn!(
+            api_key = header.api_key,
+            "client sent {}: {}",
+            crate::admin::api_name(header.api_key),
+            sasl::CLIENT_SASL_MESSAGE
+        );
+        return match answer {
+            Some(response) => Plan::Answer {
+                response,
+                denied: None,
+            },
+            None => Plan::Refuse(Refusal::UnsupportedVersion),
+        };
+    }
     let mut clear = None;
     if policy != Policy::Full {
         match policy::decide(policy, header, frame) {

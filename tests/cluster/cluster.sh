@@ -33,11 +33,15 @@
 # The cluster (MSK-like):
 #   node N (1,2,3): KRaft combined broker+controller, binds 127.0.0.1N, advertises b-N.msk.test
 #     9094 CLIENT       SSL, ssl.client.auth=required (like MSK's 9094)
+#     9096 SCRAM        SASL_SSL, SCRAM-SHA-512, no client certificate (like MSK's 9096),
+#                       connections.max.reauth.ms=10000 (sessions of 10 s: KIP-368 re-authentication)
 #     9095 REPLICATION  SSL mutual, inter-broker, broker certificate
 #     9093 CONTROLLER   SSL mutual, KRaft quorum (static controller.quorum.voters), broker certificate
 #   certificates: certs-dev/ (one wildcard *.msk.test broker cert; the dev CA is the only trust anchor)
 #   principals (ssl.principal.mapping.rules = certificate CN): User:admin, User:broker (super users),
 #     User:service, User:readonly; StandardAuthorizer, allow.everyone.if.no.acl.found=false
+#   SCRAM-SHA-512 users admin, service, readonly (created by kafka-storage format --add-scram): the
+#     same principals as the certificates, so the same ACLs apply; passwords in tls/scram-WHO.pass
 #   ACLs:  User:service   topics  prefixed "svc."  Read Write Create Describe DescribeConfigs
 #                         groups  prefixed "svc."  Read Describe
 #                         transactional ids prefixed "svc."  Write Describe
@@ -55,8 +59,10 @@ DIR=${KTP_CLUSTER_DIR:-$REPO/target/kafka-cluster}
 CACHE=${KTP_KAFKA_CACHE:-$REPO/.cache/kafka}
 CLUSTER_ID="a3RwLXRlc3QtY2x1c3Rlcg"   # base64url("ktp-test-cluster"), fixed
 NODES="1 2 3"
-CLIENT_PORT=9094 REPL_PORT=9095 CTRL_PORT=9093
+CLIENT_PORT=9094 REPL_PORT=9095 CTRL_PORT=9093 SCRAM_PORT=9096
+SCRAM_USERS="admin service readonly"
 BOOTSTRAP="b-1.msk.test:$CLIENT_PORT,b-2.msk.test:$CLIENT_PORT,b-3.msk.test:$CLIENT_PORT"
+SCRAM_BOOTSTRAP="b-1.msk.test:$SCRAM_PORT,b-2.msk.test:$SCRAM_PORT,b-3.msk.test:$SCRAM_PORT"
 HEAP=${KTP_BROKER_HEAP:-512m}
 START_TIMEOUT=${KTP_START_TIMEOUT:-150}
 
@@ -220,7 +226,7 @@ marker_pids() { # java processes of this cluster dir (optionally node $1)
 port_pids() { # processes listening on our addresses (leftovers of any earlier run)
   local n out
   for n in ${1:-$NODES}; do
-    out=$(ss -Htlnp "( sport = :$CLIENT_PORT or sport = :$REPL_PORT or sport = :$CTRL_PORT )" 2>/dev/null \
+    out=$(ss -Htlnp "( sport = :$CLIENT_PORT or sport = :$REPL_PORT or sport = :$CTRL_PORT or sport = :$SCRAM_PORT )" 2>/dev/null \
       | awk -v ip="$(ip_of "$n")" '$4 ~ "^"ip":" || $4 ~ "^\\[::ffff:"ip"\\]:"' || true)
     grep -o 'pid=[0-9]*' <<<"$out" | cut -d= -f2 || true
   done | sort -u
@@ -274,6 +280,10 @@ write_configs() {
     cat "$CERTS/$who.key" "$CERTS/$who.pem" >"$DIR/tls/$who-keystore.pem"
     chmod 600 "$DIR/tls/$who-keystore.pem"
   done
+  for who in $SCRAM_USERS; do
+    printf '%s\n' "$(scram_password "$who")" >"$DIR/tls/scram-$who.pass"
+    chmod 600 "$DIR/tls/scram-$who.pass"
+  done
   local voters="" n
   for n in $NODES; do voters="${voters:+$voters,}$n@$(host_of "$n"):$CTRL_PORT"; done
   for n in $NODES; do
@@ -282,9 +292,9 @@ write_configs() {
 process.roles=broker,controller
 node.id=$n
 controller.quorum.voters=$voters
-listeners=CLIENT://$(ip_of "$n"):$CLIENT_PORT,REPLICATION://$(ip_of "$n"):$REPL_PORT,CONTROLLER://$(ip_of "$n"):$CTRL_PORT
-advertised.listeners=CLIENT://$(host_of "$n"):$CLIENT_PORT,REPLICATION://$(host_of "$n"):$REPL_PORT
-listener.security.protocol.map=CLIENT:SSL,REPLICATION:SSL,CONTROLLER:SSL
+listeners=CLIENT://$(ip_of "$n"):$CLIENT_PORT,REPLICATION://$(ip_of "$n"):$REPL_PORT,CONTROLLER://$(ip_of "$n"):$CTRL_PORT,SCRAM://$(ip_of "$n"):$SCRAM_PORT
+advertised.listeners=CLIENT://$(host_of "$n"):$CLIENT_PORT,REPLICATION://$(host_of "$n"):$REPL_PORT,SCRAM://$(host_of "$n"):$SCRAM_PORT
+listener.security.protocol.map=CLIENT:SSL,REPLICATION:SSL,CONTROLLER:SSL,SCRAM:SASL_SSL
 inter.broker.listener.name=REPLICATION
 controller.listener.names=CONTROLLER
 log.dirs=$DIR/data/node-$n
@@ -296,6 +306,13 @@ ssl.truststore.location=$CERTS/ca.pem
 ssl.client.auth=required
 ssl.endpoint.identification.algorithm=https
 ssl.principal.mapping.rules=RULE:^CN=([^,]+).*\$/\$1/,DEFAULT
+
+# MSK's 9096: SASL/SCRAM-SHA-512 over TLS without client certificates; sessions expire after
+# 10 s unless the client re-authenticates (KIP-368)
+listener.name.scram.ssl.client.auth=none
+listener.name.scram.sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.scram.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.scram.connections.max.reauth.ms=10000
 
 authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
 super.users=User:admin;User:broker
@@ -342,7 +359,7 @@ format_storage() {
     rm -rf "$DIR/data/node-$n"
     "$JAVA" -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Dorg.slf4j.simpleLogger.defaultLogLevel=warn \
       -Dlog4j2.level=warn -cp "$LIBS/*" "$(tool_class storage)" format -t "$CLUSTER_ID" \
-      -c "$DIR/config/node-$n.properties" >"$DIR/format-$n.log" 2>&1 &
+      -c "$DIR/config/node-$n.properties" $(scram_args) >"$DIR/format-$n.log" 2>&1 &
     pids+=($!)
   done
   for n in $NODES; do
@@ -354,6 +371,14 @@ format_storage() {
     i=$((i + 1))
   done
   [ "$rc" = 0 ] || die "kafka-storage format failed"
+}
+
+scram_password() { echo "$1-scram-secret"; }
+scram_args() { # kafka-storage format arguments creating the SCRAM users
+  local who
+  for who in $SCRAM_USERS; do
+    printf -- '--add-scram SCRAM-SHA-512=[name=%s,password=%s] ' "$who" "$(scram_password "$who")"
+  done
 }
 
 launch_node() { # node
@@ -444,11 +469,25 @@ ssl.keystore.location=$DIR/tls/$1-keystore.pem
 EOF
 }
 
+scram_client_properties() { # who
+  cat >"$DIR/client-scram-$1.properties" <<EOF
+# Java client settings: SASL_SSL SCRAM-SHA-512 as User:$1 on port $SCRAM_PORT (no client certificate)
+bootstrap.servers=$SCRAM_BOOTSTRAP
+security.protocol=SASL_SSL
+sasl.mechanism=SCRAM-SHA-512
+sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="$1" password="$(scram_password "$1")";
+ssl.truststore.type=PEM
+ssl.truststore.location=$CERTS/ca.pem
+EOF
+  chmod 600 "$DIR/client-scram-$1.properties"
+}
+
 write_env() {
-  local t=$1 f="$DIR/cluster.env"
+  local t=$1 f="$DIR/cluster.env" who
   client_properties admin
   client_properties service
   client_properties readonly
+  for who in $SCRAM_USERS; do scram_client_properties "$who"; done
   cat >"$f.tmp" <<EOF
 KTP_KAFKA_VERSION=$V
 KTP_BOOTSTRAP=$BOOTSTRAP
@@ -470,6 +509,12 @@ KTP_SERVICE_PROPERTIES=$DIR/client-service.properties
 KTP_READONLY_PROPERTIES=$DIR/client-readonly.properties
 KTP_CLUSTER_CLI=$HERE/cluster.sh
 KTP_CLUSTER_DIR=$DIR
+KTP_SCRAM_BOOTSTRAP=$SCRAM_BOOTSTRAP
+KTP_SCRAM_ADMIN_PASSWORD_FILE=$DIR/tls/scram-admin.pass
+KTP_SCRAM_SERVICE_PASSWORD_FILE=$DIR/tls/scram-service.pass
+KTP_SCRAM_READONLY_PASSWORD_FILE=$DIR/tls/scram-readonly.pass
+KTP_SCRAM_ADMIN_PROPERTIES=$DIR/client-scram-admin.properties
+KTP_SCRAM_SERVICE_PROPERTIES=$DIR/client-scram-service.properties
 KTP_KAFKA_PING=$HERE/kafka_ping.py
 KTP_PYTHON=$PYTHON
 KTP_JAVA=$JAVA
@@ -514,6 +559,8 @@ Kafka $V cluster ready in $total s (format $(awk -v a="$t0" -v b="$t1" 'BEGIN{pr
                service  cert $CERTS/service.pem  key $CERTS/service.key   (User:service: topics/groups "svc.*")
                readonly cert $CERTS/readonly.pem key $CERTS/readonly.key  (User:readonly)
   Java client: $DIR/client-admin.properties (also client-service / client-readonly)
+  SCRAM:       $SCRAM_BOOTSTRAP  SASL_SSL SCRAM-SHA-512, users admin service readonly,
+               passwords $DIR/tls/scram-WHO.pass, Java client $DIR/client-scram-service.properties
   kcat:        kcat -b $BOOTSTRAP -X security.protocol=ssl -X ssl.ca.location=$CERTS/ca.pem -X ssl.certificate.location=$CERTS/admin.pem -X ssl.key.location=$CERTS/admin.key -L
   env file:    $DIR/cluster.env
 EOF
