@@ -212,6 +212,12 @@ pub fn parse(header: &[u8]) -> Result<Carried, HeaderError> {
         });
     }
     if header.starts_with(b"PROXY ") {
+        // ppp also takes a line ending in " \n"; the specification says CRLF.
+        if !header.ends_with(b"\r\n") {
+            return Err(HeaderError::Malformed(
+                "v1 line does not end in CRLF".into(),
+            ));
+        }
         let parsed =
             ppp::v1::Header::try_from(header).map_err(|e| HeaderError::Malformed(e.to_string()))?;
         if parsed.header.len() != header.len() {

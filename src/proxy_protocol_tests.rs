@@ -95,6 +95,7 @@ fn v1_malformed_lines_are_refused() {
         "PROXY UDP4 203.0.113.7 10.0.1.21 1 2\r\n",
         "PROXY TCP4 203.0.113.7 10.0.1.21 1 2\n", // LF without CR
         "PROXY UNKNOWN\n\r\n",                    // the line ends too early
+        "PROXY TCP4 203.0.113.7 10.0.1.21 1 2 \n", // found by the fuzzer: ppp takes it
     ] {
         let (result, _) = read(line.as_bytes());
         assert!(

@@ -998,8 +998,64 @@ fn main() {
         scrub.add(name, keyed(&scrub_keys, key, version, &p));
     }
 
+    // proxy_header: a read size byte, then what a trusted balancer's connection starts with.
+    let mut proxy_header = Corpus::new(&root, "proxy_header");
+    let v2 = |command: u8, family: u8, block: &[u8]| {
+        let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+        h.push(0x20 | command);
+        h.push(family);
+        h.extend_from_slice(&(block.len() as u16).to_be_bytes());
+        h.extend_from_slice(block);
+        h
+    };
+    let tlv = |kind: u8, value: &[u8]| {
+        let mut t = vec![kind];
+        t.extend_from_slice(&(value.len() as u16).to_be_bytes());
+        t.extend_from_slice(value);
+        t
+    };
+    // 203.0.113.7:51234 → 10.0.1.21:9092, and 2001:db8::7 → 2001:db8::15, same ports.
+    let ipv4 = [203, 0, 113, 7, 10, 0, 1, 21, 0xc8, 0x22, 0x23, 0x84];
+    let mut ipv6 = vec![0x20, 0x01, 0x0d, 0xb8];
+    ipv6.extend_from_slice(&[0; 11]);
+    ipv6.push(7);
+    ipv6.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+    ipv6.extend_from_slice(&[0; 11]);
+    ipv6.push(0x15);
+    ipv6.extend_from_slice(&[0xc8, 0x22, 0x23, 0x84]);
+    let kafka = pick("api-versions-v3").clone();
+    let mut with_tlvs = ipv4.to_vec();
+    with_tlvs.extend(tlv(0x05, b"haproxy-unique-id"));
+    with_tlvs.extend(tlv(0xEA, b"\x01vpce-0123456789abcdef"));
+    with_tlvs.extend(tlv(0x04, &[]));
+    let mut oversized = v2(1, 0x11, &[]);
+    oversized[14..16].copy_from_slice(&1025u16.to_be_bytes());
+    let seeds: Vec<(&str, Vec<u8>)> = vec![
+        ("v1-tcp4", b"PROXY TCP4 203.0.113.7 10.0.1.21 51234 9092\r\n".to_vec()),
+        ("v1-tcp6", b"PROXY TCP6 2001:db8::7 2001:db8::15 51234 9092\r\n".to_vec()),
+        ("v1-unknown", b"PROXY UNKNOWN\r\n".to_vec()),
+        ("v1-too-long", [b"PROXY TCP4 ".to_vec(), vec![b'1'; 120]].concat()),
+        ("v2-tcp4", v2(1, 0x11, &ipv4)),
+        ("v2-tcp6", v2(1, 0x21, &ipv6)),
+        ("v2-local", v2(0, 0x00, &[])),
+        ("v2-unspec", v2(1, 0x00, &[])),
+        ("v2-tlvs", v2(1, 0x11, &with_tlvs)),
+        ("v2-bad-tlv", v2(1, 0x11, &[ipv4.to_vec(), vec![0x05, 0, 9, 1]].concat())),
+        ("v2-oversized", oversized),
+        ("v2-truncated", v2(1, 0x21, &ipv6)[..30].to_vec()),
+        ("kafka-frame", kafka.clone()),
+        ("tls-client-hello", vec![0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03]),
+    ];
+    for (i, (name, header)) in seeds.into_iter().enumerate() {
+        // Then a Kafka frame: the bytes the reader must leave alone.
+        let mut input = vec![(i * 7) as u8];
+        input.extend_from_slice(&header);
+        input.extend_from_slice(&kafka);
+        proxy_header.add(name, input);
+    }
+
     let mut total = 0;
-    for corpus in [rewrite, splice_vs_decode, node_endpoints, api_versions_corpus, own, frames, scrub] {
+    for corpus in [rewrite, splice_vs_decode, node_endpoints, api_versions_corpus, own, frames, scrub, proxy_header] {
         total += corpus.write().1;
     }
     println!("total: {total} bytes");
