@@ -59,7 +59,7 @@
 //!
 //! Imports go down this list's dependency order and never in a circle: `server` and
 //! `connection` both use `shared`, not each other; `config` uses `brokers`, `policy`,
-//! `proxy_protocol` and `tls`, none of which uses `config`; inside `kafka`, `wire` imports
+//! `proxy_protocol`, `sasl` and `tls`, none of which uses `config`; inside `kafka`, `wire` imports
 //! nothing of ours and every other module only what sits below it.
 
 pub mod admin;
