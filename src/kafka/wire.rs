@@ -365,7 +365,8 @@ impl<'a> Walker<'a> {
     /// `acks`; v3+ put a nullable transactional id in front of it (compact from v9).
     pub fn produce_request_acks(&mut self, version: i16) -> WireResult<i16> {
         if version >= 3 {
-            self.string(flexible(ApiKey::Produce, version))?;
+            // transactional_id: nullable; UTF-8 in a strict walk, as the audit reads it.
+            self.nullable_text(flexible(ApiKey::Produce, version))?;
         }
         self.i16()
     }

@@ -128,7 +128,10 @@ fn write(
     message: &str,
 ) -> WireResult<()> {
     let flexible = wire::flexible(ApiKey::Produce, v);
-    let mut r = Walker::new(body);
+    // Strict, as kafka-protocol and the audit's reader are: a request they refuse (a null
+    // topic or partition array, a name that is not UTF-8) is refused here too, and closes the
+    // connection rather than being answered as if it named nothing.
+    let mut r = Walker::strict(body);
     r.produce_request_acks(v)?;
     r.i32()?; // timeout_ms
 

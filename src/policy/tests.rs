@@ -533,3 +533,52 @@ fn a_1_mib_denied_produce_is_charged_its_answer_not_a_bound_from_its_records() {
         answer_bound(h.api_key, frame.len())
     );
 }
+
+/// Found by the `policy` fuzz target: a Produce v0 whose topic array is null (-1), which Kafka
+/// and the audit's reader refuse, was answered as a denial naming no topic. It closes the
+/// connection now, as every request the policy cannot read does; so does a Produce v3 whose
+/// transactional id is not UTF-8.
+#[test]
+fn a_produce_the_audit_cannot_read_is_never_answered() {
+    let mut frame = BytesMut::new();
+    frame.put_i32(0); // length, set below
+    frame.put_i16(ApiKey::Produce as i16);
+    frame.put_i16(0);
+    frame.put_i32(0); // correlation id
+    frame.put_i16(-1); // client id: null
+    frame.put_i16(-1); // acks
+    frame.put_i32(-1); // timeout
+    frame.put_i32(-1); // topic_data: null
+    let len = frame.len() as i32 - 4;
+    frame[..4].copy_from_slice(&len.to_be_bytes());
+    let frame = frame.freeze();
+    assert!(audit_resources(&header(&frame), &frame, &Default::default()).is_err());
+    assert!(
+        matches!(
+            decide(Policy::ReadOnly, &header(&frame), &frame),
+            Decision::Close { .. }
+        ),
+        "{:?}",
+        decide(Policy::ReadOnly, &header(&frame), &frame)
+    );
+
+    let mut frame = BytesMut::new();
+    frame.put_i32(0);
+    frame.put_i16(ApiKey::Produce as i16);
+    frame.put_i16(3);
+    frame.put_i32(0);
+    frame.put_i16(-1);
+    frame.put_i16(2); // transactional id: two bytes that are not UTF-8
+    frame.put_slice(&[0xff, 0xfe]);
+    frame.put_i16(-1); // acks
+    frame.put_i32(1000);
+    frame.put_i32(0); // no topics
+    let len = frame.len() as i32 - 4;
+    frame[..4].copy_from_slice(&len.to_be_bytes());
+    let frame = frame.freeze();
+    assert!(audit_resources(&header(&frame), &frame, &Default::default()).is_err());
+    assert!(matches!(
+        decide(Policy::ReadOnly, &header(&frame), &frame),
+        Decision::Close { .. }
+    ));
+}
