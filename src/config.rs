@@ -353,8 +353,9 @@ pub struct Options {
     )]
     pub connect_timeout: Option<String>,
 
-    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish. Default 25s
-    /// (below Nomad's and Kubernetes' 30s kill timeouts).
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish; also how long a
+    /// connection whose client closed, reset or was refused waits for the answers to what it
+    /// had forwarded. Default 25s (below Nomad's and Kubernetes' 30s kill timeouts).
     #[arg(
         long,
         global = true,
@@ -780,7 +781,7 @@ pub struct Settings {
     pub max_response_bytes: usize,
     /// Connect plus handshake timeout for upstream connections.
     pub connect_timeout: Duration,
-    /// Drain time on shutdown.
+    /// Drain time on shutdown, and for a connection whose client side has ended.
     pub drain_timeout: Duration,
     /// Broker discovery period; zero disables the periodic rounds.
     pub discovery_interval: Duration,
