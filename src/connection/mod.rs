@@ -859,17 +859,18 @@ where
                 audit,
             } = pair(&identity.api_metrics, &mut pending, proxy_id)?;
             frame::set_response_correlation_id(&mut chunk[range.clone()], client_id);
+            let rewrite_error = move |source: RewriteError| ConnectionError::Rewrite {
+                api: crate::admin::api_name(api_key),
+                version: api_version,
+                source,
+            };
             let payload_range = range.start + frame::LENGTH_PREFIX..range.end;
             if let Some(audit) = audit {
                 audit.answered(&chunk[payload_range.clone()]);
             }
             let inspect_it = planned_inspection
                 && rewrite::may_carry_addresses(api_key, api_version, &chunk[payload_range])
-                    .map_err(|source| ConnectionError::Rewrite {
-                        api: crate::admin::api_name(api_key),
-                        version: api_version,
-                        source,
-                    })?;
+                    .map_err(rewrite_error)?;
             let local_due = matches!(pending.front(), Some(Expected::Local(_)));
             if !inspect_it && !scrub && !local_due {
                 continue;
@@ -923,11 +924,7 @@ where
                             &base[frame::LENGTH_PREFIX..],
                             scrubber,
                         )
-                        .map_err(|source| ConnectionError::Rewrite {
-                            api: crate::admin::api_name(api_key),
-                            version: api_version,
-                            source: source.into(),
-                        })?
+                        .map_err(|e| rewrite_error(e.into()))?
                         .or(rewritten)
                     }
                     None => rewritten,
@@ -942,11 +939,7 @@ where
                             scrubber,
                         )
                     })
-                    .map_err(|source| ConnectionError::Rewrite {
-                        api: crate::admin::api_name(api_key),
-                        version: api_version,
-                        source: source.into(),
-                    })?
+                    .map_err(|e| rewrite_error(e.into()))?
             } else {
                 None
             };

@@ -329,18 +329,6 @@ fn map_entry(
     Ok(Some(mapped))
 }
 
-/// Writes an unsigned varint into `buf`; returns its length.
-fn put_uvarint(buf: &mut [u8; 5], mut value: u32) -> usize {
-    let mut n = 0;
-    while value >= 0x80 {
-        buf[n] = (value as u8) | 0x80;
-        value >>= 7;
-        n += 1;
-    }
-    buf[n] = value as u8;
-    n + 1
-}
-
 /// The length prefix of a host string: an int16, or a compact varint (length + 1) when
 /// `flexible`. Errors like kafka-protocol's encoder for a host that does not fit.
 fn host_prefix(host: &str, flexible: bool) -> Result<([u8; 5], usize), String> {
@@ -350,7 +338,7 @@ fn host_prefix(host: &str, flexible: bool) -> Result<([u8; 5], usize), String> {
             .ok()
             .and_then(|n| n.checked_add(1))
             .ok_or_else(|| format!("CompactString is too long to encode ({} bytes)", host.len()))?;
-        let n = put_uvarint(&mut prefix, len);
+        let n = wire::put_uvarint(&mut prefix, len);
         Ok((prefix, n))
     } else {
         let len = i16::try_from(host.len())
@@ -487,7 +475,7 @@ impl<'p> Splice<'p> {
             let size = u32::try_from(size)
                 .map_err(|_| format!("Tagged field is too large to encode ({size} bytes)"))?;
             let mut varint = [0u8; 5];
-            let new_len = put_uvarint(&mut varint, size);
+            let new_len = wire::put_uvarint(&mut varint, size);
             let old_len = region.start - size_at;
             let at = LENGTH_PREFIX + size_at;
             if new_len != old_len {

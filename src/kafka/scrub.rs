@@ -686,7 +686,9 @@ fn scrub_with(
         }
         if flex {
             let len = u32::try_from(new.len() + 1).map_err(|_| decode_error("text too long"))?;
-            put_uvarint(&mut out, len);
+            let mut varint = [0; 5];
+            let n = wire::put_uvarint(&mut varint, len);
+            out.put_slice(&varint[..n]);
         } else {
             out.put_i16(new.len() as i16);
         }
@@ -701,14 +703,6 @@ fn scrub_with(
     })?;
     out[..LENGTH_PREFIX].copy_from_slice(&len.to_be_bytes());
     Ok(Some(out.freeze()))
-}
-
-fn put_uvarint(out: &mut BytesMut, mut value: u32) {
-    while value >= 0x80 {
-        out.put_u8((value as u8) | 0x80);
-        value >>= 7;
-    }
-    out.put_u8(value as u8);
 }
 
 #[cfg(test)]

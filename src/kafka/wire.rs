@@ -59,6 +59,19 @@ pub struct Walker<'a> {
     strict: bool,
 }
 
+/// Writes `value` as an unsigned varint into `buf`; returns its length. The one writer of
+/// the encoding [`Walker::uvarint`] reads (compact lengths, tagged-field sizes).
+pub fn put_uvarint(buf: &mut [u8; 5], mut value: u32) -> usize {
+    let mut n = 0;
+    while value >= 0x80 {
+        buf[n] = (value as u8) | 0x80;
+        value >>= 7;
+        n += 1;
+    }
+    buf[n] = value as u8;
+    n + 1
+}
+
 impl<'a> Walker<'a> {
     /// A lenient walk of `buf` from its start.
     pub fn new(buf: &'a [u8]) -> Self {

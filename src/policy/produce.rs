@@ -45,26 +45,21 @@ impl Out<'_> {
     fn i64(&mut self, v: i64) {
         self.put(&v.to_be_bytes());
     }
-    fn uvarint(&mut self, mut v: u64) {
-        let mut bytes = [0u8; 10];
-        let mut n = 0;
-        loop {
-            let byte = (v & 0x7f) as u8;
-            v >>= 7;
-            if v == 0 {
-                bytes[n] = byte;
-                n += 1;
-                break;
-            }
-            bytes[n] = byte | 0x80;
-            n += 1;
-        }
-        self.put(&bytes[..n]);
+    /// A compact length: `n + 1` as an unsigned varint.
+    fn compact_len(&mut self, n: usize) -> WireResult<()> {
+        let v = u32::try_from(n)
+            .ok()
+            .and_then(|n| n.checked_add(1))
+            .ok_or("length too large")?;
+        let mut bytes = [0; 5];
+        let len = wire::put_uvarint(&mut bytes, v);
+        self.put(&bytes[..len]);
+        Ok(())
     }
     /// An array or string length: compact (`n + 1`, unsigned varint) or int32/int16.
     fn count(&mut self, flexible: bool, n: usize) -> WireResult<()> {
         if flexible {
-            self.uvarint(n as u64 + 1);
+            self.compact_len(n)?;
         } else {
             self.i32(i32::try_from(n).map_err(|_| "count too large")?);
         }
@@ -72,7 +67,7 @@ impl Out<'_> {
     }
     fn string(&mut self, flexible: bool, s: &[u8]) -> WireResult<()> {
         if flexible {
-            self.uvarint(s.len() as u64 + 1);
+            self.compact_len(s.len())?;
         } else {
             self.i16(i16::try_from(s.len()).map_err(|_| "string too long")?);
         }
