@@ -301,6 +301,39 @@ pub struct Options {
     )]
     pub proxy_protocol_from: Option<Vec<String>>,
 
+    /// Choose identities on the default listeners by who Tailscale says a client is: a
+    /// connection from a tailnet address (100.64.0.0/10, fd7a:115c:a1e0::/48; the PROXY
+    /// header's client address behind a balancer) is looked up with tailscaled's LocalAPI
+    /// `whois`, and acts as the identity its application capability (--tailnet-capability)
+    /// grants, else the first `[[identity]]` whose tailnet-login or tailnet-tag matches; a
+    /// peer that matches nothing, or whose whois fails, is refused (see
+    /// --tailnet-unmatched-default). Sources off the tailnet are chosen as before.
+    #[arg(long, global = true, env = "KTP_TAILNET_IDENTITIES")]
+    #[serde(default)]
+    pub tailnet_identities: bool,
+
+    /// tailscaled's LocalAPI socket for --tailnet-identities. Default
+    /// /var/run/tailscale/tailscaled.sock.
+    #[arg(long, global = true, env = "KTP_TAILSCALE_SOCKET", value_name = "PATH")]
+    pub tailscale_socket: Option<PathBuf>,
+
+    /// The application capability (granted in the tailnet policy file's `grants`, `app`
+    /// field) whose values `{"identity": "<name>"}` say which identity a peer acts as.
+    /// Default kafka-tls-proxy.dev/cap/identity.
+    #[arg(long, global = true, env = "KTP_TAILNET_CAPABILITY", value_name = "NAME")]
+    pub tailnet_capability: Option<String>,
+
+    /// How long a whois answer is reused for new connections from the same tailnet address
+    /// (a changed grant takes effect after at most this long). Default 10s.
+    #[arg(long, global = true, env = "KTP_TAILNET_WHOIS_TTL", value_name = "DURATION")]
+    pub tailnet_whois_ttl: Option<String>,
+
+    /// With --tailnet-identities: a tailnet peer that no grant or rule names acts as the
+    /// default identity (logged) instead of being refused.
+    #[arg(long, global = true, env = "KTP_TAILNET_UNMATCHED_DEFAULT")]
+    #[serde(default)]
+    pub tailnet_unmatched_default: bool,
+
     /// PEM certificate for TLS on the proxy's own listeners (clients then connect with TLS).
     #[arg(long, global = true, env = "KTP_LISTENER_CERT", value_name = "FILE")]
     pub listener_cert: Option<PathBuf>,
@@ -527,6 +560,13 @@ pub struct IdentityOptions {
     /// Likewise for a DNS or IP subject alternative name of the client's certificate.
     #[serde(default)]
     pub client_san: Vec<String>,
+    /// With --tailnet-identities: tailnet peers whose person's login matches one of these
+    /// (exact, or with `*` wildcards such as `*@example.com`) act as this identity.
+    #[serde(default)]
+    pub tailnet_login: Vec<String>,
+    /// Likewise for tagged nodes with one of these tags (`tag:reporting`).
+    #[serde(default)]
+    pub tailnet_tag: Vec<String>,
 }
 
 /// A configuration error: which setting, and what is wrong with it.
@@ -571,6 +611,34 @@ impl CertMatch {
     }
 }
 
+/// Which tailnet peers act as an identity (with --tailnet-identities), besides the peers the
+/// capability grants it to: by the person's login, or by the node's tags.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TailnetMatch {
+    /// Patterns for the login of the person on a node without tags.
+    pub logins: Vec<String>,
+    /// Tags (`tag:name`, or with `*` wildcards) of tagged nodes.
+    pub tags: Vec<String>,
+}
+
+impl TailnetMatch {
+    /// True when no rule is set.
+    pub fn is_empty(&self) -> bool {
+        self.logins.is_empty() && self.tags.is_empty()
+    }
+
+    /// Whether a peer with this login and these tags matches. A tagged node's login is
+    /// Tailscale's placeholder, never a person, so only its tags are read.
+    pub fn matches(&self, login: &str, tags: &[String]) -> bool {
+        if tags.is_empty() {
+            self.logins.iter().any(|p| glob_matches(p, login))
+        } else {
+            tags.iter()
+                .any(|tag| self.tags.iter().any(|p| glob_matches(p, tag)))
+        }
+    }
+}
+
 /// `*` matches any run of characters (none included); everything else matches itself,
 /// ASCII case-insensitively. Why not regular expressions: an operator writes these in a config
 /// file, and `svc-*` or `*.data.example.com` is all a certificate rule needs.
@@ -597,6 +665,15 @@ pub fn glob_matches(pattern: &str, text: &str) -> bool {
     p[pi..].iter().all(|c| *c == b'*')
 }
 
+/// --tailnet-identities, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TailnetSettings {
+    /// How tailscaled is asked.
+    pub whois: crate::tailnet::WhoisSettings,
+    /// Whether a peer that nothing names acts as the default identity (else it is refused).
+    pub unmatched_default: bool,
+}
+
 /// An identity from a `[[identity]]` table, validated.
 #[derive(Debug, Clone)]
 pub struct IdentitySettings {
@@ -613,6 +690,9 @@ pub struct IdentitySettings {
     pub policy: Policy,
     /// Which verified client certificates on the default listeners act as it.
     pub client_match: CertMatch,
+    /// Which tailnet peers on the default listeners act as it (by rule; the capability's
+    /// grants name it too).
+    pub tailnet_match: TailnetMatch,
 }
 
 /// Parses `upstream-auth` with its SCRAM user and password file: `mtls` takes neither, a SCRAM
@@ -775,6 +855,8 @@ pub struct Settings {
     pub listener_tls: Option<ListenerTlsFiles>,
     /// Sources whose connections start with a PROXY protocol header.
     pub proxy_protocol_from: Trusted,
+    /// With --tailnet-identities: how tailnet peers on the default listeners are looked up.
+    pub tailnet: Option<TailnetSettings>,
     /// Largest request frame.
     pub max_request_bytes: usize,
     /// Largest response frame.
@@ -826,6 +908,8 @@ struct IdentityContext<'a> {
     /// Whether the default identity authenticates with SASL: every identity dials the same
     /// broker addresses (one listener), so all must authenticate the same way.
     default_sasl: bool,
+    /// Whether --tailnet-identities chooses identities on the default listeners.
+    tailnet: bool,
 }
 
 /// Validates the `[[identity]]` tables: unique names, credentials present and readable,
@@ -932,8 +1016,35 @@ fn identities(
         {
             return Err(fail("an empty client-subject-cn/client-san pattern".into()));
         }
+        let tailnet_match = TailnetMatch {
+            logins: t
+                .tailnet_login
+                .iter()
+                .map(|p| p.trim().to_owned())
+                .collect(),
+            tags: t.tailnet_tag.iter().map(|p| p.trim().to_owned()).collect(),
+        };
+        if tailnet_match
+            .logins
+            .iter()
+            .chain(&tailnet_match.tags)
+            .any(|p| p.is_empty())
+        {
+            return Err(fail("an empty tailnet-login/tailnet-tag pattern".into()));
+        }
+        if let Some(tag) = tailnet_match.tags.iter().find(|t| !t.starts_with("tag:")) {
+            return Err(fail(format!(
+                "tailnet-tag '{tag}' is not a Tailscale tag (tag:name)"
+            )));
+        }
+        if !tailnet_match.is_empty() && !ctx.tailnet {
+            return Err(fail(
+                "tailnet-login/tailnet-tag need --tailnet-identities".into(),
+            ));
+        }
+        let has_rules = !client_match.is_empty() || !tailnet_match.is_empty();
         let listeners = match (t.bootstrap_port, t.broker_port_base) {
-            (Some(bootstrap), Some(base)) if client_match.is_empty() => {
+            (Some(bootstrap), Some(base)) if !has_rules => {
                 if bootstrap == 0 || base == 0 {
                     return Err(fail("ports must be 1..=65535".into()));
                 }
@@ -959,8 +1070,9 @@ fn identities(
                 });
                 Some((bootstrap, plan))
             }
-            (None, None) if !client_match.is_empty() => {
-                if !ctx.listener_verifies_clients {
+            (None, None) if has_rules || ctx.tailnet => {
+                // With --tailnet-identities and no rule, the capability's grants alone name it.
+                if !client_match.is_empty() && !ctx.listener_verifies_clients {
                     return Err(fail(
                         "client-subject-cn/client-san need --listener-client-ca (verified client certificates)".into(),
                     ));
@@ -969,13 +1081,14 @@ fn identities(
             }
             (None, None) => {
                 return Err(fail(
-                    "give it bootstrap-port and broker-port-base, or client-subject-cn/client-san"
+                    "give it bootstrap-port and broker-port-base, or client-subject-cn/client-san \
+                     (or, with --tailnet-identities, tailnet rules or none: the capability's grants)"
                         .into(),
                 ))
             }
-            _ if !client_match.is_empty() => {
+            _ if has_rules => {
                 return Err(fail(
-                    "either its own ports or certificate rules, not both".into(),
+                    "either its own ports or certificate/tailnet rules, not both".into(),
                 ))
             }
             _ => {
@@ -994,6 +1107,7 @@ fn identities(
             auth,
             policy,
             client_match,
+            tailnet_match,
         });
     }
     check_port_claims(&claims, ctx.max_brokers)?;
@@ -1092,6 +1206,11 @@ impl Options {
             allow_unauthenticated_tls_listener,
             listener_client_ca,
             proxy_protocol_from,
+            tailnet_identities,
+            tailscale_socket,
+            tailnet_capability,
+            tailnet_whois_ttl,
+            tailnet_unmatched_default,
             max_request_bytes,
             max_response_bytes,
             connect_timeout,
@@ -1321,6 +1440,7 @@ impl Options {
                 listener_verifies_clients: listener_tls
                     .as_ref()
                     .is_some_and(|l| l.client_ca.is_some()),
+                tailnet: tailnet_identities,
             },
         )?;
         let upstream_host_patterns = match upstream_host_pattern {
@@ -1351,6 +1471,43 @@ impl Options {
             Some(v) => Ok(v),
             None => Ok(default),
         };
+        let tailnet = if tailnet_identities {
+            let capability = tailnet_capability
+                .map(|c| c.trim().to_owned())
+                .unwrap_or_else(|| crate::tailnet::DEFAULT_CAPABILITY.to_owned());
+            if !capability.contains('/') || capability.contains(char::is_whitespace) {
+                return Err(bad(
+                    "--tailnet-capability",
+                    format!("'{capability}' is not an application capability name (domain/path, e.g. example.com/cap/kafka)"),
+                ));
+            }
+            let ttl = duration(
+                "--tailnet-whois-ttl",
+                tailnet_whois_ttl,
+                Duration::from_secs(10),
+            )?;
+            Some(TailnetSettings {
+                whois: crate::tailnet::WhoisSettings {
+                    socket: tailscale_socket
+                        .unwrap_or_else(|| crate::tailnet::DEFAULT_SOCKET.into()),
+                    capability,
+                    ttl,
+                },
+                unmatched_default: tailnet_unmatched_default,
+            })
+        } else {
+            for (setting, given) in [
+                ("--tailscale-socket", tailscale_socket.is_some()),
+                ("--tailnet-capability", tailnet_capability.is_some()),
+                ("--tailnet-whois-ttl", tailnet_whois_ttl.is_some()),
+                ("--tailnet-unmatched-default", tailnet_unmatched_default),
+            ] {
+                if given {
+                    return Err(bad(setting, "needs --tailnet-identities"));
+                }
+            }
+            None
+        };
         let connect_timeout = duration(
             "--connect-timeout",
             connect_timeout,
@@ -1374,6 +1531,7 @@ impl Options {
             upstream_auth,
             listener_tls,
             proxy_protocol_from,
+            tailnet,
             max_request_bytes: positive(
                 "--max-request-bytes",
                 max_request_bytes,

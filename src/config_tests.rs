@@ -669,3 +669,138 @@ sasl-password-file = "certs-dev/ca.pem"
     .unwrap_err();
     assert!(err.problem.contains("client-cert is required"), "{err}");
 }
+
+const TAILNET: &str = r#"
+[[identity]]
+name = "reporting"
+client-cert = "certs-dev/readonly.pem"
+client-key = "certs-dev/readonly.key"
+policy = "read-only"
+
+[[identity]]
+name = "people"
+tailnet-login = ["*@example.com"]
+client-cert = "certs-dev/service.pem"
+client-key = "certs-dev/service.key"
+
+[[identity]]
+name = "ci"
+tailnet-tag = ["tag:ci", "tag:build-*"]
+client-cert = "certs-dev/service.pem"
+client-key = "certs-dev/service.key"
+policy = "no-admin"
+"#;
+
+fn tailnet_args() -> Vec<&'static str> {
+    with_certs(&[
+        "--upstream",
+        "b-1.msk.test:9094",
+        "--bind-address",
+        "100.64.0.1",
+        "--allow-plaintext-listener",
+    ])
+}
+
+#[test]
+fn tailnet_identities_take_rules_or_the_capability_alone() {
+    let mut args = tailnet_args();
+    args.push("--tailnet-identities");
+    let s = parse_with_file("tailnet", TAILNET, &args).unwrap();
+    let tailnet = s.tailnet.as_ref().unwrap();
+    assert_eq!(
+        tailnet.whois.socket,
+        std::path::PathBuf::from(crate::tailnet::DEFAULT_SOCKET)
+    );
+    assert_eq!(tailnet.whois.capability, crate::tailnet::DEFAULT_CAPABILITY);
+    assert_eq!(tailnet.whois.ttl, Duration::from_secs(10));
+    assert!(!tailnet.unmatched_default);
+    let [reporting, people, ci] = &s.identities[..] else {
+        panic!("three identities")
+    };
+    // Chosen by the capability's grant only.
+    assert!(reporting.listeners.is_none() && reporting.tailnet_match.is_empty());
+    assert!(people.tailnet_match.matches("alice@EXAMPLE.com", &[]));
+    assert!(!people.tailnet_match.matches("alice@example.org", &[]));
+    // A tagged node's login is a placeholder: only tags count for it.
+    assert!(!people
+        .tailnet_match
+        .matches("alice@example.com", &["tag:ci".into()]));
+    assert!(ci
+        .tailnet_match
+        .matches("tagged-devices", &["tag:build-linux".into()]));
+    assert!(!ci.tailnet_match.matches("bob@example.com", &[]));
+
+    let mut args = tailnet_args();
+    args.extend_from_slice(&[
+        "--tailnet-identities",
+        "--tailscale-socket",
+        "/run/ts.sock",
+        "--tailnet-capability",
+        "example.com/cap/kafka",
+        "--tailnet-whois-ttl",
+        "2s",
+        "--tailnet-unmatched-default",
+    ]);
+    let s = parse_with_file("tailnet-set", TAILNET, &args).unwrap();
+    let tailnet = s.tailnet.unwrap();
+    assert_eq!(
+        tailnet.whois.socket,
+        std::path::PathBuf::from("/run/ts.sock")
+    );
+    assert_eq!(tailnet.whois.capability, "example.com/cap/kafka");
+    assert_eq!(tailnet.whois.ttl, Duration::from_secs(2));
+    assert!(tailnet.unmatched_default);
+}
+
+#[test]
+fn tailnet_settings_say_what_is_wrong() {
+    // Rules, and identities with neither ports nor rules, need --tailnet-identities.
+    let err = parse_with_file("tailnet-off", TAILNET, &tailnet_args()).unwrap_err();
+    assert!(err.problem.contains("identity 'reporting'"), "{err}");
+    assert!(err.problem.contains("--tailnet-identities"), "{err}");
+    let rules_only = "[[identity]]\nname = \"p\"\ntailnet-login = [\"a@b\"]\nclient-cert = \"certs-dev/service.pem\"\nclient-key = \"certs-dev/service.key\"\n";
+    let err = parse_with_file("tailnet-rules-off", rules_only, &tailnet_args()).unwrap_err();
+    assert!(
+        err.problem
+            .contains("tailnet-login/tailnet-tag need --tailnet-identities"),
+        "{err}"
+    );
+    let mut on = tailnet_args();
+    on.push("--tailnet-identities");
+    let base = "[[identity]]\nname = \"p\"\nclient-cert = \"certs-dev/service.pem\"\nclient-key = \"certs-dev/service.key\"\n";
+    for (name, table, expected) in [
+        (
+            "tailnet-tag",
+            "tailnet-tag = [\"ci\"]",
+            "not a Tailscale tag",
+        ),
+        (
+            "tailnet-empty",
+            "tailnet-login = [\" \"]",
+            "empty tailnet-login",
+        ),
+        (
+            "tailnet-ports",
+            "tailnet-login = [\"a@b\"]\nbootstrap-port = 19192\nbroker-port-base = 19200",
+            "not both",
+        ),
+    ] {
+        let err = parse_with_file(name, &format!("{base}{table}\n"), &on).unwrap_err();
+        assert!(err.problem.contains(expected), "{name}: {err}");
+    }
+    for flag in [
+        ["--tailscale-socket", "/x"],
+        ["--tailnet-capability", "a.b/c"],
+        ["--tailnet-whois-ttl", "1s"],
+    ] {
+        let mut args = tailnet_args();
+        args.extend_from_slice(&flag);
+        let err = parse(&args).unwrap_err();
+        assert_eq!(err.setting, flag[0]);
+        assert!(err.problem.contains("needs --tailnet-identities"), "{err}");
+    }
+    let mut args = tailnet_args();
+    args.extend_from_slice(&["--tailnet-identities", "--tailnet-capability", "identity"]);
+    let err = parse(&args).unwrap_err();
+    assert_eq!(err.setting, "--tailnet-capability");
+}

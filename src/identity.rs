@@ -14,9 +14,10 @@ use rustls::pki_types::CertificateDer;
 
 use crate::admin::ApiMetrics;
 use crate::brokers::PortPlan;
-use crate::config::{CertMatch, Settings};
+use crate::config::{CertMatch, Settings, TailnetMatch};
 use crate::policy::Policy;
 use crate::sasl::UpstreamAuth;
+use crate::tailnet::Peer;
 use crate::tls::{TlsLoadError, TlsState};
 
 /// Index of the default identity and of the default listener set.
@@ -35,6 +36,8 @@ pub struct Identity {
     pub policy: Policy,
     /// Which verified client certificates on the default listeners act as it.
     pub client_match: CertMatch,
+    /// Which tailnet peers on the default listeners act as it by rule (login, tag).
+    pub tailnet_match: TailnetMatch,
     /// Its per-API metrics, labelled with its name.
     pub api_metrics: ApiMetrics,
 }
@@ -65,6 +68,39 @@ pub enum Unmatched {
         /// Its DNS/IP alternative names.
         names: Vec<String>,
     },
+    /// tailscaled could not say who the tailnet peer is.
+    #[error("tailnet peer unknown: {0}")]
+    Whois(#[from] crate::tailnet::WhoisError),
+    /// The tailnet policy grants the peer several identities.
+    #[error("tailnet peer {peer} is granted several identities ({granted:?}) by {capability}: grant one")]
+    TailnetAmbiguous {
+        /// `login on node`.
+        peer: String,
+        /// The capability read.
+        capability: String,
+        /// The identity names granted.
+        granted: Vec<String>,
+    },
+    /// The tailnet policy grants the peer an identity this proxy does not have.
+    #[error("tailnet peer {peer} is granted identity '{name}' by {capability}, which is not configured here")]
+    TailnetUnknown {
+        /// `login on node`.
+        peer: String,
+        /// The capability read.
+        capability: String,
+        /// The name granted.
+        name: String,
+    },
+    /// No grant and no rule names the tailnet peer.
+    #[error("tailnet peer {peer} (tags {tags:?}) is granted no identity ({capability}) and matches no tailnet-login/tailnet-tag rule")]
+    TailnetNoMatch {
+        /// `login on node`.
+        peer: String,
+        /// Its tags.
+        tags: Vec<String>,
+        /// The capability read.
+        capability: String,
+    },
 }
 
 /// Every identity and listener set; index [`DEFAULT`] is the flags' in both lists.
@@ -88,6 +124,7 @@ impl Identities {
             auth: settings.upstream_auth.clone(),
             policy: settings.policy,
             client_match: CertMatch::default(),
+            tailnet_match: TailnetMatch::default(),
             api_metrics: ApiMetrics::new("default"),
         }];
         let mut sets = vec![ListenerSet {
@@ -104,6 +141,7 @@ impl Identities {
                 auth: extra.auth.clone(),
                 policy: extra.policy,
                 client_match: extra.client_match.clone(),
+                tailnet_match: extra.tailnet_match.clone(),
                 api_metrics: ApiMetrics::new(&extra.name),
             });
             if let Some((bootstrap_port, plan)) = &extra.listeners {
@@ -154,6 +192,54 @@ impl Identities {
             })
     }
 
+    /// The identity a tailnet peer acts as: the one the capability grants it (by name; one
+    /// only), else the first identity whose tailnet rules match it, else the default identity
+    /// when `unmatched_default`, else none.
+    pub fn choose_on_tailnet(
+        &self,
+        peer: &Peer,
+        capability: &str,
+        unmatched_default: bool,
+    ) -> Result<usize, Unmatched> {
+        let mut granted = peer.granted.iter();
+        match (granted.next(), granted.next()) {
+            (Some(name), None) => {
+                return self
+                    .all
+                    .iter()
+                    .position(|i| i.name == *name)
+                    .ok_or_else(|| Unmatched::TailnetUnknown {
+                        peer: peer.describe(),
+                        capability: capability.to_owned(),
+                        name: name.clone(),
+                    })
+            }
+            (Some(_), Some(_)) => {
+                return Err(Unmatched::TailnetAmbiguous {
+                    peer: peer.describe(),
+                    capability: capability.to_owned(),
+                    granted: peer.granted.iter().cloned().collect(),
+                })
+            }
+            _ => {}
+        }
+        if let Some(index) = self
+            .all
+            .iter()
+            .position(|i| i.tailnet_match.matches(&peer.login, &peer.tags))
+        {
+            return Ok(index);
+        }
+        if unmatched_default {
+            return Ok(DEFAULT);
+        }
+        Err(Unmatched::TailnetNoMatch {
+            peer: peer.describe(),
+            tags: peer.tags.clone(),
+            capability: capability.to_owned(),
+        })
+    }
+
     /// Reloads every identity's certificates and keys, logging each outcome.
     pub fn reload_all(&self, why: &str) {
         for identity in &self.all {
@@ -161,3 +247,7 @@ impl Identities {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "identity_tests.rs"]
+mod tests;

@@ -17,8 +17,12 @@
 //!   the connection's logs and audit lines name.
 //! - [`shared`]: the state the server builds and every connection reads (settings, broker
 //!   table, identities, budget, discovery rounds, limits).
-//! - [`identity`]: whom a client acts as at the cluster (its listener set or its verified
-//!   certificate picks the identity: upstream certificate, policy, metrics).
+//! - [`identity`]: whom a client acts as at the cluster (its listener set, its verified
+//!   certificate or, on a tailnet, who Tailscale says it is picks the identity: upstream
+//!   certificate, policy, metrics).
+//! - [`tailnet`]: with `--tailnet-identities`, who a peer on a tailnet address is: tailscaled's
+//!   LocalAPI `whois` (login, node, tags, the application capability granted to it), asked
+//!   once per address for a short time, its answer charged to the budget.
 //! - [`connection`]: one client ↔ one broker, under the connection limits: the upstream
 //!   connection opens after the first complete request; the read side (`connection/inbound.rs`)
 //!   reads frames under the memory rules and time limits; the request pump peeks each header and
@@ -59,7 +63,7 @@
 //!
 //! Imports go down this list's dependency order and never in a circle: `server` and
 //! `connection` both use `shared`, not each other; `config` uses `brokers`, `policy`,
-//! `proxy_protocol`, `sasl` and `tls`, none of which uses `config`; inside `kafka`, `wire` imports
+//! `proxy_protocol`, `sasl`, `tailnet` and `tls`, none of which uses `config`; inside `kafka`, `wire` imports
 //! nothing of ours and every other module only what sits below it.
 
 pub mod admin;
@@ -77,6 +81,7 @@ pub mod resolve;
 pub mod sasl;
 pub mod server;
 pub mod shared;
+pub mod tailnet;
 pub mod tls;
 pub mod topics;
 pub mod upstream;

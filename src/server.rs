@@ -97,6 +97,10 @@ pub async fn run(
     );
     let drain_timeout = settings.drain_timeout;
     let budget = Budget::new(settings.max_buffered_bytes);
+    let tailnet = settings
+        .tailnet
+        .as_ref()
+        .map(|t| crate::tailnet::Whois::new(t.whois.clone(), budget.clone()));
     let resolver = Resolver::new(settings.dns_cache_ttl);
     let shared = Arc::new(Shared {
         settings,
@@ -121,6 +125,7 @@ pub async fn run(
         scrubbers: std::sync::Mutex::new(None),
         controllers: Default::default(),
         topics: Default::default(),
+        tailnet,
     });
 
     for (set, bootstrap) in bootstraps.into_iter().enumerate() {
@@ -144,7 +149,7 @@ pub async fn run(
             "connections from these sources must start with a PROXY protocol header (v1 or v2); its client address is the one logged and audited"
         );
     }
-    // Identities without listeners of their own: the certificate chooses them.
+    // Identities without listeners of their own: the certificate or the tailnet chooses them.
     for identity in &shared.identities.all {
         if !identity.client_match.is_empty() {
             tracing::info!(
@@ -153,6 +158,25 @@ pub async fn run(
                 subject_cn = ?identity.client_match.subject_cn,
                 san = ?identity.client_match.san,
                 "identity chosen by client certificate on the default listeners"
+            );
+        }
+    }
+    if let Some(tailnet) = &shared.settings.tailnet {
+        tracing::info!(
+            socket = %tailnet.whois.socket.display(),
+            capability = %tailnet.whois.capability,
+            whois_ttl = ?tailnet.whois.ttl,
+            unmatched = if tailnet.unmatched_default { "default identity" } else { "refused" },
+            "tailnet peers on the default listeners act as the identity Tailscale's whois names: the capability's grant, else the first tailnet-login/tailnet-tag rule"
+        );
+        for identity in &shared.identities.all {
+            tracing::info!(
+                identity = %identity.name,
+                policy = ?identity.policy,
+                granted_as = %format_args!("{{\"identity\": \"{}\"}}", identity.name),
+                logins = ?identity.tailnet_match.logins,
+                tags = ?identity.tailnet_match.tags,
+                "identity chosen on the tailnet"
             );
         }
     }
@@ -255,23 +279,19 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, target: Target)
         // On listeners whose identity the certificate chooses, the span names it once chosen.
         // Behind a trusted balancer the socket's peer is the balancer (`via`); `peer`, the
         // client, is known once the PROXY header is read.
-        let by_certificate = shared.identities.chosen_by_certificate(target.set);
+        // On a tailnet, `user` and `node` name the person and the node once whois answers.
+        let chosen_later = shared.identities.chosen_by_certificate(target.set)
+            || (target.set == identity::DEFAULT && shared.tailnet.is_some());
         let proxied = shared.settings.proxy_protocol_from.contains(peer.ip());
         let empty = tracing::field::Empty;
-        let span = match (proxied, by_certificate) {
-            (false, true) => {
-                tracing::info_span!("conn", id, %peer, listener = %name, identity = empty)
-            }
-            (false, false) => {
-                tracing::info_span!("conn", id, %peer, listener = %name, identity = %owner)
-            }
-            (true, true) => {
-                tracing::info_span!("conn", id, via = %peer, listener = %name, identity = empty, peer = empty)
-            }
-            (true, false) => {
-                tracing::info_span!("conn", id, via = %peer, listener = %name, identity = %owner, peer = empty)
-            }
+        let span = if proxied {
+            tracing::info_span!("conn", id, via = %peer, listener = %name, identity = empty, peer = empty, user = empty, node = empty)
+        } else {
+            tracing::info_span!("conn", id, %peer, listener = %name, identity = empty, user = empty, node = empty)
         };
+        if !chosen_later {
+            span.record("identity", tracing::field::display(&owner));
+        }
         let shared = shared.clone();
         let open = open.clone();
         tokio::spawn(
@@ -351,25 +371,59 @@ async fn serve(
         Stream::Server(tls) => tls.get_ref().1.peer_certificates().and_then(|c| c.first()),
         _ => None,
     };
-    let chosen = match shared.identities.choose(target.set, certificate) {
-        Ok(chosen) => {
-            if shared.identities.chosen_by_certificate(target.set) {
-                let name = tracing::field::display(&shared.identities.all[chosen].name);
-                tracing::Span::current().record("identity", name);
+    // A peer on a tailnet address: Tailscale says who it is (within the first request's time).
+    let on_tailnet = match &shared.tailnet {
+        Some(whois) if target.set == identity::DEFAULT && crate::tailnet::is_tailnet(peer.ip()) => {
+            let deadline = accepted + shared.settings.first_frame_timeout;
+            match whois.lookup(peer.ip(), deadline).await {
+                Ok(found) => {
+                    let span = tracing::Span::current();
+                    span.record("user", tracing::field::display(&found.login));
+                    span.record("node", tracing::field::display(&found.node));
+                    Some(found)
+                }
+                Err(e) => {
+                    refuse_tailnet(shared, &peer.ip().to_string(), e.outcome(), &e.into());
+                    return;
+                }
             }
+        }
+        _ => None,
+    };
+    let choice = match (&on_tailnet, &shared.settings.tailnet) {
+        (Some(found), Some(tailnet)) => shared.identities.choose_on_tailnet(
+            found,
+            &tailnet.whois.capability,
+            tailnet.unmatched_default,
+        ),
+        _ => shared.identities.choose(target.set, certificate),
+    };
+    let chosen = match choice {
+        Ok(chosen) => {
+            let name = tracing::field::display(&shared.identities.all[chosen].name);
+            tracing::Span::current().record("identity", name);
             chosen
         }
         Err(e) => {
-            metrics::counter!("kafka_proxy_identity_refusals_total").increment(1);
-            tracing::warn!(error = %e, "client refused");
+            match &on_tailnet {
+                Some(found) => refuse_tailnet(shared, &found.describe(), "unmatched", &e),
+                None => {
+                    metrics::counter!("kafka_proxy_identity_refusals_total").increment(1);
+                    tracing::warn!(error = %e, "client refused");
+                }
+            }
             return;
         }
     };
-    // Who the client is, for the audit log: its certificate's subject, else the listener.
-    let principal = certificate
-        .and_then(crate::tls::certificate_info)
-        .map(|c| c.subject)
-        .unwrap_or_else(|| format!("listener {}", target.set_name(shared)));
+    // Who the client is, for the audit log: the tailnet person and node, its certificate's
+    // subject, else the listener.
+    let principal = match &on_tailnet {
+        Some(found) => format!("tailnet {}", found.describe()),
+        None => certificate
+            .and_then(crate::tls::certificate_info)
+            .map(|c| c.subject)
+            .unwrap_or_else(|| format!("listener {}", target.set_name(shared))),
+    };
     let client_info = connection::Client {
         identity: chosen,
         set: target.set,
@@ -402,6 +456,15 @@ async fn serve(
             }
         }
         Err(e) => tracing::warn!(error = %e, "connection closed"),
+    }
+}
+
+/// Logs (at most once a period per peer and reason, with a count) and counts a tailnet peer
+/// refused: whois failed, or nothing names it.
+fn refuse_tailnet(shared: &Shared, who: &str, reason: &'static str, error: &identity::Unmatched) {
+    metrics::counter!("kafka_proxy_identity_refusals_total").increment(1);
+    if let Some(suppressed) = shared.failures.should_log(who, reason) {
+        tracing::warn!(reason, suppressed, error = %error, "tailnet client refused");
     }
 }
 

@@ -106,6 +106,8 @@ pub struct Shared {
     pub controllers: Controllers,
     /// Topic id → name from the Metadata responses relayed, for audit lines.
     pub topics: TopicNames,
+    /// With --tailnet-identities: who a tailnet peer is (tailscaled's whois, cached).
+    pub tailnet: Option<crate::tailnet::Whois>,
 }
 
 impl Shared {

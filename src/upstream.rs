@@ -307,7 +307,16 @@ impl FailureLog {
     pub fn should_log(&self, broker: &str, reason: &'static str) -> Option<u64> {
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        match last.get_mut(&(broker.to_owned(), reason)) {
+        // Bounded: past MAX_FAILURE_KEYS, keys quiet for a period are forgotten, and if that
+        // is not enough, new keys share one line per reason.
+        let mut key = (broker.to_owned(), reason);
+        if last.len() >= MAX_FAILURE_KEYS && !last.contains_key(&key) {
+            last.retain(|_, (at, _)| now.duration_since(*at) < self.period);
+            if last.len() >= MAX_FAILURE_KEYS {
+                key = ("(others)".to_owned(), reason);
+            }
+        }
+        match last.get_mut(&key) {
             Some((at, suppressed)) if now.duration_since(*at) < self.period => {
                 *suppressed += 1;
                 None
@@ -319,12 +328,15 @@ impl FailureLog {
                 Some(n)
             }
             None => {
-                last.insert((broker.to_owned(), reason), (now, 0));
+                last.insert(key, (now, 0));
                 Some(0)
             }
         }
     }
 }
+
+/// Most distinct (source, reason) keys a [`FailureLog`] remembers.
+pub const MAX_FAILURE_KEYS: usize = 1024;
 
 /// Why the proxy's own Metadata request failed.
 #[derive(Debug, thiserror::Error)]

@@ -113,6 +113,17 @@ const SAMPLES: &[(&str, Sample)] = &[
         "proxy-protocol-from",
         Value("10.0.1.0/24,10.0.2.7", r#"["10.0.1.0/24", "10.0.2.7"]"#),
     ),
+    ("tailnet-identities", Switch),
+    (
+        "tailscale-socket",
+        Value("/run/tailscale/tailscaled.sock", r#""/run/tailscale/tailscaled.sock""#),
+    ),
+    (
+        "tailnet-capability",
+        Value("example.com/cap/kafka", r#""example.com/cap/kafka""#),
+    ),
+    ("tailnet-whois-ttl", Value("2s", r#""2s""#)),
+    ("tailnet-unmatched-default", Switch),
     ("max-request-bytes", Value("1048576", "1048576")),
     ("max-response-bytes", Value("2097152", "2097152")),
     ("connect-timeout", Value("3s", r#""3s""#)),
