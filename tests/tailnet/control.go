@@ -1,18 +1,24 @@
-// A control server for tests: tailscale's own testcontrol plus its DERP/STUN, on one address.
+// A control server for tests: tailscale's own testcontrol plus a DERP and a STUN server, on one
+// address. (Not tstest/integration's helper for the same: that package would double the build.)
 package main
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"log"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 
+	"tailscale.com/derp/derpserver"
+	"tailscale.com/net/stun/stuntest"
 	"tailscale.com/tailcfg"
-	"tailscale.com/tstest/integration"
 	"tailscale.com/tstest/integration/testcontrol"
+	"tailscale.com/types/key"
+	"tailscale.com/types/nettype"
 )
 
 type tb struct{ testing.TB }
@@ -31,7 +37,7 @@ func main() {
 	authKey := flag.String("authkey", "test-auth-key", "auth key nodes must present")
 	appCaps := flag.String("app-caps", "", "JSON PeerCapMap granted to every peer (global)")
 	flag.Parse()
-	derpMap := integration.RunDERPAndSTUN(tb{}, log.Printf, *ip)
+	derpMap := derpAndSTUN(*ip)
 	ctl := &testcontrol.Server{DERPMap: derpMap, RequireAuthKey: *authKey, AllOnline: true}
 	if *appCaps != "" {
 		var m tailcfg.PeerCapMap
@@ -112,4 +118,36 @@ func grant(ctl *testcontrol.Server, w http.ResponseWriter, r *http.Request) {
 	}
 	log.Printf("granted %s: %d rules", req.Dst, len(req.Grants))
 	fmt.Fprintln(w, "ok")
+}
+
+// derpAndSTUN serves a DERP server (HTTPS, the self-signed certificate of httptest, which the
+// map marks InsecureForTests) and a STUN server on ip, and returns the DERP map naming them.
+func derpAndSTUN(ip string) *tailcfg.DERPMap {
+	d := derpserver.New(key.NewNode(), log.Printf)
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(derpserver.Handler(d))
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.Config.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
+	srv.StartTLS()
+	stunAddr, _ := stuntest.ServeWithPacketListener(tb{}, nettype.Std{})
+	log.Printf("DERP on %s, STUN on %s", ln.Addr(), stunAddr)
+	return &tailcfg.DERPMap{Regions: map[int]*tailcfg.DERPRegion{1: {
+		RegionID:   1,
+		RegionCode: "test",
+		Nodes: []*tailcfg.DERPNode{{
+			Name:             "t1",
+			RegionID:         1,
+			HostName:         ip,
+			IPv4:             ip,
+			IPv6:             "none",
+			STUNPort:         stunAddr.Port,
+			DERPPort:         ln.Addr().(*net.TCPAddr).Port,
+			InsecureForTests: true,
+			STUNTestIP:       ip,
+		}},
+	}}}
 }
