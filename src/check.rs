@@ -65,6 +65,10 @@ pub async fn run(settings: &Settings) -> (String, bool) {
         }
     };
 
+    if let Some(tailnet) = &settings.tailnet {
+        check_tailnet(&mut out, &tailnet.whois, settings.connect_timeout, &mut ok).await;
+    }
+
     let _ = writeln!(out, "Upstream brokers");
     let mut brokers: Option<Vec<DiscoveredBroker>> = None;
     // Every check resolves anew: it reports what the name resolves to now.
@@ -218,6 +222,51 @@ pub async fn run(settings: &Settings) -> (String, bool) {
         "\nClient settings (once the proxy runs with these options)\n  kcat:  kcat -b {bootstrap}{kcat_tls} -L\n  Java / librdkafka properties:\n    bootstrap.servers={bootstrap}\n    security.protocol={protocol}"
     );
     (finish(out, ok), ok)
+}
+
+/// Asks tailscaled's LocalAPI the way the proxy will (whois, here of 127.0.0.1, which is no
+/// peer): an answer, "no peer" included, shows the socket reachable and whois permitted.
+async fn check_tailnet(
+    out: &mut String,
+    whois: &crate::tailnet::WhoisSettings,
+    timeout: Duration,
+    ok: &mut bool,
+) {
+    use crate::tailnet::{Whois, WhoisError};
+    let _ = writeln!(out, "Tailnet identities (--tailnet-identities)");
+    let client = Whois::new(
+        whois.clone(),
+        crate::budget::Budget::new(crate::tailnet::MAX_ANSWER_BYTES),
+    );
+    let asked = client
+        .lookup(
+            std::net::Ipv4Addr::LOCALHOST.into(),
+            Instant::now() + timeout,
+        )
+        .await;
+    match asked {
+        Ok(_) | Err(WhoisError::NotAPeer) => {
+            let _ = writeln!(
+                out,
+                "  tailscaled's LocalAPI {}: answers whois; identities come from the capability {} and the tailnet rules\n",
+                whois.socket.display(),
+                whois.capability
+            );
+        }
+        Err(e) => {
+            *ok = false;
+            let fix = match e {
+                WhoisError::Unreachable { .. } | WhoisError::Timeout => {
+                    "is tailscaled running, and is --tailscale-socket its socket (default /var/run/tailscale/tailscaled.sock)? In a container or a sandboxed unit, that path must be mounted in"
+                }
+                WhoisError::Status { .. } => {
+                    "tailscaled refused this user its whois: run the proxy as a user tailscaled lets read (any local user by default)"
+                }
+                _ => "is --tailscale-socket tailscaled's LocalAPI socket, and not another service's?",
+            };
+            let _ = writeln!(out, "  FAIL {e}\n       fix: {fix}\n");
+        }
+    }
 }
 
 fn finish(mut out: String, ok: bool) -> String {

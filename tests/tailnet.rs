@@ -392,4 +392,31 @@ fn each_person_on_the_tailnet_acts_as_the_identity_their_grant_names() {
     );
     assert!(metric(&metrics, "kafka_proxy_identity_refusals_total", &[]) >= 1.0);
     drop(proxy);
+
+    // `check` asks tailscaled as the proxy will, and says what to fix when it cannot.
+    let check = |socket: &std::path::Path| {
+        run(
+            Command::new(env!("CARGO_BIN_EXE_kafka-tls-proxy"))
+                .arg("check")
+                .args(["--upstream", c.bootstrap(), "--upstream-ca"])
+                .arg(c.ca())
+                .arg("--client-cert")
+                .arg(c.cert(Principal::Service))
+                .arg("--client-key")
+                .arg(c.key(Principal::Service))
+                .args(["--tailnet-identities", "--tailscale-socket"])
+                .arg(socket),
+            None,
+        )
+    };
+    let good = check(&tailnet.socket());
+    assert!(good.status.success(), "{}", text(&good));
+    assert!(text(&good).contains("answers whois"), "{}", text(&good));
+    let bad = check(&work.join("no-such.sock"));
+    assert!(!bad.status.success(), "{}", text(&bad));
+    assert!(
+        text(&bad).contains("FAIL tailnet") || text(&bad).contains("is tailscaled running"),
+        "{}",
+        text(&bad)
+    );
 }
