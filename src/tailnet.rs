@@ -233,7 +233,8 @@ impl Whois {
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
                 .await
                 .map_err(|e| unreachable(e.to_string()))?;
-        let driver = tokio::spawn(connection);
+        // The connection's task ends with this lookup, however it ends (a timeout included).
+        let _driver = AbortOnDrop(tokio::spawn(connection));
         let request = hyper::Request::get(format!("/localapi/v0/whois?addr={ip}"))
             // The LocalAPI's own host name and the header it requires of HTTP clients.
             .header("host", "local-tailscaled.sock")
@@ -268,8 +269,16 @@ impl Whois {
             }
             Err(e) => Err(e),
         };
-        driver.abort();
         result
+    }
+}
+
+/// Aborts a spawned task when dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

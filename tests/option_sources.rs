@@ -116,7 +116,10 @@ const SAMPLES: &[(&str, Sample)] = &[
     ("tailnet-identities", Switch),
     (
         "tailscale-socket",
-        Value("/run/tailscale/tailscaled.sock", r#""/run/tailscale/tailscaled.sock""#),
+        Value(
+            "/run/tailscale/tailscaled.sock",
+            r#""/run/tailscale/tailscaled.sock""#,
+        ),
     ),
     (
         "tailnet-capability",
