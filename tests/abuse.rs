@@ -1098,7 +1098,13 @@ impl Case {
             )
         });
     }
-    fn finish(self, log: &str) {
+    fn finish(mut self, log: &str) {
+        // A panic in the proxy is a bug whatever else the case saw; it also costs memory no
+        // bound covers (with RUST_BACKTRACE set, the backtrace's symbolization stays resident:
+        // about 150 MiB in a debug build), which is how one went unnoticed in the soak.
+        if let Some(line) = log.lines().find(|l| l.contains("panicked at")) {
+            self.problems.push(format!("the proxy panicked: {line}"));
+        }
         println!(
             "  ({}: {:.1} s)",
             self.name,
