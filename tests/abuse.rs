@@ -1556,10 +1556,18 @@ fn twenty_thousand_idle_connections_open_nothing_upstream_and_time_out() {
             "kafka_proxy_upstream_connections_total went from {opened_before} to {opened_during}"
         )
     });
-    case.check(fds >= open_now && accepted >= n as f64, || {
+    // Opening them all can take longer than --first-frame-timeout on a loaded machine (15.1 to
+    // 15.8 s in tests/soak): the proxy has then closed the first ones already, before this side
+    // saw it. They count from the metric read after the descriptors (it can only have grown).
+    let timed_out = metric(
+        &during,
+        "kafka_proxy_limit_reached_total",
+        &["limit=\"first_frame_timeout\""],
+    ) as usize;
+    case.check(fds + timed_out >= open_now && accepted >= n as f64, || {
         format!(
-            "the proxy accepted {accepted} of {n} connections and holds {fds} descriptors for \
-             {open_now} open ones"
+            "the proxy accepted {accepted} of {n} connections and holds {fds} descriptors \
+             (and had closed {timed_out} by --first-frame-timeout) for {open_now} open ones"
         )
     });
     let all_closed = conns.wait_all(attack + Duration::from_secs(45));
