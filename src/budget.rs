@@ -70,7 +70,7 @@ struct State {
     /// budget gets it, unmapping pooled memory if it must).
     free: usize,
     /// Mappings of frames that have left, by size, ready for the next frame of that class:
-    /// together never more than `free`.
+    /// together never more than `free`; a class with none is not in the map ([`State::unpool`]).
     pool: HashMap<usize, Vec<MmapMut>>,
     /// Bytes of the mappings in `pool`.
     pooled: usize,
@@ -82,6 +82,23 @@ struct State {
     /// smallest says at once whether one of them fits (no scan of the queue).
     lane_waiting: BTreeMap<usize, usize>,
     next_ticket: u64,
+}
+
+impl State {
+    /// Takes a pooled mapping of `class` out of the pool, the one way mappings leave it. The
+    /// class leaves the pool with its last mapping, so every class the pool names has one to
+    /// give ([`Budget::evict`] takes whichever class the map names first).
+    fn unpool(&mut self, class: usize) -> Option<MmapMut> {
+        let maps = self.pool.get_mut(&class)?;
+        let map = maps.pop();
+        if maps.is_empty() {
+            self.pool.remove(&class);
+        }
+        if let Some(map) = &map {
+            self.pooled -= map.len();
+        }
+        map
+    }
 }
 
 /// Budget held for one frame, with the memory the frame is read into; both go back to the
@@ -277,8 +294,7 @@ impl Budget {
         let victims = {
             let mut state = self.lock();
             if map_len == charge {
-                if let Some(map) = state.pool.get_mut(&charge).and_then(Vec::pop) {
-                    state.pooled -= map.len();
+                if let Some(map) = state.unpool(charge) {
                     held.map = Some(map);
                     return Some(held);
                 }
@@ -307,13 +323,7 @@ impl Budget {
             let Some(class) = state.pool.keys().next().copied() else {
                 break;
             };
-            let maps = state.pool.get_mut(&class).expect("a key of the pool");
-            let map = maps.pop().expect("pool entries are never empty");
-            if maps.is_empty() {
-                state.pool.remove(&class);
-            }
-            state.pooled -= map.len();
-            victims.push(map);
+            victims.extend(state.unpool(class));
         }
         victims
     }

@@ -1098,7 +1098,13 @@ impl Case {
             )
         });
     }
-    fn finish(self, log: &str) {
+    fn finish(mut self, log: &str) {
+        // A panic in the proxy is a bug whatever else the case saw; it also costs memory no
+        // bound covers (with RUST_BACKTRACE set, the backtrace's symbolization stays resident:
+        // about 150 MiB in a debug build), which is how one went unnoticed in the soak.
+        if let Some(line) = log.lines().find(|l| l.contains("panicked at")) {
+            self.problems.push(format!("the proxy panicked: {line}"));
+        }
         println!(
             "  ({}: {:.1} s)",
             self.name,
@@ -1550,10 +1556,18 @@ fn twenty_thousand_idle_connections_open_nothing_upstream_and_time_out() {
             "kafka_proxy_upstream_connections_total went from {opened_before} to {opened_during}"
         )
     });
-    case.check(fds >= open_now && accepted >= n as f64, || {
+    // Opening them all can take longer than --first-frame-timeout on a loaded machine (15.1 to
+    // 15.8 s in tests/soak): the proxy has then closed the first ones already, before this side
+    // saw it. They count from the metric read after the descriptors (it can only have grown).
+    let timed_out = metric(
+        &during,
+        "kafka_proxy_limit_reached_total",
+        &["limit=\"first_frame_timeout\""],
+    ) as usize;
+    case.check(fds + timed_out >= open_now && accepted >= n as f64, || {
         format!(
-            "the proxy accepted {accepted} of {n} connections and holds {fds} descriptors for \
-             {open_now} open ones"
+            "the proxy accepted {accepted} of {n} connections and holds {fds} descriptors \
+             (and had closed {timed_out} by --first-frame-timeout) for {open_now} open ones"
         )
     });
     let all_closed = conns.wait_all(attack + Duration::from_secs(45));
