@@ -35,7 +35,7 @@
 //!   ([`kafka::frame`]), bounded decoding and encoding ([`kafka::codec`]), the table of
 //!   address-carrying APIs and their rewrite ([`kafka::rewrite`]), the ApiVersions negotiation
 //!   ([`kafka::versions`]), the request walkers the policy reads ([`kafka::requests`]), and
-//!   the scrub of upstream names from the free text of admin responses ([`kafka::scrub`]).
+//!   the scrub of upstream names from the free text of responses ([`kafka::scrub`]).
 //! - [`policy`]: what each identity may ask of the cluster (`full`, `read-only`, `no-admin`):
 //!   the one table over every API key (`policy/table.rs`: access, denial error kind, audited,
 //!   versions), denials answered with each API's own authorization error (`policy/deny.rs`),

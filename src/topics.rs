@@ -6,10 +6,13 @@
 //! through the proxy to have its broker addresses rewritten; from v10 on it pairs each topic's
 //! name with its id, and a client names a topic by id only after such a response told it the
 //! id (a producer asks Metadata for a topic before producing to it). Those pairs are noted here
-//! ([`crate::kafka::wire::metadata_topic_ids`]). The proxy's own discovery rounds ask for no
-//! topics: asking for all of them on every round costs a cluster with tens of thousands of
-//! topics a multi-megabyte answer per round for a log line, and an id a line meets unknown is
-//! shown as such (with its id) rather than delaying the line or the request.
+//! ([`crate::kafka::wire::metadata_topic_ids`]), and those of the DescribeTopicPartitions
+//! answers relayed (Kafka 4.x admin tools describe topics with it;
+//! [`crate::kafka::wire::describe_topic_partitions_ids`]), under the same bounds. The
+//! proxy's own discovery rounds ask for no topics: asking for all of them on every round
+//! costs a cluster with tens of thousands of topics a multi-megabyte answer per round for a
+//! log line, and an id a line meets unknown is shown as such (with its id) rather than
+//! delaying the line or the request.
 //!
 //! **Bounded.** At most [`MAX_TOPIC_IDS`] entries and [`MAX_TOPIC_ID_BYTES`] bytes (each entry
 //! counted as its name plus [`ENTRY_OVERHEAD`]); the least recently used entry goes first when

@@ -620,3 +620,48 @@ fn a_delete_topics_by_id_is_audited_with_the_topics_name() {
             .any(|l| l == topic)
     });
 }
+
+/// The topic id of `topic` as a DescribeTopicPartitions v0 answer relayed through the proxy on
+/// `s` gives it (what Kafka 4.x admin tools ask instead of Metadata), in its text form.
+fn topic_id_described_through(s: &mut TcpStream, topic: &str) -> String {
+    use kafka_protocol::messages::describe_topic_partitions_request::TopicRequest;
+    use kafka_protocol::messages::{
+        DescribeTopicPartitionsRequest, DescribeTopicPartitionsResponse,
+    };
+    use kafka_protocol::protocol::Decodable;
+    let request = DescribeTopicPartitionsRequest::default()
+        .with_topics(vec![TopicRequest::default().with_name(topic_name(topic))])
+        .with_response_partition_limit(10);
+    let key = ApiKey::DescribeTopicPartitions as i16;
+    let frame = request_frame("audit-ids", key, 0, 2, 5, &request);
+    let mut body = roundtrip(s, &frame, 1);
+    let answer = DescribeTopicPartitionsResponse::decode(&mut body, 0).unwrap();
+    let t = &answer.topics[0];
+    assert_eq!(t.error_code, 0, "describe {topic}: {answer:?}");
+    t.topic_id.to_string()
+}
+
+#[test]
+fn a_topic_id_learned_from_describe_topic_partitions_names_the_topic_in_audit_lines() {
+    let c = cluster();
+    let _up = c.shared();
+    let proxy = Proxy::start(c, &["--log", "info", "--policy", "read-only"]);
+    let topic = unique("audit-by-dtp");
+    c.create_topic(&topic, 1, 3);
+    let mut s = TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    // No Metadata on this proxy ever named the topic: only the DescribeTopicPartitions answer.
+    let id = topic_id_described_through(&mut s, &topic);
+    roundtrip(&mut s, &produce_by_id(&id, 6), 1);
+    wait_until("the denial line", Duration::from_secs(15), || {
+        !denial_lines(&proxy.log()).is_empty()
+    });
+    let line = denial_lines(&proxy.log()).remove(0);
+    println!("audit: {line}");
+    assert!(
+        line.contains(&format!("\"{topic}-0\"")),
+        "the denial names {topic} by its name: {line}"
+    );
+    assert!(!line.contains(&id), "{line}");
+    c.delete_topic(&topic);
+}

@@ -20,8 +20,8 @@ use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
 use kafka_protocol::messages::{
     AlterPartitionReassignmentsRequest, ApiKey, BrokerId, CreateAclsRequest, DeleteAclsRequest,
-    DescribeAclsRequest, DescribeConfigsRequest, DescribeLogDirsRequest, ElectLeadersRequest,
-    ListPartitionReassignmentsRequest, TopicName,
+    DescribeAclsRequest, DescribeClientQuotasRequest, DescribeConfigsRequest,
+    DescribeLogDirsRequest, ElectLeadersRequest, ListPartitionReassignmentsRequest, TopicName,
 };
 use kafka_protocol::protocol::{Encodable, Message, StrBytes};
 use kafka_tls_proxy::brokers::UpstreamAddr;
@@ -166,6 +166,20 @@ fn requests() -> Vec<(String, Vec<u8>)> {
                 ApiKey::DescribeLogDirs,
                 ver,
                 &DescribeLogDirsRequest::default(),
+            )
+        },
+    );
+    // Quotas (scrubbed like the admin APIs since the table was completed): refused for a
+    // principal without cluster DESCRIBE_CONFIGS.
+    add(
+        "DescribeClientQuotas",
+        ApiKey::DescribeClientQuotas,
+        v(DescribeClientQuotasRequest::VERSIONS),
+        &|ver| {
+            frame(
+                ApiKey::DescribeClientQuotas,
+                ver,
+                &DescribeClientQuotasRequest::default(),
             )
         },
     );

@@ -207,6 +207,53 @@ fn scrub_responses() -> Vec<(i16, i16, String, Vec<u8>)> {
         let m = UpdateFeaturesResponse::default().with_error_message(msg());
         payload(ApiKey::UpdateFeatures as i16, v, &m)
     });
+    // Error messages of the address-carrying APIs (scrubbed after their rewrite).
+    add(ApiKey::Produce, kafka_protocol::protocol::VersionRange { min: 8, max: ProduceResponse::VERSIONS.max }, &|v| {
+        let mut m = produce(v, v >= 10);
+        m.responses[0].partition_responses[0].error_message = msg();
+        payload(ApiKey::Produce as i16, v, &m)
+    });
+    add(ApiKey::FindCoordinator, FindCoordinatorResponse::VERSIONS, &|v| {
+        let mut m = find_coordinator(v, false);
+        if v >= 1 && v <= 3 {
+            m.error_message = msg();
+        }
+        for c in &mut m.coordinators {
+            c.error_message = msg();
+        }
+        payload(ApiKey::FindCoordinator as i16, v, &m)
+    });
+    add(ApiKey::ShareFetch, ShareFetchResponse::VERSIONS, &|v| {
+        let m = ShareFetchResponse::default().with_error_code(29).with_error_message(msg()).with_responses(vec![
+            share_fetch_response::ShareFetchableTopicResponse::default().with_partitions(vec![
+                share_fetch_response::PartitionData::default().with_error_message(msg()).with_acknowledge_error_message(msg()),
+            ]),
+        ]);
+        payload(ApiKey::ShareFetch as i16, v, &m)
+    });
+    add(ApiKey::ConsumerGroupHeartbeat, ConsumerGroupHeartbeatResponse::VERSIONS, &|v| {
+        let m = ConsumerGroupHeartbeatResponse::default().with_error_code(30).with_error_message(msg()).with_member_id(Some(s("m-1")));
+        payload(ApiKey::ConsumerGroupHeartbeat as i16, v, &m)
+    });
+    add(ApiKey::ConsumerGroupDescribe, ConsumerGroupDescribeResponse::VERSIONS, &|v| {
+        let m = ConsumerGroupDescribeResponse::default().with_groups(vec![
+            consumer_group_describe_response::DescribedGroup::default().with_error_code(30).with_error_message(msg()).with_group_id(GroupId(s("g"))).with_members(vec![
+                consumer_group_describe_response::Member::default().with_member_id(s("m-1")).with_client_host(s("/10.0.9.2")),
+            ]),
+        ]);
+        payload(ApiKey::ConsumerGroupDescribe as i16, v, &m)
+    });
+    add(ApiKey::DescribeClientQuotas, DescribeClientQuotasResponse::VERSIONS, &|v| {
+        let m = DescribeClientQuotasResponse::default().with_error_code(31).with_error_message(msg());
+        payload(ApiKey::DescribeClientQuotas as i16, v, &m)
+    });
+    add(ApiKey::DescribeGroups, DescribeGroupsResponse::VERSIONS, &|v| {
+        let mut g = describe_groups_response::DescribedGroup::default().with_error_code(30).with_group_id(GroupId(s("g")));
+        if v >= 6 {
+            g.error_message = msg();
+        }
+        payload(ApiKey::DescribeGroups as i16, v, &DescribeGroupsResponse::default().with_groups(vec![g]))
+    });
     out
 }
 

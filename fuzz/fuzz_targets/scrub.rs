@@ -1,7 +1,7 @@
-//! The free-text scrub (src/kafka/scrub.rs `scrub_response`, and `scrub_address_text` for the
-//! error messages of the address-carrying APIs, over the `Scrubber`'s Aho-Corasick search): a
-//! response of each API whose responses carry error messages or configuration values, at a
-//! version from the input, with the upstream hosts of `ktp_fuzz::SCRUB_HOSTS`.
+//! The free-text scrub (src/kafka/scrub.rs `scrub_response`, over the `Scrubber`'s
+//! Aho-Corasick search): a response of each API of `TEXT_CARRYING` (error messages,
+//! configuration values; the address-carrying APIs' error messages too), at a version from the
+//! input, with the upstream hosts of `ktp_fuzz::SCRUB_HOSTS`.
 //!
 //! Invariants: no panic; a scrubbed frame has the right length prefix, walks again at the same
 //! version, and scrubbing it again changes nothing (no upstream host is left standing alone in
@@ -21,13 +21,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((key, version, payload)) = split_keyed(keys, data) else {
         return;
     };
-    let scrub_any = |payload: &[u8]| {
-        if scrub::has_address_text(key) {
-            scrub::scrub_address_text(key, version, payload, s)
-        } else {
-            scrub::scrub_response(key, version, payload, s)
-        }
-    };
+    let scrub_any = |payload: &[u8]| scrub::scrub_response(key, version, payload, s);
     let Ok(Some(frame)) = scrub_any(payload) else {
         return;
     };

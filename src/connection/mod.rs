@@ -65,6 +65,10 @@ use crate::upstream::Stream;
 /// more from it (Kafka clients default to 5; this leaves ample room).
 pub(crate) const MAX_IN_FLIGHT: usize = 1024;
 
+/// DescribeTopicPartitions' api key: its answers feed the topic id → name map.
+const DESCRIBE_TOPIC_PARTITIONS: i16 =
+    kafka_protocol::messages::ApiKey::DescribeTopicPartitions as i16;
+
 /// Why a denied request closes its connection when its answer could never fit the budget.
 const ANSWER_TOO_LARGE: &str =
     "the answer to this denied request could take more memory than --max-buffered-bytes allows";
@@ -868,11 +872,27 @@ where
             if let Some(audit) = audit {
                 audit.answered(&chunk[payload_range.clone()]);
             }
-            let inspect_it = planned_inspection
-                && rewrite::may_carry_addresses(api_key, api_version, &chunk[payload_range])
-                    .map_err(rewrite_error)?;
+            if api_key == DESCRIBE_TOPIC_PARTITIONS {
+                // Its topic ids name topics in audit lines, as Metadata's do.
+                let _ = rewrite::describe_topic_partitions_ids(
+                    api_version,
+                    &chunk[payload_range.clone()],
+                    &mut |id, name| shared.topics.note(id, name),
+                );
+            }
+            let rewrite::Needs {
+                addresses: inspect_it,
+                text: scrub_it,
+            } = rewrite::response_needs(
+                api_key,
+                api_version,
+                &chunk[payload_range],
+                planned_inspection,
+                scrub,
+            )
+            .map_err(rewrite_error)?;
             let local_due = matches!(pending.front(), Some(Expected::Local(_)));
-            if !inspect_it && !scrub && !local_due {
+            if !inspect_it && !scrub_it && !local_due {
                 continue;
             }
             // Write what precedes this frame, then this frame (rewritten or not), then any
@@ -881,11 +901,9 @@ where
             // A rewrite is charged before it is built, and until it has been written; beside a
             // large frame that holds budget of its own, at most the rest of the budget (so it
             // can never wait for itself).
-            // A scrub likewise.
-            // A rewritten response whose error messages may name brokers is scrubbed after
-            // its rewrite: charged for both.
-            let address_text = inspect_it && kafka::scrub::has_address_text(api_key);
-            let scrubbers = ((!inspect_it && scrub) || address_text).then(|| shared.scrubbers());
+            // A scrub likewise; a response both rewritten and scrubbed (its text after its
+            // addresses) is charged for both.
+            let scrubbers = scrub_it.then(|| shared.scrubbers());
             let scrubber = scrubbers.as_ref().and_then(|s| s.get(who.set));
             let bound = if inspect_it {
                 let host_len = shared.registry.advertised_host().len();
@@ -906,42 +924,31 @@ where
                 None => None,
             };
             let frame = chunk.split_to(range.end).slice(range.start..);
-            let replaced = if inspect_it {
-                let rewritten = inspect(
+            let rewritten = if inspect_it {
+                inspect(
                     shared,
                     who.set,
                     api_key,
                     api_version,
                     &frame.slice(frame::LENGTH_PREFIX..),
                 )
-                .await?;
-                match scrubber {
-                    Some(scrubber) => {
-                        let base = rewritten.as_ref().unwrap_or(&frame);
-                        kafka::scrub::scrub_address_text(
-                            api_key,
-                            api_version,
-                            &base[frame::LENGTH_PREFIX..],
-                            scrubber,
-                        )
-                        .map_err(|e| rewrite_error(e.into()))?
-                        .or(rewritten)
-                    }
-                    None => rewritten,
-                }
-            } else if scrub {
-                scrubber
-                    .map_or(Ok(None), |scrubber| {
-                        kafka::scrub::scrub_response(
-                            api_key,
-                            api_version,
-                            &frame[frame::LENGTH_PREFIX..],
-                            scrubber,
-                        )
-                    })
-                    .map_err(|e| rewrite_error(e.into()))?
+                .await?
             } else {
                 None
+            };
+            let replaced = match scrubber {
+                Some(scrubber) => {
+                    let base = rewritten.as_ref().unwrap_or(&frame);
+                    kafka::scrub::scrub_response(
+                        api_key,
+                        api_version,
+                        &base[frame::LENGTH_PREFIX..],
+                        scrubber,
+                    )
+                    .map_err(|e| rewrite_error(e.into()))?
+                    .or(rewritten)
+                }
+                None => rewritten,
             };
             if replaced.is_some() {
                 identity.api_metrics.rewritten(api_key);

@@ -70,8 +70,9 @@ pub(super) struct Awaited {
     /// The response must be looked at before the client gets it (ApiVersions is capped, an
     /// address-carrying API's brokers are rewritten).
     pub(super) inspect: bool,
-    /// The response carries free text (error messages, config values) in which upstream
-    /// names and addresses are replaced ([`kafka::scrub`]); never set with `inspect`.
+    /// The response may carry free text (error messages, config values) in which upstream
+    /// names and addresses are replaced ([`kafka::scrub`]); with `inspect`, after the address
+    /// rewrite (Produce: only when an error message is non-null).
     pub(super) scrub: bool,
     /// Set for requests that change the cluster: their request line is written; the outcome
     /// line is written from the answer (or as unknown if none comes).

@@ -44,17 +44,19 @@ pub fn needs_inspection(api_key: i16, version: i16) -> bool {
 /// proxy cannot decode that version (the capped ApiVersions answer never offered it), so the
 /// connection closes instead. ApiVersions is always relayable: the connection answers versions
 /// above what the proxy decodes itself. Likewise for a response with free text the proxy could
-/// not search for upstream names ([`scrub::TEXT_CARRYING`]).
+/// not search for upstream names ([`scrub::TEXT_CARRYING`], from the first version with text).
 pub fn relayable(api_key: i16, version: i16) -> bool {
-    if let Some(t) = scrub::text_carrying(api_key) {
-        return (t.versions.min..=t.versions.max).contains(&version);
-    }
-    match rewrite::inspected(api_key) {
+    let text = match scrub::text_carrying(api_key) {
+        Some(t) if version >= t.text_from => (t.versions.min..=t.versions.max).contains(&version),
+        _ => true,
+    };
+    let addresses = match rewrite::inspected(api_key) {
         Some(i) if version >= i.addresses_from => {
             (i.versions.min..=i.versions.max).contains(&version)
         }
         _ => true,
-    }
+    };
+    text && addresses
 }
 
 /// Inspects one response that [`needs_inspection`] selected: caps ApiVersions, rewrites broker

@@ -258,6 +258,29 @@ pub fn metadata_topic_ids(
         })
 }
 
+/// Calls `topic(id, name)` for every topic a DescribeTopicPartitions response (`payload` with
+/// its header, without its length prefix) names with both, for the audit's id → name map, as
+/// [`metadata_topic_ids`] does. Errors for a version the walk does not know (v0 only so far)
+/// or bytes that do not walk; the ids met before are noted all the same.
+pub fn describe_topic_partitions_ids(
+    version: i16,
+    payload: &[u8],
+    topic: &mut dyn FnMut([u8; 16], &[u8]),
+) -> Result<(), CodecError> {
+    let api_key = ApiKey::DescribeTopicPartitions as i16;
+    if version != 0 {
+        return Err(CodecError::UnsupportedVersion { api_key, version });
+    }
+    let mut w = wire::Walker::strict(payload);
+    w.response_header(response_header_version(api_key, version))
+        .and_then(|()| wire::describe_topic_partitions_ids(&mut w, topic))
+        .map_err(|reason| CodecError::Decode {
+            api_key,
+            version,
+            reason: reason.to_string(),
+        })
+}
+
 /// Walks a Produce v10+ / Fetch v16+ response without decoding it and tells whether the
 /// top-level tagged field `node_endpoints` is present and non-empty. Errors on malformed bytes.
 pub fn has_node_endpoints(
@@ -292,6 +315,57 @@ pub fn may_carry_addresses(
         }
         _ => Ok(true),
     }
+}
+
+/// What one response needs before it reaches the client, as its request's plan and (for
+/// Produce and Fetch) a walk of its bytes say.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// It may carry a broker address: [`rewrite_response`] it.
+    pub addresses: bool,
+    /// It carries free text to search for upstream names ([`super::scrub`]).
+    pub text: bool,
+}
+
+/// What a response whose plan asked for an address rewrite (`inspect`) or a scrub of its free
+/// text (`text`) really needs. Produce and Fetch, the hot path, are walked once, leniently,
+/// without decoding or allocating: a rewrite only when `node_endpoints` is present and
+/// non-empty, a scrub only when an error message is non-null (Fetch has none), so a Produce or
+/// Fetch answered without errors passes as its original bytes after that one walk. Every
+/// other API needs what its plan says.
+pub fn response_needs(
+    api_key: i16,
+    version: i16,
+    payload: &[u8],
+    inspect: bool,
+    text: bool,
+) -> Result<Needs, RewriteError> {
+    let hot = inspected(api_key).filter(|i| matches!(i.key, ApiKey::Produce | ApiKey::Fetch));
+    let Some(i) = hot.filter(|_| inspect || text) else {
+        return Ok(Needs {
+            addresses: inspect,
+            text,
+        });
+    };
+    if version > i.versions.max || version < i.versions.min {
+        return Err(CodecError::UnsupportedVersion { api_key, version }.into());
+    }
+    let mut w = wire::Walker::new(payload);
+    let scanned = w
+        .response_header(response_header_version(api_key, version))
+        .and_then(|()| match i.key {
+            ApiKey::Produce => wire::produce_scan(&mut w, version),
+            _ => wire::fetch_addresses(&mut w, version).map(|found| (found, false)),
+        })
+        .map_err(|reason| CodecError::Decode {
+            api_key,
+            version,
+            reason: reason.to_string(),
+        })?;
+    Ok(Needs {
+        addresses: inspect && scanned.0.is_some_and(|r| r.carries_node_endpoints()),
+        text: text && scanned.1,
+    })
 }
 
 /// What the mapper says for one entry: the new host and port, or `None` for an entry the

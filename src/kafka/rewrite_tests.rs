@@ -2044,3 +2044,155 @@ fn metadata_topic_ids_pairs_each_topic_name_with_its_id_from_v10() {
         assert!(metadata_topic_ids(v, &bytes[..bytes.len() - 1], &mut |_, _| {}).is_err());
     }
 }
+
+/// What the plan's flags become for a response (as the connection asks).
+fn needs_of(api_key: ApiKey, version: i16, payload: &[u8]) -> Needs {
+    let key = api_key as i16;
+    response_needs(
+        key,
+        version,
+        payload,
+        needs_inspection(key, version),
+        crate::kafka::scrub::carries_text(key, version),
+    )
+    .expect("walks")
+}
+
+/// The hot path's one walk: a Produce is rewritten only with node_endpoints and scrubbed only
+/// when an error message is non-null (v8+: partition or record error); a Fetch carries no text;
+/// without either, both pass as their bytes.
+#[test]
+fn produce_and_fetch_need_a_rewrite_or_a_scrub_only_for_what_they_carry() {
+    let produce_versions = versions_of::<ProduceRequest, ProduceResponse>();
+    for v in produce_versions.min..=produce_versions.max {
+        let clean = |m: &mut ProduceResponse| {
+            for t in &mut m.responses {
+                for p in &mut t.partition_responses {
+                    p.error_code = 0;
+                    p.error_message = None;
+                    p.record_errors.clear();
+                }
+            }
+        };
+        let mut ok = produce(v, false);
+        clean(&mut ok);
+        assert_eq!(
+            needs_of(ApiKey::Produce, v, &payload(PRODUCE, v, &ok)),
+            Needs::default(),
+            "v{v}"
+        );
+        let mut partition_error = ok.clone();
+        partition_error.responses[0].partition_responses[0].error_message = Some(s("denied"));
+        let mut record_error = ok.clone();
+        record_error.responses[0].partition_responses[0].record_errors =
+            vec![BatchIndexAndErrorMessage::default()
+                .with_batch_index(0)
+                .with_batch_index_error_message(Some(s("bad")))];
+        let mut record_error_without_text = ok.clone();
+        record_error_without_text.responses[0].partition_responses[0].record_errors =
+            vec![BatchIndexAndErrorMessage::default().with_batch_index(0)];
+        if v >= 8 {
+            for m in [&partition_error, &record_error] {
+                let needs = needs_of(ApiKey::Produce, v, &payload(PRODUCE, v, m));
+                assert_eq!(
+                    needs,
+                    Needs {
+                        addresses: false,
+                        text: true
+                    },
+                    "v{v}"
+                );
+            }
+            let needs = needs_of(
+                ApiKey::Produce,
+                v,
+                &payload(PRODUCE, v, &record_error_without_text),
+            );
+            assert_eq!(needs, Needs::default(), "v{v}");
+        }
+        // With node_endpoints (and its error messages): both.
+        let full = payload(PRODUCE, v, &produce(v, true));
+        let needs = needs_of(ApiKey::Produce, v, &full);
+        assert_eq!(needs.addresses, v >= 10, "v{v}");
+        assert_eq!(needs.text, v >= 8, "v{v}");
+        // Cut short: an error, never a pass, wherever the plan asks for a walk (v8+); before
+        // v8 a Produce answer carries neither and is not walked at all.
+        let cut = response_needs(PRODUCE, v, &full[..full.len() - 1], v >= 10, v >= 8);
+        assert_eq!(cut.is_err(), v >= 8, "v{v}");
+    }
+    let fetch_versions = versions_of::<FetchRequest, FetchResponse>();
+    for v in fetch_versions.min..=fetch_versions.max {
+        for endpoints in [false, true] {
+            let needs = needs_of(
+                ApiKey::Fetch,
+                v,
+                &payload(FETCH, v, &fetch(v, endpoints, 2, 9)),
+            );
+            assert!(!needs.text, "v{v}");
+            assert_eq!(needs.addresses, endpoints && v >= 16, "v{v}");
+        }
+    }
+    // Every other API needs what its plan says, without a walk.
+    for (inspect, text) in [(false, false), (true, false), (false, true), (true, true)] {
+        let needs = response_needs(ApiKey::DescribeAcls as i16, 3, b"", inspect, text).unwrap();
+        assert_eq!(
+            needs,
+            Needs {
+                addresses: inspect,
+                text
+            }
+        );
+    }
+}
+
+/// DescribeTopicPartitions answers feed the topic id → name map as Metadata's do: every topic
+/// named with both, a topic without a name skipped, a broken answer an error.
+#[test]
+fn describe_topic_partitions_names_its_topic_ids() {
+    use kafka_protocol::messages::describe_topic_partitions_response::{
+        Cursor, DescribeTopicPartitionsResponsePartition, DescribeTopicPartitionsResponseTopic,
+    };
+    use kafka_protocol::messages::DescribeTopicPartitionsResponse;
+    let key = ApiKey::DescribeTopicPartitions as i16;
+    let partition = DescribeTopicPartitionsResponsePartition::default()
+        .with_partition_index(0)
+        .with_leader_id(BrokerId(1))
+        .with_replica_nodes(vec![BrokerId(1), BrokerId(2)])
+        .with_isr_nodes(vec![BrokerId(1)])
+        .with_eligible_leader_replicas(Some(vec![BrokerId(2)]))
+        .with_offline_replicas(vec![BrokerId(3)]);
+    let m = DescribeTopicPartitionsResponse::default()
+        .with_topics(vec![
+            DescribeTopicPartitionsResponseTopic::default()
+                .with_name(Some(topic("orders")))
+                .with_topic_id(uuid(1))
+                .with_partitions(vec![partition.clone(), partition]),
+            DescribeTopicPartitionsResponseTopic::default()
+                .with_error_code(3)
+                .with_name(None)
+                .with_topic_id(uuid(2)),
+            DescribeTopicPartitionsResponseTopic::default()
+                .with_name(Some(topic("payments")))
+                .with_topic_id(uuid(3)),
+        ])
+        .with_next_cursor(Some(
+            Cursor::default()
+                .with_topic_name(topic("payments"))
+                .with_partition_index(4),
+        ));
+    let bytes = payload(key, 0, &m);
+    let mut seen = Vec::new();
+    describe_topic_partitions_ids(0, &bytes, &mut |id, name| seen.push((id, name.to_vec())))
+        .expect("walks");
+    assert_eq!(
+        seen,
+        [
+            ([1; 16], b"orders".to_vec()),
+            ([3; 16], b"payments".to_vec())
+        ]
+    );
+    for cut in 0..bytes.len() {
+        assert!(describe_topic_partitions_ids(0, &bytes[..cut], &mut |_, _| {}).is_err());
+    }
+    assert!(describe_topic_partitions_ids(1, &bytes, &mut |_, _| {}).is_err());
+}

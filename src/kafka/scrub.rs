@@ -14,8 +14,9 @@
 //! finds the upstream names in it. The new frame is the original bytes with only the changed
 //! strings (and their length prefixes) replaced, as the address rewrite splices
 //! ([`super::rewrite`]); nothing is allocated when nothing is found. Null messages, the usual
-//! case of a successful answer, cost one walk of the response, and only the admin APIs of
-//! the table are walked at all: Produce and Fetch never are.
+//! case of a successful answer, cost one walk of the response, and only the APIs of the table
+//! are walked at all. Produce is walked only when the walk the hot path already makes
+//! ([`super::rewrite::response_needs`]) found a non-null error message; Fetch carries none.
 //!
 //! What is not text is never touched: ACL `host` patterns, resource names, principals.
 
@@ -25,12 +26,22 @@ use std::ops::Range;
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
-    AlterConfigsResponse, AlterPartitionReassignmentsResponse, AlterUserScramCredentialsResponse,
-    ApiKey, CreateAclsResponse, CreatePartitionsResponse, CreateTopicsResponse, DeleteAclsResponse,
-    DeleteTopicsResponse, DescribeAclsResponse, DescribeClusterResponse, DescribeConfigsResponse,
-    DescribeQuorumResponse, DescribeUserScramCredentialsResponse, ElectLeadersResponse,
-    FindCoordinatorResponse, IncrementalAlterConfigsResponse, ListPartitionReassignmentsResponse,
-    ProduceResponse, UpdateFeaturesResponse,
+    AddRaftVoterResponse, AlterClientQuotasResponse, AlterConfigsResponse,
+    AlterPartitionReassignmentsResponse, AlterShareGroupOffsetsResponse,
+    AlterUserScramCredentialsResponse, ApiKey, ConsumerGroupDescribeResponse,
+    ConsumerGroupHeartbeatResponse, ControllerRegistrationResponse, CreateAclsResponse,
+    CreatePartitionsResponse, CreateTopicsResponse, DeleteAclsResponse,
+    DeleteShareGroupOffsetsResponse, DeleteShareGroupStateResponse, DeleteTopicsResponse,
+    DescribeAclsResponse, DescribeClientQuotasResponse, DescribeClusterResponse,
+    DescribeConfigsResponse, DescribeGroupsResponse, DescribeProducersResponse,
+    DescribeQuorumResponse, DescribeShareGroupOffsetsResponse,
+    DescribeUserScramCredentialsResponse, ElectLeadersResponse, FindCoordinatorResponse,
+    IncrementalAlterConfigsResponse, InitializeShareGroupStateResponse,
+    ListPartitionReassignmentsResponse, ProduceResponse, ReadShareGroupStateResponse,
+    ReadShareGroupStateSummaryResponse, RemoveRaftVoterResponse, SaslAuthenticateResponse,
+    ShareAcknowledgeResponse, ShareFetchResponse, ShareGroupDescribeResponse,
+    ShareGroupHeartbeatResponse, UnregisterBrokerResponse, UpdateFeaturesResponse,
+    WriteShareGroupStateResponse,
 };
 use kafka_protocol::protocol::{Message, VersionRange};
 
@@ -225,8 +236,16 @@ enum Kind {
     Text,
     /// An array of int32.
     I32s,
+    /// An array of (nullable) strings that are not free text (topic names).
+    Strs,
+    /// (Nullable) bytes: skipped (member metadata, records, SASL bytes).
+    Blob,
     /// An array of structs (nullable arrays walk the same: null counts as empty).
     Array(&'static [Field]),
+    /// One struct in place (with its own tagged fields when flexible).
+    Struct(&'static [Field]),
+    /// A nullable struct: an int8 marker (negative: null), then the struct.
+    OptStruct(&'static [Field]),
 }
 
 /// One field of a response and the versions that carry it (inclusive).
@@ -269,7 +288,7 @@ const fn between(since: i16, until: i16, kind: Kind) -> Field {
     Field { since, until, kind }
 }
 
-use Kind::{Array, I32s, Str, Text, Uuid, I16, I32, I64, I8};
+use Kind::{Array, Blob, I32s, OptStruct, Str, Strs, Struct, Text, Uuid, I16, I32, I64, I8};
 
 /// An API whose responses carry free text, and the versions the proxy can walk.
 #[derive(Debug)]
@@ -280,14 +299,60 @@ pub struct TextCarrying {
     /// rewrite's; the minimum reaches below kafka-protocol's where Kafka 3.x brokers still
     /// answer older versions).
     pub versions: VersionRange,
+    /// The first version whose response has a text field (from the schema): older versions
+    /// carry nothing to scrub and pass as they are, even below `versions` (Produce v0-v2).
+    pub text_from: i16,
     body: &'static [Field],
 }
 
+impl TextCarrying {
+    const fn new(key: ApiKey, versions: VersionRange, body: &'static [Field]) -> Self {
+        Self {
+            key,
+            versions,
+            text_from: first_text(body),
+            body,
+        }
+    }
+}
+
+/// The lowest version at which `fields` (or a struct inside them) has a text field.
+const fn first_text(fields: &[Field]) -> i16 {
+    let mut lowest = i16::MAX;
+    let mut i = 0;
+    while i < fields.len() {
+        let field = fields[i];
+        let at = match field.kind {
+            Text => field.since,
+            Array(sub) | Struct(sub) | OptStruct(sub) => {
+                let inner = first_text(sub);
+                if inner > field.since {
+                    inner
+                } else {
+                    field.since
+                }
+            }
+            _ => i16::MAX,
+        };
+        if at < lowest {
+            lowest = at;
+        }
+        i += 1;
+    }
+    lowest
+}
+
+/// From version `min` to kafka-protocol's highest of the response `M`.
 const fn upto<M: Message>(min: i16) -> VersionRange {
     VersionRange {
         min,
         max: M::VERSIONS.max,
     }
+}
+
+/// kafka-protocol's versions of the response `M`.
+const fn all<M: Message>() -> VersionRange {
+    M::VERSIONS
 }
 
 const ACL_DESCRIPTION: &[Field] = &[f(Str), f(Str), f(I8), f(I8)];
@@ -391,86 +456,6 @@ const UPDATE_FEATURES: &[Field] = &[
     until(1, Array(&[f(Str), f(I16), f(Text)])),
 ];
 
-/// Every API whose responses carry free text the proxy scrubs, with its schema. The APIs whose
-/// responses carry broker addresses are [`super::rewrite::INSPECTED`]; no API is in both.
-pub static TEXT_CARRYING: [TextCarrying; 15] = [
-    TextCarrying {
-        key: ApiKey::DescribeAcls,
-        versions: upto::<DescribeAclsResponse>(0),
-        body: DESCRIBE_ACLS,
-    },
-    TextCarrying {
-        key: ApiKey::CreateAcls,
-        versions: upto::<CreateAclsResponse>(0),
-        body: CREATE_ACLS,
-    },
-    TextCarrying {
-        key: ApiKey::DeleteAcls,
-        versions: upto::<DeleteAclsResponse>(0),
-        body: DELETE_ACLS,
-    },
-    TextCarrying {
-        key: ApiKey::DescribeConfigs,
-        versions: upto::<DescribeConfigsResponse>(0),
-        body: DESCRIBE_CONFIGS,
-    },
-    TextCarrying {
-        key: ApiKey::AlterPartitionReassignments,
-        versions: upto::<AlterPartitionReassignmentsResponse>(0),
-        body: ALTER_PARTITION_REASSIGNMENTS,
-    },
-    TextCarrying {
-        key: ApiKey::ListPartitionReassignments,
-        versions: upto::<ListPartitionReassignmentsResponse>(0),
-        body: LIST_PARTITION_REASSIGNMENTS,
-    },
-    TextCarrying {
-        key: ApiKey::ElectLeaders,
-        versions: upto::<ElectLeadersResponse>(0),
-        body: ELECT_LEADERS,
-    },
-    TextCarrying {
-        key: ApiKey::CreateTopics,
-        versions: upto::<CreateTopicsResponse>(0),
-        body: CREATE_TOPICS,
-    },
-    TextCarrying {
-        key: ApiKey::DeleteTopics,
-        versions: upto::<DeleteTopicsResponse>(0),
-        body: DELETE_TOPICS,
-    },
-    TextCarrying {
-        key: ApiKey::CreatePartitions,
-        versions: upto::<CreatePartitionsResponse>(0),
-        body: CREATE_PARTITIONS,
-    },
-    TextCarrying {
-        key: ApiKey::AlterConfigs,
-        versions: upto::<AlterConfigsResponse>(0),
-        body: ALTER_CONFIGS,
-    },
-    TextCarrying {
-        key: ApiKey::IncrementalAlterConfigs,
-        versions: upto::<IncrementalAlterConfigsResponse>(0),
-        body: ALTER_CONFIGS,
-    },
-    TextCarrying {
-        key: ApiKey::DescribeUserScramCredentials,
-        versions: upto::<DescribeUserScramCredentialsResponse>(0),
-        body: DESCRIBE_USER_SCRAM,
-    },
-    TextCarrying {
-        key: ApiKey::AlterUserScramCredentials,
-        versions: upto::<AlterUserScramCredentialsResponse>(0),
-        body: ALTER_USER_SCRAM,
-    },
-    TextCarrying {
-        key: ApiKey::UpdateFeatures,
-        versions: upto::<UpdateFeaturesResponse>(0),
-        body: UPDATE_FEATURES,
-    },
-];
-
 const FIND_COORDINATOR: &[Field] = &[
     since(1, I32),
     until(3, I16),
@@ -527,49 +512,418 @@ const DESCRIBE_QUORUM: &[Field] = &[
     since(2, Array(&[f(I32), f(Array(&[f(Str), f(Str), f(I16)]))])),
 ];
 
-/// The error messages of responses that also carry broker addresses ([`super::rewrite`]
-/// rewrites those): scrubbed after the rewrite, like [`TEXT_CARRYING`]'s text. Metadata and
-/// Fetch responses carry no free text; ShareFetch and ShareAcknowledge (share groups) are not
-/// searched yet. A Produce response is scrubbed only when it is
-/// rewritten (it carries `node_endpoints`, which brokers send only with a leader error), so a
-/// Produce without errors costs nothing more; its other error messages are not searched yet.
-pub static ADDRESS_TEXT: [TextCarrying; 4] = [
-    TextCarrying {
-        key: ApiKey::FindCoordinator,
-        versions: upto::<FindCoordinatorResponse>(0),
-        body: FIND_COORDINATOR,
-    },
-    TextCarrying {
-        key: ApiKey::DescribeCluster,
-        versions: upto::<DescribeClusterResponse>(0),
-        body: DESCRIBE_CLUSTER,
-    },
-    TextCarrying {
-        key: ApiKey::DescribeQuorum,
-        versions: upto::<DescribeQuorumResponse>(0),
-        body: DESCRIBE_QUORUM,
-    },
-    TextCarrying {
-        key: ApiKey::Produce,
-        versions: upto::<ProduceResponse>(3),
-        body: PRODUCE,
-    },
+/// An error code and its message: the whole body of several controller and broker answers
+/// (AddRaftVoter, RemoveRaftVoter, ControllerRegistration, UnregisterBroker).
+const ERROR_ONLY: &[Field] = &[f(I32), f(I16), f(Text)];
+const QUOTA_ENTITY: &[Field] = &[f(Str), f(Str)];
+const ALTER_CLIENT_QUOTAS: &[Field] =
+    &[f(I32), f(Array(&[f(I16), f(Text), f(Array(QUOTA_ENTITY))]))];
+const DESCRIBE_CLIENT_QUOTAS: &[Field] = &[
+    f(I32),
+    f(I16),
+    f(Text),
+    f(Array(&[
+        f(Array(QUOTA_ENTITY)),
+        f(Array(&[f(Str), f(I64)])), // key, float64 value
+    ])),
+];
+const PARTITION_ERROR: &[Field] = &[f(I32), f(I16), f(Text)];
+const ALTER_SHARE_GROUP_OFFSETS: &[Field] = &[
+    f(I32),
+    f(I16),
+    f(Text),
+    f(Array(&[f(Str), f(Uuid), f(Array(PARTITION_ERROR))])),
+];
+const DELETE_SHARE_GROUP_OFFSETS: &[Field] = &[
+    f(I32),
+    f(I16),
+    f(Text),
+    f(Array(&[f(Str), f(Uuid), f(I16), f(Text)])),
+];
+const DESCRIBE_SHARE_GROUP_OFFSETS: &[Field] = &[
+    f(I32),
+    f(Array(&[
+        f(Str),
+        f(Array(&[
+            f(Str),
+            f(Uuid),
+            f(Array(&[f(I32), f(I64), f(I32), f(I16), f(Text)])),
+        ])),
+        f(I16),
+        f(Text),
+    ])),
+];
+/// Initialize/Write/DeleteShareGroupState: per topic id, per partition an error.
+const SHARE_GROUP_STATE: &[Field] = &[f(Array(&[f(Uuid), f(Array(PARTITION_ERROR))]))];
+const READ_SHARE_GROUP_STATE: &[Field] = &[f(Array(&[
+    f(Uuid),
+    f(Array(&[
+        f(I32),
+        f(I16),
+        f(Text),
+        f(I32),
+        f(I64),
+        f(Array(&[f(I64), f(I64), f(I8), f(I16)])),
+    ])),
+]))];
+const READ_SHARE_GROUP_STATE_SUMMARY: &[Field] = &[f(Array(&[
+    f(Uuid),
+    f(Array(&[f(I32), f(I16), f(Text), f(I32), f(I32), f(I64)])),
+]))];
+const DESCRIBE_PRODUCERS: &[Field] = &[
+    f(I32),
+    f(Array(&[
+        f(Str),
+        f(Array(&[
+            f(I32),
+            f(I16),
+            f(Text),
+            f(Array(&[f(I64), f(I32), f(I32), f(I64), f(I32), f(I64)])),
+        ])),
+    ])),
+];
+/// A group member's assignment (ConsumerGroupDescribe, ShareGroupDescribe).
+const GROUP_ASSIGNMENT: &[Field] = &[f(Array(&[f(Uuid), f(Str), f(I32s)]))];
+const CONSUMER_GROUP_MEMBER: &[Field] = &[
+    f(Str),
+    f(Str),
+    f(Str),
+    f(I32),
+    f(Str),
+    f(Str), // client_host: the client's, not a broker's
+    f(Strs),
+    f(Str),
+    f(Struct(GROUP_ASSIGNMENT)),
+    f(Struct(GROUP_ASSIGNMENT)),
+    since(1, I8),
+];
+const CONSUMER_GROUP_DESCRIBE: &[Field] = &[
+    f(I32),
+    f(Array(&[
+        f(I16),
+        f(Text),
+        f(Str),
+        f(Str),
+        f(I32),
+        f(I32),
+        f(Str),
+        f(Array(CONSUMER_GROUP_MEMBER)),
+        f(I32),
+    ])),
+];
+const SHARE_GROUP_MEMBER: &[Field] = &[
+    f(Str),
+    f(Str),
+    f(I32),
+    f(Str),
+    f(Str), // client_host
+    f(Strs),
+    f(Struct(GROUP_ASSIGNMENT)),
+];
+const SHARE_GROUP_DESCRIBE: &[Field] = &[
+    f(I32),
+    f(Array(&[
+        f(I16),
+        f(Text),
+        f(Str),
+        f(Str),
+        f(I32),
+        f(I32),
+        f(Str),
+        f(Array(SHARE_GROUP_MEMBER)),
+        f(I32),
+    ])),
+];
+/// ConsumerGroupHeartbeat, ShareGroupHeartbeat.
+const GROUP_HEARTBEAT: &[Field] = &[
+    f(I32),
+    f(I16),
+    f(Text),
+    f(Str),
+    f(I32),
+    f(I32),
+    f(OptStruct(&[f(Array(&[f(Uuid), f(I32s)]))])),
+];
+const DESCRIBE_GROUPS: &[Field] = &[
+    since(1, I32),
+    f(Array(&[
+        f(I16),
+        since(6, Text),
+        f(Str),
+        f(Str),
+        f(Str),
+        f(Str),
+        f(Array(&[
+            f(Str),
+            since(4, Str),
+            f(Str),
+            f(Str), // client_host: the client's, not a broker's
+            f(Blob),
+            f(Blob),
+        ])),
+        since(3, I32),
+    ])),
+];
+const SASL_AUTHENTICATE: &[Field] = &[f(I16), f(Text), f(Blob), since(1, I64)];
+/// `node_endpoints[]` of ShareFetch and ShareAcknowledge (the address rewrite's).
+const NODE_ENDPOINT: &[Field] = &[f(I32), f(Str), f(I32), f(Str)];
+const LEADER: &[Field] = &[f(I32), f(I32)];
+const SHARE_FETCH: &[Field] = &[
+    f(I32),
+    f(I16),
+    f(Text),
+    f(I32),
+    f(Array(&[
+        f(Uuid),
+        f(Array(&[
+            f(I32),
+            f(I16),
+            f(Text),
+            f(I16),
+            f(Text), // acknowledge_error_message
+            f(Struct(LEADER)),
+            f(Blob),
+            f(Array(&[f(I64), f(I64), f(I16)])),
+        ])),
+    ])),
+    f(Array(NODE_ENDPOINT)),
+];
+const SHARE_ACKNOWLEDGE: &[Field] = &[
+    f(I32),
+    f(I16),
+    f(Text),
+    f(Array(&[
+        f(Uuid),
+        f(Array(&[f(I32), f(I16), f(Text), f(Struct(LEADER))])),
+    ])),
+    f(Array(NODE_ENDPOINT)),
 ];
 
-/// True for the address-carrying APIs whose error messages [`scrub_address_text`] scrubs.
-pub fn has_address_text(api_key: i16) -> bool {
-    ADDRESS_TEXT.iter().any(|t| t.key as i16 == api_key)
-}
+/// Every API whose responses carry free text (error messages, configuration values) the proxy
+/// scrubs, with its schema: the one list, checked against kafka-protocol's generated responses
+/// by a test (every response with a message field is here). Six of them also carry broker
+/// addresses ([`super::rewrite::INSPECTED`]: FindCoordinator, DescribeCluster, DescribeQuorum,
+/// Produce, ShareFetch, ShareAcknowledge): their text is scrubbed after the address rewrite.
+/// Metadata and Fetch, the other address-carrying APIs, carry no free text. A Produce response
+/// is scrubbed only when one of its error messages is non-null
+/// ([`super::rewrite::response_needs`]), so a Produce without errors costs nothing more than
+/// the walk the address rewrite already makes.
+pub static TEXT_CARRYING: [TextCarrying; 42] = [
+    TextCarrying::new(
+        ApiKey::DescribeAcls,
+        upto::<DescribeAclsResponse>(0),
+        DESCRIBE_ACLS,
+    ),
+    TextCarrying::new(
+        ApiKey::CreateAcls,
+        upto::<CreateAclsResponse>(0),
+        CREATE_ACLS,
+    ),
+    TextCarrying::new(
+        ApiKey::DeleteAcls,
+        upto::<DeleteAclsResponse>(0),
+        DELETE_ACLS,
+    ),
+    TextCarrying::new(
+        ApiKey::DescribeConfigs,
+        upto::<DescribeConfigsResponse>(0),
+        DESCRIBE_CONFIGS,
+    ),
+    TextCarrying::new(
+        ApiKey::AlterPartitionReassignments,
+        upto::<AlterPartitionReassignmentsResponse>(0),
+        ALTER_PARTITION_REASSIGNMENTS,
+    ),
+    TextCarrying::new(
+        ApiKey::ListPartitionReassignments,
+        upto::<ListPartitionReassignmentsResponse>(0),
+        LIST_PARTITION_REASSIGNMENTS,
+    ),
+    TextCarrying::new(
+        ApiKey::ElectLeaders,
+        upto::<ElectLeadersResponse>(0),
+        ELECT_LEADERS,
+    ),
+    TextCarrying::new(
+        ApiKey::CreateTopics,
+        upto::<CreateTopicsResponse>(0),
+        CREATE_TOPICS,
+    ),
+    TextCarrying::new(
+        ApiKey::DeleteTopics,
+        upto::<DeleteTopicsResponse>(0),
+        DELETE_TOPICS,
+    ),
+    TextCarrying::new(
+        ApiKey::CreatePartitions,
+        upto::<CreatePartitionsResponse>(0),
+        CREATE_PARTITIONS,
+    ),
+    TextCarrying::new(
+        ApiKey::AlterConfigs,
+        upto::<AlterConfigsResponse>(0),
+        ALTER_CONFIGS,
+    ),
+    TextCarrying::new(
+        ApiKey::IncrementalAlterConfigs,
+        upto::<IncrementalAlterConfigsResponse>(0),
+        ALTER_CONFIGS,
+    ),
+    TextCarrying::new(
+        ApiKey::DescribeUserScramCredentials,
+        upto::<DescribeUserScramCredentialsResponse>(0),
+        DESCRIBE_USER_SCRAM,
+    ),
+    TextCarrying::new(
+        ApiKey::AlterUserScramCredentials,
+        upto::<AlterUserScramCredentialsResponse>(0),
+        ALTER_USER_SCRAM,
+    ),
+    TextCarrying::new(
+        ApiKey::UpdateFeatures,
+        upto::<UpdateFeaturesResponse>(0),
+        UPDATE_FEATURES,
+    ),
+    TextCarrying::new(
+        ApiKey::AlterClientQuotas,
+        all::<AlterClientQuotasResponse>(),
+        ALTER_CLIENT_QUOTAS,
+    ),
+    TextCarrying::new(
+        ApiKey::DescribeClientQuotas,
+        all::<DescribeClientQuotasResponse>(),
+        DESCRIBE_CLIENT_QUOTAS,
+    ),
+    TextCarrying::new(
+        ApiKey::DescribeGroups,
+        all::<DescribeGroupsResponse>(),
+        DESCRIBE_GROUPS,
+    ),
+    TextCarrying::new(
+        ApiKey::DescribeProducers,
+        all::<DescribeProducersResponse>(),
+        DESCRIBE_PRODUCERS,
+    ),
+    TextCarrying::new(
+        ApiKey::ConsumerGroupHeartbeat,
+        all::<ConsumerGroupHeartbeatResponse>(),
+        GROUP_HEARTBEAT,
+    ),
+    TextCarrying::new(
+        ApiKey::ConsumerGroupDescribe,
+        all::<ConsumerGroupDescribeResponse>(),
+        CONSUMER_GROUP_DESCRIBE,
+    ),
+    TextCarrying::new(
+        ApiKey::ShareGroupHeartbeat,
+        all::<ShareGroupHeartbeatResponse>(),
+        GROUP_HEARTBEAT,
+    ),
+    TextCarrying::new(
+        ApiKey::ShareGroupDescribe,
+        all::<ShareGroupDescribeResponse>(),
+        SHARE_GROUP_DESCRIBE,
+    ),
+    TextCarrying::new(
+        ApiKey::AlterShareGroupOffsets,
+        all::<AlterShareGroupOffsetsResponse>(),
+        ALTER_SHARE_GROUP_OFFSETS,
+    ),
+    TextCarrying::new(
+        ApiKey::DeleteShareGroupOffsets,
+        all::<DeleteShareGroupOffsetsResponse>(),
+        DELETE_SHARE_GROUP_OFFSETS,
+    ),
+    TextCarrying::new(
+        ApiKey::DescribeShareGroupOffsets,
+        all::<DescribeShareGroupOffsetsResponse>(),
+        DESCRIBE_SHARE_GROUP_OFFSETS,
+    ),
+    TextCarrying::new(
+        ApiKey::InitializeShareGroupState,
+        all::<InitializeShareGroupStateResponse>(),
+        SHARE_GROUP_STATE,
+    ),
+    TextCarrying::new(
+        ApiKey::ReadShareGroupState,
+        all::<ReadShareGroupStateResponse>(),
+        READ_SHARE_GROUP_STATE,
+    ),
+    TextCarrying::new(
+        ApiKey::ReadShareGroupStateSummary,
+        all::<ReadShareGroupStateSummaryResponse>(),
+        READ_SHARE_GROUP_STATE_SUMMARY,
+    ),
+    TextCarrying::new(
+        ApiKey::WriteShareGroupState,
+        all::<WriteShareGroupStateResponse>(),
+        SHARE_GROUP_STATE,
+    ),
+    TextCarrying::new(
+        ApiKey::DeleteShareGroupState,
+        all::<DeleteShareGroupStateResponse>(),
+        SHARE_GROUP_STATE,
+    ),
+    TextCarrying::new(
+        ApiKey::SaslAuthenticate,
+        all::<SaslAuthenticateResponse>(),
+        SASL_AUTHENTICATE,
+    ),
+    TextCarrying::new(
+        ApiKey::AddRaftVoter,
+        all::<AddRaftVoterResponse>(),
+        ERROR_ONLY,
+    ),
+    TextCarrying::new(
+        ApiKey::RemoveRaftVoter,
+        all::<RemoveRaftVoterResponse>(),
+        ERROR_ONLY,
+    ),
+    TextCarrying::new(
+        ApiKey::ControllerRegistration,
+        all::<ControllerRegistrationResponse>(),
+        ERROR_ONLY,
+    ),
+    TextCarrying::new(
+        ApiKey::UnregisterBroker,
+        all::<UnregisterBrokerResponse>(),
+        ERROR_ONLY,
+    ),
+    TextCarrying::new(
+        ApiKey::FindCoordinator,
+        upto::<FindCoordinatorResponse>(0),
+        FIND_COORDINATOR,
+    ),
+    TextCarrying::new(
+        ApiKey::DescribeCluster,
+        upto::<DescribeClusterResponse>(0),
+        DESCRIBE_CLUSTER,
+    ),
+    TextCarrying::new(
+        ApiKey::DescribeQuorum,
+        upto::<DescribeQuorumResponse>(0),
+        DESCRIBE_QUORUM,
+    ),
+    TextCarrying::new(ApiKey::Produce, upto::<ProduceResponse>(3), PRODUCE),
+    TextCarrying::new(ApiKey::ShareFetch, all::<ShareFetchResponse>(), SHARE_FETCH),
+    TextCarrying::new(
+        ApiKey::ShareAcknowledge,
+        all::<ShareAcknowledgeResponse>(),
+        SHARE_ACKNOWLEDGE,
+    ),
+];
 
 /// The [`TEXT_CARRYING`] entry of an api key, if its responses carry free text.
 pub fn text_carrying(api_key: i16) -> Option<&'static TextCarrying> {
     TEXT_CARRYING.iter().find(|t| t.key as i16 == api_key)
 }
 
-/// True when the response to `api_key` at `version` carries free text to scrub; decided once
-/// per request, in its plan.
+/// True when the response to `api_key` at `version` may carry free text to scrub; decided
+/// once per request, in its plan.
 pub fn carries_text(api_key: i16, version: i16) -> bool {
-    text_carrying(api_key).is_some_and(|t| (t.versions.min..=t.versions.max).contains(&version))
+    text_carrying(api_key).is_some_and(|t| {
+        version >= t.text_from && (t.versions.min..=t.versions.max).contains(&version)
+    })
 }
 
 /// Walks `fields` at `version`, calling `text` with each non-null text field's span (length
@@ -598,9 +952,21 @@ fn walk(
                 }
             }
             I32s => w.fixed_array(flex, 4)?,
+            Strs => {
+                for _ in 0..w.nullable_array(flex)? {
+                    w.string(flex)?;
+                }
+            }
+            Blob => w.bytes(flex)?,
             Array(sub) => {
                 let n = w.nullable_array(flex)?;
                 for _ in 0..n {
+                    walk(w, sub, version, flex, text)?;
+                }
+            }
+            Struct(sub) => walk(w, sub, version, flex, text)?,
+            OptStruct(sub) => {
+                if w.i8()? >= 0 {
                     walk(w, sub, version, flex, text)?;
                 }
             }
@@ -613,7 +979,7 @@ fn walk(
 }
 
 /// Scrubs one response of a [`TEXT_CARRYING`] API: `payload` is the response without its length
-/// prefix. `Ok(None)`: forward the original bytes (no text names an upstream host, or the api
+/// prefix (for an API that also carries addresses, after their rewrite). `Ok(None)`: forward the original bytes (no text names an upstream host, or the api
 /// key carries no text); `Ok(Some(frame))`: the complete new frame, length prefix included.
 /// Errors for a version outside the schema or bytes that do not walk.
 pub fn scrub_response(
@@ -623,21 +989,6 @@ pub fn scrub_response(
     scrubber: &Scrubber,
 ) -> Result<Option<Bytes>, CodecError> {
     match text_carrying(api_key) {
-        Some(t) => scrub_with(t, api_key, version, payload, scrubber),
-        None => Ok(None),
-    }
-}
-
-/// Scrubs the error messages of one response of an [`ADDRESS_TEXT`] API, as
-/// [`scrub_response`] does (`payload`: the response, addresses already rewritten, without its
-/// length prefix). `Ok(None)` for other api keys and when no text names an upstream host.
-pub fn scrub_address_text(
-    api_key: i16,
-    version: i16,
-    payload: &[u8],
-    scrubber: &Scrubber,
-) -> Result<Option<Bytes>, CodecError> {
-    match ADDRESS_TEXT.iter().find(|t| t.key as i16 == api_key) {
         Some(t) => scrub_with(t, api_key, version, payload, scrubber),
         None => Ok(None),
     }

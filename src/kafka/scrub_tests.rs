@@ -346,11 +346,35 @@ fn every_text_field_of_every_version_is_scrubbed_and_nothing_else_changes() {
 #[test]
 fn every_api_of_the_table_is_covered_by_the_tests_and_not_an_address_api() {
     let tested: Vec<ApiKey> = responses("").into_iter().map(|(k, _)| k).collect();
+    let mut both = Vec::new();
     for t in &TEXT_CARRYING {
-        assert!(super::super::rewrite::inspected(t.key as i16).is_none());
+        if super::super::rewrite::inspected(t.key as i16).is_some() {
+            both.push(t.key);
+        }
         assert!(carries_text(t.key as i16, t.versions.max));
         assert!(!carries_text(t.key as i16, t.versions.max + 1));
+        assert!(!carries_text(t.key as i16, t.text_from - 1));
     }
+    assert_eq!(
+        both,
+        [
+            ApiKey::FindCoordinator,
+            ApiKey::DescribeCluster,
+            ApiKey::DescribeQuorum,
+            ApiKey::Produce,
+            ApiKey::ShareFetch,
+            ApiKey::ShareAcknowledge,
+        ]
+    );
+    // The first versions with text, from the schemas.
+    let from = |k: ApiKey| text_carrying(k as i16).unwrap().text_from;
+    assert_eq!(from(ApiKey::Produce), 8);
+    assert_eq!(from(ApiKey::FindCoordinator), 1);
+    assert_eq!(from(ApiKey::DescribeQuorum), 2);
+    assert_eq!(from(ApiKey::DescribeGroups), 6);
+    assert_eq!(from(ApiKey::CreateTopics), 1);
+    assert_eq!(from(ApiKey::DeleteTopics), 5);
+    assert_eq!(from(ApiKey::DescribeAcls), 0);
     for must in [
         ApiKey::DescribeAcls,
         ApiKey::CreateAcls,
@@ -362,8 +386,12 @@ fn every_api_of_the_table_is_covered_by_the_tests_and_not_an_address_api() {
     ] {
         assert!(tested.contains(&must), "{must:?}");
     }
-    assert!(!carries_text(ApiKey::Produce as i16, 9));
-    assert!(!carries_text(ApiKey::Fetch as i16, 12));
+    assert!(!carries_text(ApiKey::Produce as i16, 7));
+    assert!(carries_text(ApiKey::Produce as i16, 8));
+    for v in 0..=18 {
+        assert!(!carries_text(ApiKey::Fetch as i16, v));
+        assert!(!carries_text(ApiKey::Metadata as i16, v));
+    }
 }
 
 #[test]
@@ -450,7 +478,7 @@ fn a_scrub_never_holds_more_than_its_bound() {
 // -----------------------------------------------------------------------------------------
 // Error messages of the address-carrying APIs
 
-/// One response of each [`ADDRESS_TEXT`] API with `m` in every error message, addresses as
+/// One response of four address-carrying APIs with `m` in every error message, addresses as
 /// the rewrite left them (the proxy's), and upstream names in fields that are not text.
 fn address_responses(m: &str) -> Vec<(ApiKey, Build)> {
     use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
@@ -595,13 +623,12 @@ fn every_error_message_of_the_address_apis_is_scrubbed_and_nothing_else_changes(
         let built = address_responses(m);
         let expected = address_responses(&expected_text);
         for ((key, build), (_, build_expected)) in built.iter().zip(&expected) {
-            let t = ADDRESS_TEXT.iter().find(|t| t.key == *key).unwrap();
-            assert!(has_address_text(*key as i16));
+            let t = text_carrying(*key as i16).unwrap();
             assert!(super::super::rewrite::inspected(*key as i16).is_some());
             let lowest = key.valid_versions().min.max(t.versions.min);
             for v in lowest..=t.versions.max {
                 let original = build(v);
-                let out = scrub_address_text(*key as i16, v, &original, &s)
+                let out = scrub_response(*key as i16, v, &original, &s)
                     .unwrap_or_else(|e| panic!("{key:?} v{v}: {e}"));
                 let want = build_expected(v);
                 match out {
@@ -618,15 +645,330 @@ fn every_error_message_of_the_address_apis_is_scrubbed_and_nothing_else_changes(
                 }
                 // Cut short: an error, never a panic or a forwarded half-scrub.
                 assert!(
-                    scrub_address_text(*key as i16, v, &original[..original.len() - 1], &s)
+                    scrub_response(*key as i16, v, &original[..original.len() - 1], &s)
                         .is_err(),
                     "{key:?} v{v}"
                 );
             }
         }
     }
-    // Metadata and Fetch carry no text; the text-carrying admin APIs have their own table.
-    for key in [ApiKey::Metadata, ApiKey::Fetch, ApiKey::DescribeAcls] {
-        assert!(!has_address_text(key as i16), "{key:?}");
+    // Metadata and Fetch carry no text.
+    for key in [ApiKey::Metadata, ApiKey::Fetch] {
+        assert!(text_carrying(key as i16).is_none(), "{key:?}");
     }
+}
+
+// -----------------------------------------------------------------------------------------
+// Every API of the table, every version: built from its schema, checked against
+// kafka-protocol's own decoder, scrubbed.
+
+/// The filler of every field that is not text: an upstream name, which must stay.
+const NOT_TEXT: &str = "b-2.msk.test";
+
+fn put_len(out: &mut Vec<u8>, flex: bool, n: usize, int32: bool) {
+    if flex {
+        let mut varint = [0; 5];
+        let k = wire::put_uvarint(&mut varint, n as u32 + 1);
+        out.extend_from_slice(&varint[..k]);
+    } else if int32 {
+        out.extend_from_slice(&(n as i32).to_be_bytes());
+    } else {
+        out.extend_from_slice(&(n as i16).to_be_bytes());
+    }
+}
+
+/// Encodes a response body from its schema at `version`: `m` in every text field,
+/// [`NOT_TEXT`] in every other string, one element in every array, a present struct.
+fn build_from_schema(fields: &[Field], version: i16, flex: bool, m: &str, out: &mut Vec<u8>) {
+    for field in fields {
+        if version < field.since || version > field.until {
+            continue;
+        }
+        match field.kind {
+            I8 => out.push(1),
+            I16 => out.extend_from_slice(&3i16.to_be_bytes()),
+            I32 => out.extend_from_slice(&5i32.to_be_bytes()),
+            I64 => out.extend_from_slice(&0i64.to_be_bytes()),
+            Uuid => out.extend_from_slice(&[7; 16]),
+            Str | Text => {
+                let s = if matches!(field.kind, Text) {
+                    m
+                } else {
+                    NOT_TEXT
+                };
+                put_len(out, flex, s.len(), false);
+                out.extend_from_slice(s.as_bytes());
+            }
+            I32s => {
+                put_len(out, flex, 1, true);
+                out.extend_from_slice(&9i32.to_be_bytes());
+            }
+            Strs => {
+                put_len(out, flex, 1, true);
+                put_len(out, flex, NOT_TEXT.len(), false);
+                out.extend_from_slice(NOT_TEXT.as_bytes());
+            }
+            Blob => {
+                put_len(out, flex, 3, true);
+                out.extend_from_slice(b"abc");
+            }
+            Array(sub) => {
+                put_len(out, flex, 1, true);
+                build_from_schema(sub, version, flex, m, out);
+            }
+            Struct(sub) => build_from_schema(sub, version, flex, m, out),
+            OptStruct(sub) => {
+                out.push(1);
+                build_from_schema(sub, version, flex, m, out);
+            }
+        }
+    }
+    if flex {
+        out.push(0);
+    }
+}
+
+/// A whole response payload (header with correlation id 7) built from the table's schema.
+fn from_schema(t: &TextCarrying, version: i16, m: &str) -> Vec<u8> {
+    let mut out = 7i32.to_be_bytes().to_vec();
+    if response_header_version(t.key as i16, version) >= 1 {
+        out.push(0);
+    }
+    build_from_schema(t.body, version, wire::flexible(t.key, version), m, &mut out);
+    out
+}
+
+/// kafka-protocol's decode of a response payload (header, then body) at `version`: its Debug
+/// text, and its encoding again. Panics where it does not decode or bytes are left.
+fn decoded(key: ApiKey, version: i16, payload: &[u8]) -> (String, Vec<u8>) {
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::Decodable;
+    fn go<M: Decodable + Encodable + std::fmt::Debug>(
+        key: ApiKey,
+        version: i16,
+        payload: &[u8],
+    ) -> (String, Vec<u8>) {
+        let header_version = key.response_header_version(version);
+        let mut buf = Bytes::copy_from_slice(payload);
+        let header = ResponseHeader::decode(&mut buf, header_version)
+            .unwrap_or_else(|e| panic!("{key:?} v{version} header: {e}"));
+        let body = M::decode(&mut buf, version)
+            .unwrap_or_else(|e| panic!("{key:?} v{version}: kafka-protocol refuses it: {e}"));
+        assert!(
+            buf.is_empty(),
+            "{key:?} v{version}: {} bytes left",
+            buf.len()
+        );
+        let mut out = BytesMut::new();
+        header.encode(&mut out, header_version).unwrap();
+        body.encode(&mut out, version).unwrap();
+        (format!("{body:?}"), out.to_vec())
+    }
+    macro_rules! by_key {
+        ($($k:ident => $t:ty),* $(,)?) => {
+            match key {
+                $(ApiKey::$k => go::<$t>(key, version, payload),)*
+                other => panic!("{other:?}: add it to the decoders of this test"),
+            }
+        };
+    }
+    by_key! {
+        DescribeAcls => DescribeAclsResponse,
+        CreateAcls => CreateAclsResponse,
+        DeleteAcls => DeleteAclsResponse,
+        DescribeConfigs => DescribeConfigsResponse,
+        AlterPartitionReassignments => AlterPartitionReassignmentsResponse,
+        ListPartitionReassignments => ListPartitionReassignmentsResponse,
+        ElectLeaders => ElectLeadersResponse,
+        CreateTopics => CreateTopicsResponse,
+        DeleteTopics => DeleteTopicsResponse,
+        CreatePartitions => CreatePartitionsResponse,
+        AlterConfigs => AlterConfigsResponse,
+        IncrementalAlterConfigs => IncrementalAlterConfigsResponse,
+        DescribeUserScramCredentials => DescribeUserScramCredentialsResponse,
+        AlterUserScramCredentials => AlterUserScramCredentialsResponse,
+        UpdateFeatures => UpdateFeaturesResponse,
+        AlterClientQuotas => AlterClientQuotasResponse,
+        DescribeClientQuotas => DescribeClientQuotasResponse,
+        DescribeGroups => DescribeGroupsResponse,
+        DescribeProducers => DescribeProducersResponse,
+        ConsumerGroupHeartbeat => ConsumerGroupHeartbeatResponse,
+        ConsumerGroupDescribe => ConsumerGroupDescribeResponse,
+        ShareGroupHeartbeat => ShareGroupHeartbeatResponse,
+        ShareGroupDescribe => ShareGroupDescribeResponse,
+        AlterShareGroupOffsets => AlterShareGroupOffsetsResponse,
+        DeleteShareGroupOffsets => DeleteShareGroupOffsetsResponse,
+        DescribeShareGroupOffsets => DescribeShareGroupOffsetsResponse,
+        InitializeShareGroupState => InitializeShareGroupStateResponse,
+        ReadShareGroupState => ReadShareGroupStateResponse,
+        ReadShareGroupStateSummary => ReadShareGroupStateSummaryResponse,
+        WriteShareGroupState => WriteShareGroupStateResponse,
+        DeleteShareGroupState => DeleteShareGroupStateResponse,
+        SaslAuthenticate => SaslAuthenticateResponse,
+        AddRaftVoter => AddRaftVoterResponse,
+        RemoveRaftVoter => RemoveRaftVoterResponse,
+        ControllerRegistration => ControllerRegistrationResponse,
+        UnregisterBroker => UnregisterBrokerResponse,
+        FindCoordinator => FindCoordinatorResponse,
+        DescribeCluster => DescribeClusterResponse,
+        DescribeQuorum => DescribeQuorumResponse,
+        Produce => ProduceResponse,
+        ShareFetch => ShareFetchResponse,
+        ShareAcknowledge => ShareAcknowledgeResponse,
+    }
+}
+
+/// Debug-quoted, as a string field shows in kafka-protocol's Debug output.
+fn quoted(s: &str) -> String {
+    format!("{s:?}")
+}
+
+/// The lowest version of a table entry the tests build: the table's, not below the crate's.
+fn lowest(t: &TextCarrying) -> i16 {
+    t.versions.min.max(t.key.valid_versions().min)
+}
+
+/// For every API of the table at every version: the schema's frame is exactly what
+/// kafka-protocol decodes and encodes again (so the schema has every field of that version, in
+/// order), no field named like a message holds anything but the text (so every message field
+/// is a text field of the schema), and the scrubbed frame decodes to the same message with only
+/// the text replaced: every upstream name and address in it becomes the proxy's, nothing else
+/// changes.
+#[test]
+fn every_api_of_the_table_at_every_version_is_walked_as_kafka_protocol_decodes_it() {
+    let s = scrubber();
+    let m = "Request(processor=0, connectionId=127.0.0.11:9094-10.1.1.1:4444-0-14) denied; leader b-3.msk.test:9094 at 127.0.0.13, bootstrap B-1.MSK.TEST";
+    let scrubbed = text(&s, m);
+    assert_ne!(scrubbed, m);
+    let mut checked = 0;
+    for t in &TEXT_CARRYING {
+        for v in lowest(t)..=t.versions.max {
+            let frame = from_schema(t, v, m);
+            let (debug, again) = decoded(t.key, v, &frame);
+            assert_eq!(
+                again, frame,
+                "{:?} v{v}: the schema is not the crate's layout",
+                t.key
+            );
+            let texts = debug.matches(&quoted(m)).count();
+            assert_eq!(texts > 0, v >= t.text_from, "{:?} v{v}: {debug}", t.key);
+            assert!(
+                !debug.contains(&format!("message: Some({})", quoted(NOT_TEXT))),
+                "{:?} v{v}: a message field the schema does not scrub: {debug}",
+                t.key
+            );
+            let out = scrub_response(t.key as i16, v, &frame, &s)
+                .unwrap_or_else(|e| panic!("{:?} v{v}: {e}", t.key));
+            match out {
+                None => assert_eq!(texts, 0, "{:?} v{v}: text left as it was", t.key),
+                Some(new) => {
+                    assert_eq!(&new[..4], &(new.len() as i32 - 4).to_be_bytes());
+                    let (after, _) = decoded(t.key, v, &new[4..]);
+                    assert_eq!(
+                        after,
+                        debug.replace(&quoted(m), &quoted(&scrubbed)),
+                        "{:?} v{v}",
+                        t.key
+                    );
+                    for upstream in IPS.iter().chain(&["b-1.msk.test", "b-3.msk.test"]) {
+                        assert!(
+                            !after.to_ascii_lowercase().contains(upstream),
+                            "{:?} v{v}: {upstream} in {after}",
+                            t.key
+                        );
+                    }
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 100, "{checked} versions checked");
+}
+
+/// The crate's generated responses in the registry (the version Cargo.lock pins): every file
+/// of `src/messages/*_response.rs`, by api name in snake case.
+fn crate_responses() -> Vec<(String, String)> {
+    let manifest = env!("CARGO_MANIFEST_DIR");
+    let lock = std::fs::read_to_string(format!("{manifest}/Cargo.lock")).expect("Cargo.lock");
+    let version = lock
+        .split("[[package]]")
+        .find(|p| p.contains("name = \"kafka-protocol\""))
+        .and_then(|p| p.lines().find_map(|l| l.strip_prefix("version = \"")))
+        .map(|v| v.trim_end_matches('"').to_owned())
+        .expect("kafka-protocol in Cargo.lock");
+    let cargo_home = std::env::var("CARGO_HOME")
+        .unwrap_or_else(|_| format!("{}/.cargo", std::env::var("HOME").unwrap_or_default()));
+    let registry = std::path::Path::new(&cargo_home).join("registry/src");
+    let mut found = Vec::new();
+    for index in std::fs::read_dir(&registry).expect("the cargo registry's sources") {
+        let dir = index
+            .unwrap()
+            .path()
+            .join(format!("kafka-protocol-{version}/src/messages"));
+        let Ok(files) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for file in files {
+            let path = file.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if let Some(api) = name.strip_suffix("_response.rs") {
+                found.push((api.to_owned(), std::fs::read_to_string(&path).unwrap()));
+            }
+        }
+        if !found.is_empty() {
+            break;
+        }
+    }
+    assert!(
+        found.len() > 80,
+        "kafka-protocol {version}'s sources not found under {}",
+        registry.display()
+    );
+    found
+}
+
+fn snake(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+/// The table is complete: every response kafka-protocol generates with a message field (a
+/// string field whose name ends in `message`) is in [`TEXT_CARRYING`], and every entry of the
+/// table has one. A crate upgrade that adds a response with an error message fails here.
+#[test]
+fn every_response_with_a_message_field_in_kafka_protocol_is_in_the_table() {
+    let in_table: std::collections::BTreeSet<String> = TEXT_CARRYING
+        .iter()
+        .map(|t| snake(&format!("{:?}", t.key)))
+        .collect();
+    let mut with_message = std::collections::BTreeSet::new();
+    for (api, source) in crate_responses() {
+        let has = source.lines().any(|l| {
+            let l = l.trim();
+            l.starts_with("pub ")
+                && l.contains("message:")
+                && l.contains("StrBytes")
+                && !l.starts_with("pub fn")
+        });
+        if has {
+            with_message.insert(api);
+        }
+    }
+    let missing: Vec<_> = with_message.difference(&in_table).collect();
+    assert!(
+        missing.is_empty(),
+        "responses with a message not scrubbed: {missing:?}"
+    );
+    let extra: Vec<_> = in_table.difference(&with_message).collect();
+    assert!(
+        extra.is_empty(),
+        "table entries with no message field: {extra:?}"
+    );
+    assert_eq!(with_message.len(), TEXT_CARRYING.len());
 }

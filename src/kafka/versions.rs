@@ -22,8 +22,8 @@ pub const API_VERSIONS: i16 = ApiKey::ApiVersions as i16;
 const UNSUPPORTED_VERSION: i16 = 35;
 
 /// The version range the proxy can decode for an API it inspects (ApiVersions itself, every
-/// entry of [`rewrite::INSPECTED`] and of [`super::scrub::TEXT_CARRYING`]), `None` for APIs it passes through untouched (any version,
-/// any api key, known or not).
+/// entry of [`rewrite::INSPECTED`] and of [`super::scrub::TEXT_CARRYING`], both for an API in
+/// both), `None` for APIs it passes through untouched (any version, any api key, known or not).
 ///
 /// Used to cap the broker's ApiVersions answer, so clients only negotiate versions the proxy
 /// can rewrite.
@@ -31,10 +31,16 @@ pub fn proxy_range(api_key: i16) -> Option<VersionRange> {
     if api_key == API_VERSIONS {
         return Some(versions_of::<ApiVersionsRequest, ApiVersionsResponse>());
     }
-    if let Some(t) = super::scrub::text_carrying(api_key) {
-        return Some(t.versions);
+    let text = super::scrub::text_carrying(api_key).map(|t| t.versions);
+    let addresses = rewrite::inspected(api_key).map(|i| i.versions);
+    match (text, addresses) {
+        // An API in both tables: the versions both can walk.
+        (Some(t), Some(a)) => Some(VersionRange {
+            min: t.min.max(a.min),
+            max: t.max.min(a.max),
+        }),
+        (t, a) => t.or(a),
     }
-    rewrite::inspected(api_key).map(|i| i.versions)
 }
 
 /// Highest ApiVersions request version the proxy can decode the response of.

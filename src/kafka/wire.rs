@@ -702,7 +702,16 @@ fn top_tags_with_endpoints(w: &mut Walker<'_>, version: i16) -> WireResult<Optio
 /// ProduceResponse v3+ body; the region of `node_endpoints` when the version has it and the
 /// tag is present (only flexible versions from v10 carry it).
 pub fn produce_addresses(w: &mut Walker<'_>, version: i16) -> WireResult<Option<AddressRegion>> {
+    produce_scan(w, version).map(|(endpoints, _)| endpoints)
+}
+
+/// ProduceResponse v3+ body, as [`produce_addresses`] walks it, and whether any of its error
+/// messages (v8+: a partition's `error_message`, a record error's
+/// `batch_index_error_message`) is non-null: the one walk of the hot path tells both whether
+/// the response may carry an address and whether it carries text to scrub.
+pub fn produce_scan(w: &mut Walker<'_>, version: i16) -> WireResult<(Option<AddressRegion>, bool)> {
     let flex = flexible(ApiKey::Produce, version);
+    let mut texts = false;
     let topics = w.array(flex)?;
     for _ in 0..topics {
         if version <= 12 {
@@ -721,10 +730,10 @@ pub fn produce_addresses(w: &mut Walker<'_>, version: i16) -> WireResult<Option<
                 let errors = w.array(flex)?;
                 for _ in 0..errors {
                     w.skip(4)?;
-                    w.nullable_text(flex)?;
+                    texts |= w.nullable_text_bytes(flex)?.is_some();
                     w.tags_if(flex)?;
                 }
-                w.nullable_text(flex)?; // error_message
+                texts |= w.nullable_text_bytes(flex)?.is_some(); // error_message
             }
             if flex {
                 w.tagged_with(|tag, f| {
@@ -747,7 +756,7 @@ pub fn produce_addresses(w: &mut Walker<'_>, version: i16) -> WireResult<Option<
         None
     };
     w.end()?;
-    Ok(endpoints)
+    Ok((endpoints, texts))
 }
 
 /// ProduceResponse v3+ body as a [`WalkFn`].
@@ -883,6 +892,48 @@ fn metadata_walk(
     w.tags_if(flex)?;
     w.end()?;
     Ok(Some(brokers))
+}
+
+/// DescribeTopicPartitionsResponse body (v0, always flexible): calls `topic(id, name)` for
+/// every topic it names with both, for the audit's id → name map ([`crate::topics`]), as
+/// [`metadata_topic_ids`] does for Metadata (Kafka 4.x admin tools describe topics with it).
+pub fn describe_topic_partitions_ids(
+    w: &mut Walker<'_>,
+    topic: &mut dyn FnMut([u8; 16], &[u8]),
+) -> WireResult<()> {
+    w.skip(4)?; // throttle_time_ms
+    for _ in 0..w.array(true)? {
+        w.skip(2)?; // error_code
+        let name = w.nullable_text_bytes(true)?;
+        let id = w.take(16)?;
+        if let (Some(name), Ok(id)) = (name, <[u8; 16]>::try_from(id)) {
+            topic(id, name);
+        }
+        w.skip(1)?; // is_internal
+        for _ in 0..w.array(true)? {
+            // error_code, partition_index, leader_id, leader_epoch
+            w.skip(2 + 4 + 4 + 4)?;
+            w.fixed_array(true, 4)?; // replica_nodes
+            w.fixed_array(true, 4)?; // isr_nodes
+            for _ in 0..2 {
+                // eligible_leader_replicas, last_known_elr (nullable)
+                let n = w.nullable_array(true)?;
+                w.skip(n.checked_mul(4).ok_or(TRUNCATED)?)?;
+            }
+            w.fixed_array(true, 4)?; // offline_replicas
+            w.tagged()?;
+        }
+        w.skip(4)?; // topic_authorized_operations
+        w.tagged()?;
+    }
+    if w.i8()? >= 0 {
+        // next_cursor: topic_name, partition_index
+        w.text(true)?;
+        w.skip(4)?;
+        w.tagged()?;
+    }
+    w.tagged()?;
+    w.end()
 }
 
 /// MetadataResponse body as a [`WalkFn`].
