@@ -34,18 +34,34 @@ const PASSPHRASE_ON_STDIN: &str = "KTP_PASSPHRASE_ON_STDIN";
 const MAX_PASSPHRASE_BYTES: usize = 4096;
 
 fn init_logging(settings: &Settings) -> anyhow::Result<()> {
+    use tracing_subscriber::layer::{Layer as _, SubscriberExt as _};
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_new(&settings.log)
         .with_context(|| format!("--log: invalid filter '{}'", settings.log))?;
     // Logs go to stderr; stdout is left to commands' output. Every control character inside a
     // line is escaped (fields hold certificate subjects and other strings from the network), so
     // there is no colour: the escaping could not tell colour codes from a hostile string's.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    // The AWS SDK's own events are never written, whatever the filter: they format errors with
+    // the raw HTTP exchange (an IMDS session token, or a credentials answer that failed to
+    // parse, secret key included). The proxy logs those failures itself, without the bodies.
+    let sdk_quiet = tracing_subscriber::filter::filter_fn(|m| !m.target().starts_with("aws_"));
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(EscapingStderr)
         .with_ansi(false);
+    let registry = tracing_subscriber::registry();
     match settings.log_format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => registry
+            .with(layer.with_filter(filter).with_filter(sdk_quiet))
+            .init(),
+        LogFormat::Json => registry
+            .with(
+                layer
+                    .json()
+                    .flatten_event(true)
+                    .with_filter(filter)
+                    .with_filter(sdk_quiet),
+            )
+            .init(),
     }
     Ok(())
 }
