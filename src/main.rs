@@ -13,6 +13,7 @@ use clap::Parser;
 use kafka_tls_proxy::admin::{self, Health};
 use kafka_tls_proxy::config::{Cli, Command, LogFormat, Settings};
 use kafka_tls_proxy::logs::EscapingStderr;
+use kafka_tls_proxy::sasl::UpstreamAuth;
 use kafka_tls_proxy::tls::{Secret, TlsState};
 use kafka_tls_proxy::{brokers, check, server};
 use tokio::signal::unix::{signal, SignalKind};
@@ -223,6 +224,13 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     // Every start says how clients are (not) authenticated, whatever flag allowed it.
     for warning in settings.unauthenticated_warnings() {
         tracing::warn!("{warning}");
+    }
+    // The SDK's chain accepts a secret key in the environment; the project keeps secrets out
+    // of it (/proc/PID/environ), so a start that relies on one says so.
+    if matches!(settings.upstream_auth, UpstreamAuth::AwsMskIam(_))
+        && std::env::var_os("AWS_SECRET_ACCESS_KEY").is_some()
+    {
+        tracing::warn!("AWS_SECRET_ACCESS_KEY is set in the proxy's environment, readable in /proc/PID/environ: give the proxy a role instead (web identity, container credentials, instance profile) or a profile file (README \"AWS IAM\")");
     }
     let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
         .set_buckets(&[

@@ -528,3 +528,62 @@ fn startup_needs_a_region() {
         "{text}"
     );
 }
+
+#[test]
+fn keys_in_the_environment_work_but_are_warned_about() {
+    let fake = FakeMsk::start();
+    let log = TempDir::new("iam-env");
+    let log_file = log.path().join("proxy.log");
+    let port = free_port();
+    let mut proxy = proxy_command(
+        &fake,
+        Source::Nothing,
+        &[
+            "--aws-region",
+            REGION,
+            "--bootstrap-port",
+            &port.to_string(),
+            "--broker-port-base",
+            &(free_port() - 1).to_string(),
+            "--admin-address",
+            "off",
+        ],
+    )
+    .env("AWS_ACCESS_KEY_ID", "AKIDENVEXAMPLE")
+    .env("AWS_SECRET_ACCESS_KEY", "env-secret-value-123")
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(&log_file).unwrap())
+    .spawn()
+    .unwrap();
+    let log_text = || std::fs::read_to_string(&log_file).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // The discovery at start signs with the environment's key, which this fake does not know.
+    while !log_text().contains("unknown access key AKIDENVEXAMPLE") {
+        assert!(Instant::now() < deadline, "{}", log_text());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+    let text = log_text();
+    assert!(
+        text.contains("AWS_SECRET_ACCESS_KEY is set in the proxy's environment"),
+        "{text}"
+    );
+    assert!(
+        text.contains("the broker refused SASL authentication (error 58)"),
+        "{text}"
+    );
+    assert!(!text.contains("env-secret-value-123"), "{text}");
+    let auths: Vec<Value> = fake
+        .events()
+        .into_iter()
+        .filter(|e| e["event"] == "auth")
+        .collect();
+    assert!(
+        auths
+            .iter()
+            .all(|e| e["key"] == "AKIDENVEXAMPLE" && e["ok"] == false),
+        "{auths:?}"
+    );
+}
