@@ -115,21 +115,35 @@ pub async fn run(settings: &Settings) -> (String, bool) {
                 ", {version}, broker certificate {peer}, name verified"
             );
         }
-        if let UpstreamAuth::Scram(credentials) = &settings.upstream_auth {
+        if settings.upstream_auth.is_sasl() {
             match upstream::authenticate(
                 &mut stream,
                 &settings.upstream_auth,
+                &addr.host,
                 settings.connect_timeout,
             )
             .await
             {
                 Ok(session) => {
-                    let _ = write!(
-                        line,
-                        ", SASL {} as '{}': authenticated",
-                        credentials.mechanism.name(),
-                        credentials.username
-                    );
+                    match &settings.upstream_auth {
+                        UpstreamAuth::Scram(credentials) => {
+                            let _ = write!(
+                                line,
+                                ", SASL {} as '{}': authenticated",
+                                credentials.mechanism.name(),
+                                credentials.username
+                            );
+                        }
+                        UpstreamAuth::AwsMskIam(iam) => {
+                            let _ = write!(
+                                line,
+                                ", SASL AWS_MSK_IAM (region {}{}): authenticated",
+                                iam.region,
+                                iam_who(iam).await
+                            );
+                        }
+                        UpstreamAuth::Mtls => {}
+                    }
                     if let Some(lifetime) = session.and_then(|s| s.lifetime) {
                         let _ = write!(
                             line,
@@ -352,13 +366,28 @@ fn connect_advice(e: &UpstreamError) -> &'static str {
     }
 }
 
+/// Which access key signed (not secret; names the credentials in AWS's own logs).
+async fn iam_who(iam: &crate::aws_iam::IamAuth) -> String {
+    match iam.credentials.credentials().await {
+        Ok(c) => format!(", access key {}", c.access_key_id()),
+        Err(_) => String::new(),
+    }
+}
+
 fn sasl_advice(e: &SaslError) -> &'static str {
     match e {
+        SaslError::Iam(crate::aws_iam::IamError::Credentials(_)) => {
+            "the proxy found no AWS credentials: give the task a role (ECS task role, EKS/Nomad workload identity with AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE, or an EC2 instance profile reachable over IMDSv2), or a profile in the shared config files"
+        }
+        SaslError::Iam(_) => "use the broker's DNS name as --upstream",
         SaslError::PasswordFile { .. } => {
             "check --sasl-password-file's path and that this user may read it"
         }
         SaslError::Mechanism { .. } => {
-            "use the SASL/SCRAM port (MSK: 9096, SCRAM-SHA-512 only) and --upstream-auth scram-sha-512"
+            "use the port of the mechanism: MSK's SASL/SCRAM port 9096 (SCRAM-SHA-512 only) with --upstream-auth scram-sha-512, or its IAM port 9098 with --upstream-auth aws-msk-iam"
+        }
+        SaslError::Refused { advice, .. } if *advice == crate::sasl::IAM_REFUSED => {
+            "the broker refused the IAM signature: the credentials' role needs kafka-cluster:Connect on the cluster ARN in its IAM policy; a wrong --aws-region or a skewed clock also fail here (the broker's message above says which)"
         }
         SaslError::Refused { .. } => {
             "check --sasl-username and the password in --sasl-password-file; on MSK the secret must be associated with the cluster (AmazonMSK_ prefix, customer-managed KMS key)"
@@ -367,7 +396,7 @@ fn sasl_advice(e: &SaslError) -> &'static str {
             "the broker's SCRAM answers are not valid: is --upstream a Kafka SASL_SSL listener, and the same cluster the user was created on?"
         }
         SaslError::Transport(_) => {
-            "the broker closed or stalled during SASL: is --upstream the SASL/SCRAM port (MSK: 9096)?"
+            "the broker closed or stalled during SASL: is --upstream the SASL port (MSK: 9096 for SCRAM, 9098 for IAM)?"
         }
     }
 }

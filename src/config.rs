@@ -11,10 +11,11 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 
+use crate::aws_iam::{self, CredentialSource, IamAuth};
 use crate::brokers::{parse_host_pattern, PortPlan, UpstreamAddr};
 use crate::policy::Policy;
 use crate::proxy_protocol::Trusted;
-use crate::sasl::{self, ScramCredentials, UpstreamAuth};
+use crate::sasl::{self, AuthKind, ScramCredentials, UpstreamAuth};
 use crate::tls::{ClientCertFiles, ListenerTlsFiles, Passphrase, Secret, UpstreamTlsFiles};
 
 /// Largest request a client may send, by default: Kafka's own `socket.request.max.bytes`.
@@ -226,7 +227,9 @@ pub struct Options {
 
     /// How the proxy authenticates to the brokers: mtls (the default: --client-cert is the
     /// identity), scram-sha-256 or scram-sha-512 (SASL/SCRAM after the TLS handshake, Amazon
-    /// MSK's port 9096; --client-cert is then optional). README "MSK authentication".
+    /// MSK's port 9096), or aws-msk-iam (AWS_MSK_IAM with the AWS credentials of the default
+    /// chain: web identity, container endpoint, instance profile…; MSK's port 9098);
+    /// --client-cert is optional with SASL. README "MSK authentication".
     #[arg(long, global = true, env = "KTP_UPSTREAM_AUTH", value_name = "MECHANISM")]
     pub upstream_auth: Option<String>,
 
@@ -239,6 +242,12 @@ pub struct Options {
     /// itself is never a flag or an environment variable.
     #[arg(long, global = true, env = "KTP_SASL_PASSWORD_FILE", value_name = "FILE")]
     pub sasl_password_file: Option<PathBuf>,
+
+    /// The AWS region the AWS_MSK_IAM signature is scoped to, with --upstream-auth
+    /// aws-msk-iam. Default: the region in the --upstream broker names
+    /// (b-1.mycluster.abc123.c2.kafka.eu-west-1.amazonaws.com → eu-west-1).
+    #[arg(long, global = true, env = "KTP_AWS_REGION", value_name = "REGION")]
+    pub aws_region: Option<String>,
 
     /// Talk plaintext to the brokers (no TLS at all). Only for clusters without TLS.
     #[arg(long, global = true, env = "KTP_UPSTREAM_PLAINTEXT")]
@@ -544,7 +553,8 @@ pub struct IdentityOptions {
     pub client_key: Option<PathBuf>,
     /// Passphrase file of an encrypted key.
     pub client_key_passphrase_file: Option<PathBuf>,
-    /// mtls (default), scram-sha-256 or scram-sha-512.
+    /// mtls (default), scram-sha-256, scram-sha-512 or aws-msk-iam (with the default
+    /// identity's region and AWS credentials).
     pub upstream_auth: Option<String>,
     /// SCRAM user name.
     pub sasl_username: Option<String>,
@@ -695,27 +705,35 @@ pub struct IdentitySettings {
     pub tailnet_match: TailnetMatch,
 }
 
-/// Parses `upstream-auth` with its SCRAM user and password file: `mtls` takes neither, a SCRAM
-/// mechanism needs both (the password file must be readable now).
+/// Parses `upstream-auth` with its SCRAM user and password file: `mtls` and `aws-msk-iam` take
+/// neither, a SCRAM mechanism needs both (the password file must be readable now);
+/// `aws-msk-iam` takes its region and credentials from `iam`.
 fn parse_auth(
     setting: &'static str,
     auth: Option<&str>,
     username: Option<String>,
     password_file: Option<PathBuf>,
+    iam: impl FnOnce() -> Result<IamAuth, ConfigError>,
 ) -> Result<UpstreamAuth, ConfigError> {
-    let mechanism = auth
-        .map(sasl::parse_mechanism)
+    let kind = auth
+        .map(sasl::parse_kind)
         .transpose()
         .map_err(|e| bad(setting, e))?
-        .flatten();
-    let Some(mechanism) = mechanism else {
-        if username.is_some() || password_file.is_some() {
-            return Err(bad(
-                setting,
-                "sasl-username and sasl-password-file need upstream-auth scram-sha-256 or scram-sha-512",
-            ));
+        .unwrap_or(AuthKind::Mtls);
+    let mechanism = match kind {
+        AuthKind::Scram(mechanism) => mechanism,
+        AuthKind::Mtls | AuthKind::AwsMskIam => {
+            if username.is_some() || password_file.is_some() {
+                return Err(bad(
+                    setting,
+                    "sasl-username and sasl-password-file need upstream-auth scram-sha-256 or scram-sha-512",
+                ));
+            }
+            return match kind {
+                AuthKind::AwsMskIam => iam().map(UpstreamAuth::AwsMskIam),
+                _ => Ok(UpstreamAuth::Mtls),
+            };
         }
-        return Ok(UpstreamAuth::Mtls);
     };
     let username = username
         .map(|u| u.trim().to_owned())
@@ -739,6 +757,43 @@ fn parse_auth(
         username,
         password_file,
     }))
+}
+
+/// The IAM settings: the region given, else the one in the broker names (all must agree),
+/// and the default AWS credential chain.
+fn iam_auth(region: Option<&str>, upstream: &[UpstreamAddr]) -> Result<IamAuth, ConfigError> {
+    let region = match region.map(str::trim) {
+        Some(region) => {
+            if !aws_iam::is_region(region) {
+                return Err(bad(
+                    "--aws-region",
+                    format!("'{region}' is not an AWS region name (like eu-west-1)"),
+                ));
+            }
+            region.to_owned()
+        }
+        None => {
+            let found: Vec<Option<String>> = upstream
+                .iter()
+                .map(|a| aws_iam::region_from_host(&a.host))
+                .collect();
+            match found.first() {
+                Some(Some(first)) if found.iter().all(|r| r.as_ref() == Some(first)) => {
+                    first.clone()
+                }
+                _ => {
+                    return Err(bad(
+                        "--aws-region",
+                        "upstream-auth aws-msk-iam needs the cluster's region: give --aws-region, or --upstream broker names that carry it (b-1.CLUSTER.ID.c2.kafka.REGION.amazonaws.com)",
+                    ))
+                }
+            }
+        }
+    };
+    Ok(IamAuth {
+        credentials: std::sync::Arc::new(CredentialSource::default_chain(&region)),
+        region,
+    })
 }
 
 /// Parses a policy name.
@@ -905,9 +960,10 @@ struct IdentityContext<'a> {
     upstream_ca: Option<PathBuf>,
     upstream_plaintext: bool,
     listener_verifies_clients: bool,
-    /// Whether the default identity authenticates with SASL: every identity dials the same
-    /// broker addresses (one listener), so all must authenticate the same way.
-    default_sasl: bool,
+    /// How the default identity authenticates: every identity dials the same broker addresses
+    /// (one listener), so all must authenticate the same kind of way; IAM identities share its
+    /// region and AWS credentials.
+    default_auth: &'a UpstreamAuth,
     /// Whether --tailnet-identities chooses identities on the default listeners.
     tailnet: bool,
 }
@@ -966,15 +1022,22 @@ fn identities(
             t.upstream_auth.as_deref(),
             t.sasl_username,
             t.sasl_password_file,
+            || match ctx.default_auth {
+                UpstreamAuth::AwsMskIam(iam) => Ok(iam.clone()),
+                _ => Err(bad(
+                    "identity",
+                    "upstream-auth aws-msk-iam needs the default identity to use it too (--upstream-auth aws-msk-iam): they share the broker listener, region and AWS credentials",
+                )),
+            },
         )
         .map_err(|e| fail(e.problem))?;
-        if auth.is_sasl() != ctx.default_sasl {
+        if auth.listener_kind() != ctx.default_auth.listener_kind() {
             return Err(fail(format!(
                 "upstream-auth {} differs from the default identity's ({}): every identity dials the \
                  same broker listener (--upstream), and a listener takes one kind of authentication \
-                 (MSK: mutual TLS on 9094, SCRAM on 9096); run one proxy per kind",
+                 (MSK: mutual TLS on 9094, SCRAM on 9096, IAM on 9098); run one proxy per kind",
                 auth.name(),
-                if ctx.default_sasl { "SASL" } else { "mtls" }
+                ctx.default_auth.listener_kind()
             )));
         }
         let client = match (t.client_cert, t.client_key) {
@@ -1193,6 +1256,7 @@ impl Options {
             upstream_auth,
             sasl_username,
             sasl_password_file,
+            aws_region,
             upstream_plaintext,
             bind_address,
             bootstrap_port,
@@ -1249,12 +1313,16 @@ impl Options {
             upstream_auth.as_deref(),
             sasl_username,
             sasl_password_file,
+            || iam_auth(aws_region.as_deref(), &upstream),
         )?;
+        if aws_region.is_some() && !matches!(upstream_auth, UpstreamAuth::AwsMskIam(_)) {
+            return Err(bad("--aws-region", "needs --upstream-auth aws-msk-iam"));
+        }
         let upstream_tls = if upstream_plaintext {
             if upstream_auth.is_sasl() {
                 return Err(bad(
                     "--upstream-plaintext",
-                    "SASL to the brokers needs TLS (MSK's SCRAM port 9096 is TLS); leave out --upstream-plaintext",
+                    "SASL to the brokers needs TLS (MSK's SCRAM and IAM ports 9096 and 9098 are TLS); leave out --upstream-plaintext",
                 ));
             }
             if client_cert.is_some() || client_key.is_some() {
@@ -1436,7 +1504,7 @@ impl Options {
                 max_brokers,
                 upstream_ca: upstream_tls.as_ref().and_then(|t| t.ca.clone()),
                 upstream_plaintext: upstream_tls.is_none(),
-                default_sasl: upstream_auth.is_sasl(),
+                default_auth: &upstream_auth,
                 listener_verifies_clients: listener_tls
                     .as_ref()
                     .is_some_and(|l| l.client_ca.is_some()),

@@ -670,6 +670,168 @@ sasl-password-file = "certs-dev/ca.pem"
     assert!(err.problem.contains("client-cert is required"), "{err}");
 }
 
+#[test]
+fn aws_msk_iam_takes_its_region_from_the_flag_or_the_broker_names() {
+    let msk = "b-1.mycluster.abc123.c2.kafka.eu-west-1.amazonaws.com:9098";
+    let iam = |s: &Settings| match &s.upstream_auth {
+        UpstreamAuth::AwsMskIam(iam) => iam.region.clone(),
+        other => panic!("{other:?}"),
+    };
+    let s = parse(&["--upstream", msk, "--upstream-auth", "aws-msk-iam"]).unwrap();
+    assert_eq!(iam(&s), "eu-west-1");
+    assert!(s.upstream_tls.as_ref().unwrap().client.is_none());
+    let s = parse(&[
+        "--upstream",
+        "b-1.msk.test:9098",
+        "--upstream-auth",
+        "aws-msk-iam",
+        "--aws-region",
+        "us-east-2",
+    ])
+    .unwrap();
+    assert_eq!(iam(&s), "us-east-2");
+    // The flag wins over the names.
+    let s = parse(&[
+        "--upstream",
+        msk,
+        "--upstream-auth",
+        "AWS-MSK-IAM",
+        "--aws-region",
+        "eu-west-3",
+    ])
+    .unwrap();
+    assert_eq!(iam(&s), "eu-west-3");
+
+    let cases: &[(&[&str], &str, &str)] = &[
+        (
+            &["--upstream", "b-1.msk.test:9098", "--upstream-auth", "aws-msk-iam"],
+            "--aws-region",
+            "needs the cluster's region",
+        ),
+        (
+            // Brokers of two regions: no one region to sign for.
+            &[
+                "--upstream",
+                "b-1.a.b.c2.kafka.eu-west-1.amazonaws.com:9098,b-1.a.b.c2.kafka.us-east-1.amazonaws.com:9098",
+                "--upstream-auth",
+                "aws-msk-iam",
+            ],
+            "--aws-region",
+            "needs the cluster's region",
+        ),
+        (
+            &[
+                "--upstream",
+                msk,
+                "--upstream-auth",
+                "aws-msk-iam",
+                "--aws-region",
+                "Ireland",
+            ],
+            "--aws-region",
+            "not an AWS region name",
+        ),
+        (
+            &[
+                "--upstream",
+                msk,
+                "--upstream-auth",
+                "aws-msk-iam",
+                "--sasl-username",
+                "x",
+            ],
+            "--upstream-auth",
+            "need upstream-auth scram",
+        ),
+        (
+            &[
+                "--upstream",
+                msk,
+                "--upstream-auth",
+                "aws-msk-iam",
+                "--upstream-plaintext",
+            ],
+            "--upstream-plaintext",
+            "needs TLS",
+        ),
+        (
+            &[
+                "--upstream",
+                "b-1.msk.test:9094",
+                "--client-cert",
+                "certs-dev/admin.pem",
+                "--client-key",
+                "certs-dev/admin.key",
+                "--aws-region",
+                "eu-west-1",
+            ],
+            "--aws-region",
+            "needs --upstream-auth aws-msk-iam",
+        ),
+        (
+            &["--upstream", msk, "--upstream-auth", "iam"],
+            "--upstream-auth",
+            "not one of mtls, scram-sha-256, scram-sha-512, aws-msk-iam",
+        ),
+    ];
+    for (args, setting, problem) in cases {
+        let err = parse(args).unwrap_err();
+        assert_eq!(err.setting, *setting, "{args:?}: {err}");
+        assert!(err.problem.contains(problem), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn iam_identities_share_the_default_ones_credentials() {
+    let toml = r#"
+[[identity]]
+name = "readers"
+bootstrap-port = 19192
+broker-port-base = 19200
+upstream-auth = "aws-msk-iam"
+policy = "read-only"
+"#;
+    let iam_default = [
+        "--upstream",
+        "b-1.mycluster.abc123.c2.kafka.eu-west-1.amazonaws.com:9098",
+        "--upstream-auth",
+        "aws-msk-iam",
+    ];
+    let s = parse_with_file("identity-iam", toml, &iam_default).unwrap();
+    let (UpstreamAuth::AwsMskIam(default), UpstreamAuth::AwsMskIam(readers)) =
+        (&s.upstream_auth, &s.identities[0].auth)
+    else {
+        panic!("{:?}", s.identities[0].auth)
+    };
+    assert!(std::sync::Arc::ptr_eq(
+        &default.credentials,
+        &readers.credentials
+    ));
+    // SCRAM and IAM are different MSK ports: refused, as is IAM beside a SCRAM default.
+    let scram_default = [
+        "--upstream",
+        "b-1.msk.test:9096",
+        "--upstream-auth",
+        "scram-sha-512",
+        "--sasl-username",
+        "service",
+        "--sasl-password-file",
+        "certs-dev/ca.pem",
+    ];
+    let err = parse_with_file("identity-iam-scram", toml, &scram_default).unwrap_err();
+    assert!(
+        err.problem
+            .contains("needs the default identity to use it too"),
+        "{err}"
+    );
+    let scram_toml = toml.replace(
+        "upstream-auth = \"aws-msk-iam\"",
+        "upstream-auth = \"scram-sha-512\"\nsasl-username = \"r\"\nsasl-password-file = \"certs-dev/ca.pem\"",
+    );
+    let err = parse_with_file("identity-scram-iam", &scram_toml, &iam_default).unwrap_err();
+    assert!(err.problem.contains("differs from the default"), "{err}");
+}
+
 const TAILNET: &str = r#"
 [[identity]]
 name = "reporting"

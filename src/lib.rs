@@ -51,9 +51,12 @@
 //!   lines name a topic by name when a request names it by id.
 //! - [`upstream`]: connecting to brokers with mutual TLS (and SASL when the identity uses
 //!   it); the proxy's own Metadata request.
-//! - [`sasl`]: how an identity authenticates upstream (mutual TLS or SCRAM), the SCRAM
-//!   exchange on a new connection and its renewal inside the relay (KIP-368), and the answer
-//!   to a client that tries SASL with the proxy.
+//! - [`sasl`]: how an identity authenticates upstream (mutual TLS, SCRAM or AWS_MSK_IAM), the
+//!   SASL exchange on a new connection and its renewal inside the relay (KIP-368), and the
+//!   answer to a client that tries SASL with the proxy.
+//! - [`aws_iam`]: Amazon MSK's IAM authentication: the region of a broker name, AWS
+//!   credentials from the SDK's default chain (cached, fetched again before they expire), and
+//!   the SigV4-signed payload of an AWS_MSK_IAM exchange.
 //! - [`resolve`]: broker names → addresses, one lookup per name per `--dns-cache-ttl`.
 //! - [`tls`]: certificates and keys, rustls configurations, reload, failure classification.
 //! - [`admin`]: metrics, health and readiness, the admin HTTP listener.
@@ -63,10 +66,11 @@
 //!
 //! Imports go down this list's dependency order and never in a circle: `server` and
 //! `connection` both use `shared`, not each other; `config` uses `brokers`, `policy`,
-//! `proxy_protocol`, `sasl`, `tailnet` and `tls`, none of which uses `config`; inside `kafka`, `wire` imports
+//! `proxy_protocol`, `sasl` (which uses `aws_iam`), `tailnet` and `tls`, none of which uses `config`; inside `kafka`, `wire` imports
 //! nothing of ours and every other module only what sits below it.
 
 pub mod admin;
+pub mod aws_iam;
 pub mod brokers;
 pub mod budget;
 pub mod check;

@@ -13,6 +13,7 @@ use clap::Parser;
 use kafka_tls_proxy::admin::{self, Health};
 use kafka_tls_proxy::config::{Cli, Command, LogFormat, Settings};
 use kafka_tls_proxy::logs::EscapingStderr;
+use kafka_tls_proxy::sasl::UpstreamAuth;
 use kafka_tls_proxy::tls::{Secret, TlsState};
 use kafka_tls_proxy::{brokers, check, server};
 use tokio::signal::unix::{signal, SignalKind};
@@ -34,18 +35,34 @@ const PASSPHRASE_ON_STDIN: &str = "KTP_PASSPHRASE_ON_STDIN";
 const MAX_PASSPHRASE_BYTES: usize = 4096;
 
 fn init_logging(settings: &Settings) -> anyhow::Result<()> {
+    use tracing_subscriber::layer::{Layer as _, SubscriberExt as _};
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_new(&settings.log)
         .with_context(|| format!("--log: invalid filter '{}'", settings.log))?;
     // Logs go to stderr; stdout is left to commands' output. Every control character inside a
     // line is escaped (fields hold certificate subjects and other strings from the network), so
     // there is no colour: the escaping could not tell colour codes from a hostile string's.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    // The AWS SDK's own events are never written, whatever the filter: they format errors with
+    // the raw HTTP exchange (an IMDS session token, or a credentials answer that failed to
+    // parse, secret key included). The proxy logs those failures itself, without the bodies.
+    let sdk_quiet = tracing_subscriber::filter::filter_fn(|m| !m.target().starts_with("aws_"));
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(EscapingStderr)
         .with_ansi(false);
+    let registry = tracing_subscriber::registry();
     match settings.log_format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => registry
+            .with(layer.with_filter(filter).with_filter(sdk_quiet))
+            .init(),
+        LogFormat::Json => registry
+            .with(
+                layer
+                    .json()
+                    .flatten_event(true)
+                    .with_filter(filter)
+                    .with_filter(sdk_quiet),
+            )
+            .init(),
     }
     Ok(())
 }
@@ -207,6 +224,13 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     // Every start says how clients are (not) authenticated, whatever flag allowed it.
     for warning in settings.unauthenticated_warnings() {
         tracing::warn!("{warning}");
+    }
+    // The SDK's chain accepts a secret key in the environment; the project keeps secrets out
+    // of it (/proc/PID/environ), so a start that relies on one says so.
+    if matches!(settings.upstream_auth, UpstreamAuth::AwsMskIam(_))
+        && std::env::var_os("AWS_SECRET_ACCESS_KEY").is_some()
+    {
+        tracing::warn!("AWS_SECRET_ACCESS_KEY is set in the proxy's environment, readable in /proc/PID/environ: give the proxy a role instead (web identity, container credentials, instance profile) or a profile file (README \"AWS IAM\")");
     }
     let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
         .set_buckets(&[

@@ -1,6 +1,7 @@
 //! SASL towards the brokers: how an identity authenticates on each upstream connection
-//! (mutual TLS, or SCRAM-SHA-256/512 per RFC 5802 and RFC 7677 over Kafka's SaslHandshake v1 and
-//! SaslAuthenticate), the exchange itself over any `Transport` (a fresh connection, or the
+//! (mutual TLS, SCRAM-SHA-256/512 per RFC 5802 and RFC 7677, or Amazon MSK's AWS_MSK_IAM with
+//! the payload of [`crate::aws_iam`], over Kafka's SaslHandshake v1 and SaslAuthenticate), the
+//! exchange itself over any `Transport` (a fresh connection, or the
 //! relay's request and response pumps when the session is renewed, KIP-368), and the answer a
 //! client gets when it tries SASL with the proxy, which authenticates in its place.
 //!
@@ -13,6 +14,7 @@
 
 use std::num::NonZeroU32;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_lc_rs::{digest, hmac, pbkdf2};
@@ -26,6 +28,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, Message, StrBytes};
 use zeroize::Zeroizing;
 
+use crate::aws_iam::{self, IamAuth};
 use crate::kafka::codec;
 use crate::kafka::frame::RequestHeader;
 use crate::kafka::wire::{self, Walker, WireResult};
@@ -105,8 +108,7 @@ pub struct ScramCredentials {
     pub password_file: PathBuf,
 }
 
-/// How an identity authenticates to the brokers. A further mechanism (AWS_MSK_IAM) is another
-/// variant here and another exchange behind `authenticate`.
+/// How an identity authenticates to the brokers.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum UpstreamAuth {
     /// Mutual TLS: the client certificate is the identity (no SASL).
@@ -114,10 +116,12 @@ pub enum UpstreamAuth {
     Mtls,
     /// SASL/SCRAM after the TLS handshake.
     Scram(ScramCredentials),
+    /// AWS_MSK_IAM after the TLS handshake: AWS credentials sign each exchange.
+    AwsMskIam(IamAuth),
 }
 
 impl UpstreamAuth {
-    /// The name of the setting's value (`mtls`, `scram-sha-512`…).
+    /// The name of the setting's value (`mtls`, `scram-sha-512`, `aws-msk-iam`…).
     pub fn name(&self) -> &'static str {
         match self {
             UpstreamAuth::Mtls => "mtls",
@@ -125,6 +129,17 @@ impl UpstreamAuth {
                 Mechanism::ScramSha256 => "scram-sha-256",
                 Mechanism::ScramSha512 => "scram-sha-512",
             },
+            UpstreamAuth::AwsMskIam(_) => "aws-msk-iam",
+        }
+    }
+
+    /// The kind of broker listener this authentication needs (MSK has one port per kind):
+    /// every identity of one proxy must need the same one.
+    pub fn listener_kind(&self) -> &'static str {
+        match self {
+            UpstreamAuth::Mtls => "mutual TLS (MSK port 9094)",
+            UpstreamAuth::Scram(_) => "SASL/SCRAM (MSK port 9096)",
+            UpstreamAuth::AwsMskIam(_) => "IAM (MSK port 9098)",
         }
     }
 
@@ -134,21 +149,41 @@ impl UpstreamAuth {
     }
 }
 
-/// Parses the `--upstream-auth` value: the mechanism, or `None` for `mtls`.
-pub fn parse_mechanism(value: &str) -> Result<Option<Mechanism>, String> {
+/// What `--upstream-auth` names, before its credentials are attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthKind {
+    /// `mtls`.
+    Mtls,
+    /// `scram-sha-256` or `scram-sha-512`.
+    Scram(Mechanism),
+    /// `aws-msk-iam`.
+    AwsMskIam,
+}
+
+/// Parses the `--upstream-auth` value.
+pub fn parse_kind(value: &str) -> Result<AuthKind, String> {
     match value.trim().to_ascii_lowercase().as_str() {
-        "mtls" => Ok(None),
-        "scram-sha-256" => Ok(Some(Mechanism::ScramSha256)),
-        "scram-sha-512" => Ok(Some(Mechanism::ScramSha512)),
+        "mtls" => Ok(AuthKind::Mtls),
+        "scram-sha-256" => Ok(AuthKind::Scram(Mechanism::ScramSha256)),
+        "scram-sha-512" => Ok(AuthKind::Scram(Mechanism::ScramSha512)),
+        "aws-msk-iam" => Ok(AuthKind::AwsMskIam),
         other => Err(format!(
-            "'{other}' is not one of mtls, scram-sha-256, scram-sha-512"
+            "'{other}' is not one of mtls, scram-sha-256, scram-sha-512, aws-msk-iam"
         )),
     }
 }
 
+/// What to check when SCRAM credentials are refused.
+const SCRAM_REFUSED: &str = "check --sasl-username and the password in --sasl-password-file (and that the SCRAM user exists)";
+/// What to check when IAM authentication is refused.
+pub const IAM_REFUSED: &str = "check that the role the proxy's AWS credentials belong to may kafka-cluster:Connect to this cluster (its IAM policy), that --aws-region is the cluster's region, and that the machine's clock is right";
+
 /// Why a SASL exchange failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SaslError {
+    /// No AWS credentials, or the payload could not be signed.
+    #[error("{0}")]
+    Iam(#[from] aws_iam::IamError),
     /// The password file could not be read.
     #[error("cannot read the SASL password file {path}: {source}")]
     PasswordFile {
@@ -158,7 +193,7 @@ pub enum SaslError {
         source: std::io::Error,
     },
     /// The broker does not enable the mechanism.
-    #[error("the broker does not enable {mechanism} on this listener (it offers {offered}); check --upstream-auth and that --upstream is the SASL port (9096 on MSK)")]
+    #[error("the broker does not enable {mechanism} on this listener (it offers {offered}); check --upstream-auth and that --upstream is the port for it (MSK: 9096 for SCRAM, 9098 for IAM)")]
     Mechanism {
         /// The mechanism asked for.
         mechanism: &'static str,
@@ -166,15 +201,17 @@ pub enum SaslError {
         offered: String,
     },
     /// The broker refused the credentials (or the exchange) with an error code and message.
-    #[error("the broker refused SASL authentication (error {code}): {message}; check --sasl-username and the password in --sasl-password-file (and that the SCRAM user exists)")]
+    #[error("the broker refused SASL authentication (error {code}): {message}; {advice}")]
     Refused {
         /// Kafka error code.
         code: i16,
         /// The broker's error message (escaped by the log writer).
         message: String,
+        /// What to check, for the mechanism used.
+        advice: &'static str,
     },
-    /// The server's SCRAM messages are malformed or do not match the exchange.
-    #[error("invalid SCRAM exchange: {0}")]
+    /// The server's SASL messages are malformed or do not match the exchange.
+    #[error("invalid SASL exchange: {0}")]
     Protocol(String),
     /// The server's final signature is wrong: it does not know the password.
     #[error("the broker's SCRAM signature is wrong: it does not know this user's password (a man in the middle?)")]
@@ -188,6 +225,8 @@ impl SaslError {
     /// Metric label.
     pub fn reason(&self) -> &'static str {
         match self {
+            SaslError::Iam(aws_iam::IamError::Credentials(_)) => "sasl_credentials",
+            SaslError::Iam(_) => "sasl_protocol",
             SaslError::PasswordFile { .. } => "sasl_password_file",
             SaslError::Mechanism { .. } => "sasl_mechanism",
             SaslError::Refused { .. } => "sasl_refused",
@@ -211,12 +250,14 @@ pub(crate) trait Transport {
 }
 
 /// A completed authentication: how long the broker grants it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Session {
     /// When the final request was sent (KIP-368: the lifetime counts from there, at the latest).
     pub started: Instant,
     /// The granted lifetime; `None` when the broker does not expire sessions.
     pub lifetime: Option<Duration>,
+    /// The broker's name, which the renewal signs again (AWS_MSK_IAM).
+    pub host: Arc<str>,
 }
 
 impl Session {
@@ -266,20 +307,86 @@ fn walk_authenticate(w: &mut Walker<'_>, version: i16) -> WireResult<bool> {
     Ok(false)
 }
 
-/// Runs the whole exchange for `auth` over `transport` (nothing for mutual TLS).
+/// Runs the whole exchange for `auth` over `transport` to the broker named `host` (nothing for
+/// mutual TLS).
 pub(crate) async fn authenticate<T: Transport>(
     transport: &mut T,
     auth: &UpstreamAuth,
+    host: &str,
 ) -> Result<Option<Session>, SaslError> {
     match auth {
         UpstreamAuth::Mtls => Ok(None),
-        UpstreamAuth::Scram(credentials) => scram(transport, credentials).await.map(Some),
+        UpstreamAuth::Scram(credentials) => scram(transport, credentials, host).await.map(Some),
+        UpstreamAuth::AwsMskIam(iam) => aws_msk_iam(transport, iam, host).await.map(Some),
     }
+}
+
+/// SaslHandshake v1 for `mechanism`: the broker must enable it.
+async fn handshake<T: Transport>(
+    transport: &mut T,
+    mechanism: &'static str,
+) -> Result<(), SaslError> {
+    let handshake =
+        SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mechanism));
+    let payload = transport
+        .round_trip(ApiKey::SaslHandshake, HANDSHAKE_VERSION, &handshake)
+        .await?;
+    let answer: SaslHandshakeResponse = decode(
+        ApiKey::SaslHandshake,
+        HANDSHAKE_VERSION,
+        &payload,
+        walk_handshake,
+    )?;
+    if answer.error_code != 0 {
+        let offered: Vec<String> = answer.mechanisms.iter().map(|m| m.to_string()).collect();
+        return Err(SaslError::Mechanism {
+            mechanism,
+            offered: crate::logs::bounded(offered).join(", "),
+        });
+    }
+    Ok(())
+}
+
+/// The granted lifetime of a final SaslAuthenticate answer (`None`: no expiry).
+fn lifetime(answer: &SaslAuthenticateResponse) -> Option<Duration> {
+    u64::try_from(answer.session_lifetime_ms)
+        .ok()
+        .filter(|ms| *ms > 0)
+        .map(Duration::from_millis)
+}
+
+/// The AWS_MSK_IAM exchange: one SaslAuthenticate carrying the signed payload, signed with
+/// the credentials current now (fetched again before they expire).
+async fn aws_msk_iam<T: Transport>(
+    transport: &mut T,
+    iam: &IamAuth,
+    host: &str,
+) -> Result<Session, SaslError> {
+    // Credentials first: without them there is nothing to say to the broker.
+    let credentials = iam.credentials.credentials().await?;
+    handshake(transport, aws_iam::MECHANISM).await?;
+    let payload = aws_iam::payload(
+        &credentials,
+        host,
+        &iam.region,
+        std::time::SystemTime::now(),
+    )?;
+    drop(credentials);
+    let started = Instant::now();
+    let answer = authenticate_round(transport, payload, IAM_REFUSED).await?;
+    let request_id = aws_iam::check_answer(&answer.auth_bytes).map_err(SaslError::Protocol)?;
+    tracing::debug!(request_id, "AWS_MSK_IAM authentication accepted");
+    Ok(Session {
+        started,
+        lifetime: lifetime(&answer),
+        host: host.into(),
+    })
 }
 
 async fn authenticate_round<T: Transport>(
     transport: &mut T,
     bytes: Vec<u8>,
+    advice: &'static str,
 ) -> Result<SaslAuthenticateResponse, SaslError> {
     let request = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(bytes));
     let payload = transport
@@ -298,6 +405,7 @@ async fn authenticate_round<T: Transport>(
                 .error_message
                 .as_ref()
                 .map_or_else(|| "(no message)".to_owned(), |m| m.to_string()),
+            advice,
         });
     }
     Ok(response)
@@ -307,40 +415,24 @@ async fn authenticate_round<T: Transport>(
 async fn scram<T: Transport>(
     transport: &mut T,
     credentials: &ScramCredentials,
+    host: &str,
 ) -> Result<Session, SaslError> {
     let mechanism = credentials.mechanism;
     let password = read_password(&credentials.password_file)?;
 
-    let handshake =
-        SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mechanism.name()));
-    let payload = transport
-        .round_trip(ApiKey::SaslHandshake, HANDSHAKE_VERSION, &handshake)
-        .await?;
-    let answer: SaslHandshakeResponse = decode(
-        ApiKey::SaslHandshake,
-        HANDSHAKE_VERSION,
-        &payload,
-        walk_handshake,
-    )?;
-    if answer.error_code != 0 {
-        let offered: Vec<String> = answer.mechanisms.iter().map(|m| m.to_string()).collect();
-        return Err(SaslError::Mechanism {
-            mechanism: mechanism.name(),
-            offered: crate::logs::bounded(offered).join(", "),
-        });
-    }
+    handshake(transport, mechanism.name()).await?;
 
     let mut scram = ScramClient::new(mechanism, &credentials.username)?;
-    let server_first = authenticate_round(transport, scram.client_first()).await?;
+    let server_first = authenticate_round(transport, scram.client_first(), SCRAM_REFUSED).await?;
     let client_final = scram.client_final(&password, &server_first.auth_bytes)?;
     let started = Instant::now();
-    let server_final = authenticate_round(transport, client_final).await?;
+    let server_final = authenticate_round(transport, client_final, SCRAM_REFUSED).await?;
     scram.verify_server_final(&server_final.auth_bytes)?;
-    let lifetime = u64::try_from(server_final.session_lifetime_ms)
-        .ok()
-        .filter(|ms| *ms > 0)
-        .map(Duration::from_millis);
-    Ok(Session { started, lifetime })
+    Ok(Session {
+        started,
+        lifetime: lifetime(&server_final),
+        host: host.into(),
+    })
 }
 
 fn read_password(path: &std::path::Path) -> Result<Zeroizing<String>, SaslError> {
@@ -404,6 +496,7 @@ impl ScramClient {
                     return Err(SaslError::Refused {
                         code: 0,
                         message: v.to_owned(),
+                        advice: SCRAM_REFUSED,
                     })
                 }
                 _ => {}
@@ -479,6 +572,7 @@ impl ScramClient {
                     return Err(SaslError::Refused {
                         code: 0,
                         message: v.to_owned(),
+                        advice: SCRAM_REFUSED,
                     })
                 }
                 Some(("v", v)) => verifier = Some(v),

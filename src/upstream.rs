@@ -205,7 +205,7 @@ pub async fn open(
     resolver: &Resolver,
 ) -> Result<(Stream, Option<Session>), UpstreamError> {
     let mut stream = connect(addr, tls, timeout, resolver).await?;
-    let session = authenticate(&mut stream, auth, timeout)
+    let session = authenticate(&mut stream, auth, &addr.host, timeout)
         .await
         .map_err(|source| UpstreamError::Sasl {
             addr: addr.clone(),
@@ -214,14 +214,15 @@ pub async fn open(
     Ok((stream, session))
 }
 
-/// Runs the SASL exchange of `auth` on a fresh connection, within `timeout`.
+/// Runs the SASL exchange of `auth` on a fresh connection to broker `host`, within `timeout`.
 pub async fn authenticate(
     stream: &mut Stream,
     auth: &UpstreamAuth,
+    host: &str,
     timeout: Duration,
 ) -> Result<Option<Session>, SaslError> {
     let mut transport = StreamTransport { stream, next_id: 1 };
-    tokio::time::timeout(timeout, sasl::authenticate(&mut transport, auth))
+    tokio::time::timeout(timeout, sasl::authenticate(&mut transport, auth, host))
         .await
         .unwrap_or_else(|_| {
             Err(SaslError::Transport(format!(

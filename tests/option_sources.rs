@@ -68,6 +68,7 @@ const SAMPLES: &[(&str, Sample)] = &[
         "upstream-auth",
         Value("scram-sha-512", r#""scram-sha-512""#),
     ),
+    ("aws-region", Value("eu-west-1", r#""eu-west-1""#)),
     ("sasl-username", Value("orders", r#""orders""#)),
     (
         "sasl-password-file",

@@ -296,7 +296,8 @@ where
             expect: expect_tx,
         },
         Renewals {
-            at: session.and_then(|s| s.renew_at()),
+            at: session.as_ref().and_then(|s| s.renew_at()),
+            host: session.as_ref().map(|s| s.host.clone()),
             done: &renewals,
         },
         &mut shutdown,
@@ -358,7 +359,9 @@ where
     loop {
         // A session due for renewal is renewed before more client requests go upstream.
         if renewals.at.is_some_and(|at| at <= Instant::now()) {
-            renewals.at = reauthenticate(shared, who, &mut upstream, &expect, &mut next_id).await?;
+            renewals.at =
+                reauthenticate(shared, who, &renewals, &mut upstream, &expect, &mut next_id)
+                    .await?;
             renewals.done.fetch_add(1, Ordering::Relaxed);
         }
         // Everything complete goes upstream in one write, exactly as read except for the
@@ -530,7 +533,7 @@ where
                 },
                 () = renewal => {
                     renewals.at =
-                        reauthenticate(shared, who, &mut upstream, &expect, &mut next_id).await?;
+                        reauthenticate(shared, who, &renewals, &mut upstream, &expect, &mut next_id).await?;
             renewals.done.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -549,6 +552,8 @@ struct Outbound<W: AsyncRead + AsyncWrite> {
 /// for mutual TLS or a session without expiry), and how many times it was renewed.
 struct Renewals<'a> {
     at: Option<Instant>,
+    /// The broker the session is with (an AWS_MSK_IAM renewal signs its name).
+    host: Option<Arc<str>>,
     done: &'a AtomicU32,
 }
 
@@ -558,6 +563,7 @@ struct Renewals<'a> {
 async fn reauthenticate<W: AsyncRead + AsyncWrite>(
     shared: &Shared,
     who: &Client,
+    renewals: &Renewals<'_>,
     upstream: &mut WriteHalf<W>,
     expect: &mpsc::Sender<Expected>,
     next_id: &mut i32,
@@ -569,13 +575,17 @@ async fn reauthenticate<W: AsyncRead + AsyncWrite>(
         expect,
         next_id,
     };
-    let result = tokio::time::timeout(timeout, sasl::authenticate(&mut transport, &identity.auth))
-        .await
-        .unwrap_or_else(|_| {
-            Err(SaslError::Transport(format!(
-                "no answer within {timeout:?}"
-            )))
-        });
+    let host = renewals.host.as_deref().unwrap_or_default();
+    let result = tokio::time::timeout(
+        timeout,
+        sasl::authenticate(&mut transport, &identity.auth, host),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(SaslError::Transport(format!(
+            "no answer within {timeout:?}"
+        )))
+    });
     match result {
         Ok(session) => {
             metrics::counter!("kafka_proxy_upstream_reauthentications_total", "identity" => identity.name.clone())
