@@ -30,6 +30,9 @@ struct Tailnet {
     dir: PathBuf,
     bin: PathBuf,
     run: PathBuf,
+    /// The namespaces' prefix: this network namespace's own, so that runs in other network
+    /// namespaces on the machine (named namespaces are machine-wide) never collide.
+    ns: String,
 }
 
 impl Tailnet {
@@ -52,16 +55,24 @@ impl Tailnet {
             );
         }
         let run_dir = repo_root().join("target/tailnet-test");
+        let netns = std::fs::read_link("/proc/self/ns/net").unwrap();
+        let inode: String = netns
+            .to_string_lossy()
+            .chars()
+            .filter(char::is_ascii_digit)
+            .collect();
         let tailnet = Tailnet {
             dir,
             bin,
             run: run_dir,
+            ns: format!("kt{inode}"),
         };
         tailnet.down(); // leftovers of an interrupted run
         let out = common::run(
             Command::new(tailnet.dir.join("up.sh"))
                 .env("BIN", &tailnet.bin)
-                .env("RUN", &tailnet.run),
+                .env("RUN", &tailnet.run)
+                .env("NS", &tailnet.ns),
             None,
         );
         assert_success("tests/tailnet/up.sh", &out);
@@ -71,6 +82,7 @@ impl Tailnet {
     fn down(&self) {
         let _ = Command::new(self.dir.join("down.sh"))
             .env("RUN", &self.run)
+            .env("NS", &self.ns)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
@@ -113,7 +125,7 @@ impl Tailnet {
     /// Runs `program args` inside laptop `who`'s namespace.
     fn on(&self, who: &str, program: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &format!("ts-{who}"), program])
+        cmd.args(["netns", "exec", &format!("{}-{who}", self.ns), program])
             .args(args);
         run(&mut cmd, stdin)
     }
