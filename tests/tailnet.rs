@@ -255,25 +255,29 @@ fn each_person_on_the_tailnet_acts_as_the_identity_their_grant_names() {
 
     let bootstrap = format!("{PROXY_IP}:{port}");
     let topic = unique("tailnet");
-    // Bob (admin) creates a topic with the Kafka CLI: the cluster lets User:admin.
-    let created = tailnet.on(
-        "bob",
-        c.get("KTP_CLUSTER_CLI"),
-        &[
-            "cli",
-            "topics",
-            "--bootstrap-server",
-            &bootstrap,
-            "--create",
-            "--topic",
-            &topic,
-            "--partitions",
-            "1",
-            "--replication-factor",
-            "3",
-        ],
-        None,
-    );
+    // A topic created with the Kafka CLI from a laptop, through the proxy.
+    let create_topic = |who: &str, topic: &str| {
+        tailnet.on(
+            who,
+            c.get("KTP_CLUSTER_CLI"),
+            &[
+                "cli",
+                "topics",
+                "--bootstrap-server",
+                &bootstrap,
+                "--create",
+                "--topic",
+                topic,
+                "--partitions",
+                "1",
+                "--replication-factor",
+                "3",
+            ],
+            None,
+        )
+    };
+    // Bob (admin) creates a topic: the cluster lets User:admin.
+    let created = create_topic("bob", &topic);
     assert_success("bob creates a topic through the proxy", &created);
     // Bob produces with kcat.
     let produced = tailnet.on(
@@ -321,22 +325,7 @@ fn each_person_on_the_tailnet_acts_as_the_identity_their_grant_names() {
     );
     // ... nor create a topic.
     let alice_topic = unique("tailnet-alice");
-    let not_created = tailnet.on(
-        "alice",
-        c.get("KTP_CLUSTER_CLI"),
-        &[
-            "cli",
-            "topics",
-            "--bootstrap-server",
-            &bootstrap,
-            "--create",
-            "--topic",
-            &alice_topic,
-            "--partitions",
-            "1",
-        ],
-        None,
-    );
+    let not_created = create_topic("alice", &alice_topic);
     assert!(
         text(&not_created).contains("AuthorizationException"),
         "alice's create: {}",
