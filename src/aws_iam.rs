@@ -149,10 +149,25 @@ impl CredentialSource {
                 SharedCredentialsProvider::new(chain)
             })
             .await;
-        let credentials = provider
-            .provide_credentials()
+        // A hung endpoint (IMDS, STS, the container agent) must not hold every connect
+        // behind this lock; and credentials that have not expired yet stay usable when their
+        // early refresh fails.
+        let fetched = tokio::time::timeout(FETCH_TIMEOUT, provider.provide_credentials())
             .await
-            .map_err(|e| IamError::Credentials(error_chain(&e)))?;
+            .map_err(|_| {
+                IamError::Credentials(format!(
+                    "no answer from the credential chain within {FETCH_TIMEOUT:?}"
+                ))
+            })
+            .and_then(|r| r.map_err(|e| IamError::Credentials(error_chain(&e))));
+        let credentials = match (fetched, cached.as_ref()) {
+            (Ok(credentials), _) => credentials,
+            (Err(e), Some(c)) if c.credentials.expiry().is_some_and(|x| x > now) => {
+                tracing::warn!(error = %e, "refreshing AWS credentials failed; the cached ones are still valid and stay in use");
+                return Ok(c.credentials.clone());
+            }
+            (Err(e), _) => return Err(e),
+        };
         tracing::debug!(
             access_key_id = credentials.access_key_id(),
             expires_in = ?credentials.expiry().and_then(|e| e.duration_since(SystemTime::now()).ok()),
@@ -179,8 +194,28 @@ fn stale(c: &Cached, now: SystemTime) -> bool {
     }
 }
 
-/// An error and its sources, on one line (the SDK's errors say the useful part in a source).
+/// How long one fetch from the credential chain may take.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Longest error text kept from the SDK (its errors can carry a whole HTTP response).
+const MAX_ERROR_TEXT: usize = 1024;
+
+/// An error and its sources, on one line (the SDK's errors say the useful part in a source),
+/// at most [`MAX_ERROR_TEXT`] bytes.
 fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = error_chain_whole(e);
+    if text.len() > MAX_ERROR_TEXT {
+        let mut end = MAX_ERROR_TEXT;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("...");
+    }
+    text
+}
+
+fn error_chain_whole(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -81,8 +81,9 @@ pub enum Unmatched {
         /// The identity names granted.
         granted: Vec<String>,
     },
-    /// The tailnet policy grants the peer an identity this proxy does not have.
-    #[error("tailnet peer {peer} is granted identity '{name}' by {capability}, which is not configured here")]
+    /// The tailnet policy grants the peer an identity this proxy does not have (or one with
+    /// ports of its own, which no grant gives).
+    #[error("tailnet peer {peer} is granted identity '{name}' by {capability}, which is not configured here or has ports of its own")]
     TailnetUnknown {
         /// `login on node`.
         peer: String,
@@ -204,15 +205,17 @@ impl Identities {
         let mut granted = peer.granted.iter();
         match (granted.next(), granted.next()) {
             (Some(name), None) => {
-                return self
-                    .all
-                    .iter()
-                    .position(|i| i.name == *name)
-                    .ok_or_else(|| Unmatched::TailnetUnknown {
+                // Only identities chosen on the default listeners: one with ports of its own
+                // is for whoever reaches those ports, not for a grant.
+                let index = self.all.iter().position(|i| i.name == *name);
+                return match index {
+                    Some(index) if !self.owns_ports(index) => Ok(index),
+                    _ => Err(Unmatched::TailnetUnknown {
                         peer: peer.describe(),
                         capability: capability.to_owned(),
                         name: name.clone(),
-                    })
+                    }),
+                };
             }
             (Some(_), Some(_)) => {
                 return Err(Unmatched::TailnetAmbiguous {
@@ -223,11 +226,9 @@ impl Identities {
             }
             _ => {}
         }
-        if let Some(index) = self
-            .all
-            .iter()
-            .position(|i| i.tailnet_match.matches(&peer.login, &peer.tags))
-        {
+        if let Some(index) = self.all.iter().enumerate().position(|(index, i)| {
+            !self.owns_ports(index) && i.tailnet_match.matches(&peer.login, &peer.tags)
+        }) {
             return Ok(index);
         }
         if unmatched_default {
@@ -238,6 +239,11 @@ impl Identities {
             tags: peer.tags.clone(),
             capability: capability.to_owned(),
         })
+    }
+
+    /// Whether identity `index` (not the default) has listeners of its own.
+    fn owns_ports(&self, index: usize) -> bool {
+        index != DEFAULT && self.sets.iter().any(|s| s.identity == index)
     }
 
     /// Reloads every identity's certificates and keys, logging each outcome.

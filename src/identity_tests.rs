@@ -20,9 +20,23 @@ fn identities(rules: &[(&str, &[&str], &[&str])]) -> Identities {
     };
     let mut all = vec![identity("default", &[], &[])];
     all.extend(rules.iter().map(|(n, l, t)| identity(n, l, t)));
+    // "owned" has ports of its own.
+    let owned = all.iter().position(|i| i.name == "owned");
+    let sets = owned
+        .map(|identity| ListenerSet {
+            bootstrap_port: 19192,
+            plan: PortPlan {
+                base: 19200,
+                overrides: Default::default(),
+                reserved: Default::default(),
+            },
+            identity,
+        })
+        .into_iter()
+        .collect();
     Identities {
         all,
-        sets: Vec::new(),
+        sets,
         by_certificate: false,
     }
 }
@@ -78,4 +92,22 @@ fn the_grant_decides_then_rules_in_order_then_nothing() {
     assert!(e.to_string().contains("'nope'"), "{e}");
     let e = choose(&peer("a@example.com", &[], &["ci", "reporting"]), true).unwrap_err();
     assert!(matches!(e, Unmatched::TailnetAmbiguous { .. }), "{e}");
+}
+
+#[test]
+fn no_grant_or_rule_gives_an_identity_with_ports_of_its_own() {
+    let ids = identities(&[
+        ("owned", &["*@example.com"], &[]),
+        ("people", &["*@example.com"], &[]),
+    ]);
+    let e = ids
+        .choose_on_tailnet(&peer("a@example.com", &[], &["owned"]), CAP, true)
+        .unwrap_err();
+    assert!(matches!(e, Unmatched::TailnetUnknown { .. }), "{e}");
+    // Its rule is passed over for the next identity's.
+    assert_eq!(
+        ids.choose_on_tailnet(&peer("a@example.com", &[], &[]), CAP, false)
+            .unwrap(),
+        2
+    );
 }

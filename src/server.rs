@@ -317,6 +317,7 @@ async fn serve(
     accepted: std::time::Instant,
 ) {
     let _ = socket.set_nodelay(true);
+    let local = socket.local_addr().ok();
     // From a trusted balancer, the PROXY header comes first (before a TLS ClientHello) and
     // names the client; its time counts against the time for the first request.
     let peer = if proxied {
@@ -373,7 +374,9 @@ async fn serve(
     };
     // A peer on a tailnet address: Tailscale says who it is (within the first request's time).
     let on_tailnet = match &shared.tailnet {
-        Some(whois) if target.set == identity::DEFAULT && crate::tailnet::is_tailnet(peer.ip()) => {
+        Some(whois)
+            if target.set == identity::DEFAULT && crate::tailnet::decides(peer, local, proxied) =>
+        {
             let deadline = accepted + shared.settings.first_frame_timeout;
             match whois.lookup(peer.ip(), deadline).await {
                 Ok(found) => {

@@ -42,7 +42,7 @@ pub const CACHE_ENTRIES: usize = 4096;
 const MAX_FIELD_BYTES: usize = 256;
 
 /// Most tags or granted identity names kept from an answer.
-const MAX_LIST: usize = 64;
+const MAX_LIST: usize = 16;
 
 /// How the proxy asks tailscaled, from the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +70,15 @@ pub struct Peer {
 }
 
 impl Peer {
+    /// The bytes it holds (charged while it is cached).
+    fn held_bytes(&self) -> usize {
+        let strings = self.tags.iter().chain(&self.granted);
+        std::mem::size_of::<Self>()
+            + self.login.len()
+            + self.node.len()
+            + strings.map(|t| t.len() + 64).sum::<usize>()
+    }
+
     /// Who the peer is, for logs and the audit log: `login on node`.
     pub fn describe(&self) -> String {
         format!("{} on {}", self.login, self.node)
@@ -89,6 +98,29 @@ pub fn is_tailnet(ip: IpAddr) -> bool {
             s[0] == 0xfd7a && s[1] == 0x115c && s[2] == 0xa1e0
         }
     }
+}
+
+/// Whether a client's identity is Tailscale's to say: it comes from a tailnet address, and
+/// either a trusted balancer's PROXY header names that address, or the connection itself came
+/// to this host's tailnet address (so not over another network that reuses 100.64.0.0/10, such
+/// as a carrier-grade NAT or a VPC, where an address proves nothing) from another node (this
+/// host's own processes are not tailnet peers: they are chosen as off the tailnet).
+pub fn decides(
+    peer: std::net::SocketAddr,
+    local: Option<std::net::SocketAddr>,
+    proxied: bool,
+) -> bool {
+    let client = peer.ip().to_canonical();
+    if !is_tailnet(client) {
+        return false;
+    }
+    if proxied {
+        return true;
+    }
+    local.is_some_and(|l| {
+        let here = l.ip().to_canonical();
+        is_tailnet(here) && here != client
+    })
 }
 
 /// Why whois gave no peer.
@@ -141,7 +173,13 @@ impl WhoisError {
 /// One cached address: the answer once known, shared by every connection that waits for it.
 struct Slot {
     asked: Instant,
-    peer: OnceCell<Arc<Peer>>,
+    peer: OnceCell<Known>,
+}
+
+/// A peer kept in the cache, its bytes charged to the budget until it is forgotten.
+struct Known {
+    peer: Arc<Peer>,
+    _charge: crate::budget::Held,
 }
 
 /// The whois client with its cache.
@@ -194,20 +232,29 @@ impl Whois {
                 }
             }
         };
-        if let Some(peer) = slot.peer.get() {
+        if let Some(known) = slot.peer.get() {
             count("cached");
-            return Ok(peer.clone());
+            return Ok(known.peer.clone());
         }
         let ask = slot.peer.get_or_try_init(|| async {
-            let peer = self.ask(ip).await.map(Arc::new);
-            count(match &peer {
+            let known = self.ask(ip).await.and_then(|peer| {
+                let charge = self
+                    .budget
+                    .try_charge(peer.held_bytes())
+                    .ok_or(WhoisError::NoBudget)?;
+                Ok(Known {
+                    peer: Arc::new(peer),
+                    _charge: charge,
+                })
+            });
+            count(match &known {
                 Ok(_) => "asked",
                 Err(e) => e.outcome(),
             });
-            peer
+            known
         });
         match tokio::time::timeout_at(deadline.into(), ask).await {
-            Ok(result) => result.cloned(),
+            Ok(result) => result.map(|known| known.peer.clone()),
             Err(_) => {
                 count("timeout");
                 Err(WhoisError::Timeout)
@@ -298,8 +345,9 @@ fn first_line(body: &[u8]) -> String {
 struct Answer {
     node: AnswerNode,
     user_profile: AnswerProfile,
+    // Only the configured capability's values are read: the others stay raw text.
     #[serde(default)]
-    cap_map: Option<std::collections::HashMap<String, Option<Vec<serde_json::Value>>>>,
+    cap_map: Option<std::collections::HashMap<String, Box<serde_json::value::RawValue>>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -353,11 +401,13 @@ pub fn parse(body: &[u8], capability: &str) -> Result<Peer, WhoisError> {
         .map(|t| field("tag", t))
         .collect::<Result<Vec<_>, _>>()?;
     let mut granted = BTreeSet::new();
-    let values = answer
-        .cap_map
-        .and_then(|mut caps| caps.remove(capability))
-        .flatten()
-        .unwrap_or_default();
+    let values: Vec<serde_json::Value> =
+        match answer.cap_map.and_then(|mut caps| caps.remove(capability)) {
+            Some(raw) => serde_json::from_str::<Option<Vec<serde_json::Value>>>(raw.get())
+                .map_err(|e| WhoisError::Malformed(format!("{capability}: {e}")))?
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
     for value in values {
         if let Some(name) = value.get("identity").and_then(|n| n.as_str()) {
             granted.insert(field("granted identity", name.to_owned())?);

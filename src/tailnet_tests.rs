@@ -309,3 +309,43 @@ fn v6_tailnet_addresses_are_asked_about_in_canonical_form() {
     assert!(is_tailnet(ip));
     assert_eq!(ip.to_canonical().to_string(), "fd7a:115c:a1e0::2");
 }
+
+#[test]
+fn only_a_connection_to_this_nodes_tailnet_address_from_another_node_is_asked_about() {
+    let at = |s: &str| -> std::net::SocketAddr { s.parse().unwrap() };
+    let here = Some(at("100.64.0.1:9092"));
+    // From a laptop to the proxy's tailnet address.
+    assert!(decides(at("100.64.0.2:40000"), here, false));
+    assert!(decides(
+        at("[::ffff:100.64.0.2]:40000"),
+        Some(at("[::ffff:100.64.0.1]:9092")),
+        false
+    ));
+    assert!(decides(
+        at("[fd7a:115c:a1e0::2]:1"),
+        Some(at("[fd7a:115c:a1e0::1]:9092")),
+        false
+    ));
+    // A 100.64/10 source that reached another address (a CGNAT or VPC network reusing the
+    // range): its address proves nothing.
+    assert!(!decides(
+        at("100.64.0.2:40000"),
+        Some(at("10.0.0.5:9092")),
+        false
+    ));
+    assert!(!decides(at("100.64.0.2:40000"), None, false));
+    // This node's own processes, and sources off the tailnet.
+    assert!(!decides(at("100.64.0.1:40000"), here, false));
+    assert!(!decides(at("10.0.0.7:40000"), here, false));
+    // A trusted balancer's header names the client.
+    assert!(decides(
+        at("100.64.0.9:40000"),
+        Some(at("10.0.1.5:9092")),
+        true
+    ));
+    assert!(!decides(
+        at("10.0.0.7:40000"),
+        Some(at("10.0.1.5:9092")),
+        true
+    ));
+}
