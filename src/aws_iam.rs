@@ -31,7 +31,7 @@ use tokio::sync::{Mutex, OnceCell};
 /// The SASL mechanism's name.
 pub const MECHANISM: &str = "AWS_MSK_IAM";
 /// The payload format version aws-msk-iam-auth sends.
-const PAYLOAD_VERSION: &str = "2020_10_22";
+pub const PAYLOAD_VERSION: &str = "2020_10_22";
 /// The IAM action a connection asks for.
 const ACTION: &str = "kafka-cluster:Connect";
 /// The SigV4 service name.

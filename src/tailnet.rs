@@ -39,10 +39,10 @@ pub const MAX_ANSWER_BYTES: usize = 256 * 1024;
 pub const CACHE_ENTRIES: usize = 4096;
 
 /// Longest login, node name, tag or identity name kept from an answer.
-const MAX_FIELD_BYTES: usize = 256;
+pub const MAX_FIELD_BYTES: usize = 256;
 
 /// Most tags or granted identity names kept from an answer.
-const MAX_LIST: usize = 16;
+pub const MAX_LIST: usize = 16;
 
 /// How the proxy asks tailscaled, from the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,7 +16,7 @@ use clap::Parser;
 use kafka_protocol::messages::metadata_response::MetadataResponseBroker;
 use kafka_protocol::messages::{
     ApiVersionsResponse, BrokerId, MetadataRequest, MetadataResponse, ProduceRequest,
-    ResponseHeader,
+    ProduceResponse, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_tls_proxy::config::Cli;
@@ -115,8 +115,8 @@ fn unknown_request(api_key: i16, correlation_id: i32, payload: &[u8]) -> Vec<u8>
 }
 
 /// The answer of the fake broker: Metadata lists itself as broker 1 under a name the client
-/// must never see; unknown API key 9999 echoes a fixed payload; everything else answers an
-/// empty body of the right header shape.
+/// must never see; unknown API key 9999 echoes a fixed payload; Produce gets an empty
+/// ProduceResponse; everything else answers an empty body of the right header shape.
 fn standard_handler() -> Handler {
     Arc::new(move |h, frame, broker_port| match h.api_key {
         // Like a real broker: Produce with acks=0 gets no answer.
@@ -138,7 +138,12 @@ fn standard_handler() -> Handler {
             0,
             b"\x01\x02\x03 opaque bytes of a future API",
         )),
-        0 => Some(response_frame(h.correlation_id, 0, b"produce-ack")),
+        // A Produce answer the proxy walks (for error messages, from v8) but need not change.
+        0 => Some(response_frame(
+            h.correlation_id,
+            if h.api_version >= 9 { 1 } else { 0 },
+            &encode(&ProduceResponse::default(), h.api_version),
+        )),
         _ => Some(response_frame(h.correlation_id, 0, b"")),
     })
 }
@@ -300,7 +305,10 @@ async fn pipelined_requests_with_acks0_unknown_api_and_metadata() {
         &responses[1][8..],
         b"\x01\x02\x03 opaque bytes of a future API"
     );
-    assert_eq!(&responses[2][8..], b"produce-ack");
+    // The Produce answer (v9: a flexible header's empty tagged fields, then the body) too.
+    let mut produce_answer = vec![0u8];
+    produce_answer.extend_from_slice(&encode(&ProduceResponse::default(), 9));
+    assert_eq!(&responses[2][8..], &produce_answer[..]);
     // The broker saw the four requests with a client id and the unknown-API one (which has
     // none) in between, in order, numbered by the proxy (the client's ids
     // never reach the broker: they cannot steer how a response is paired).

@@ -1101,8 +1101,22 @@ fn main() {
         proxy_header.add(name, input);
     }
 
+    // json_answers: 0 + a whois answer, 1 + an AWS_MSK_IAM answer.
+    let mut json_answers = Corpus::new(&root, "json_answers");
+    let whois = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/tailnet/whois-alice.json")).expect("the whois sample");
+    let tagged = br#"{"Node":{"Name":"ci.tail1234.ts.net.","Tags":["tag:ci"]},"UserProfile":{"LoginName":"tagged-devices"},"CapMap":{"example.com/cap/kafka-tls-proxy":[{"identity":"ci"},{"identity":"x"}]}}"#;
+    for (name, which, body) in [
+        ("whois-alice", 0u8, whois.as_slice()),
+        ("whois-tagged", 0, tagged.as_slice()),
+        ("whois-null-caps", 0, br#"{"Node":{"Name":"n."},"UserProfile":{"LoginName":"a@b"},"CapMap":null}"#.as_slice()),
+        ("iam-answer", 1, br#"{"version":"2020_10_22","request-id":"e1a2b3c4-0000-4000-8000-000000000001"}"#.as_slice()),
+        ("iam-other-version", 1, br#"{"version":"2019","request-id":"x"}"#.as_slice()),
+    ] {
+        json_answers.add(name, [vec![which], body.to_vec()].concat());
+    }
+
     let mut total = 0;
-    for corpus in [rewrite, splice_vs_decode, node_endpoints, api_versions_corpus, own, frames, scrub, proxy_header] {
+    for corpus in [rewrite, splice_vs_decode, node_endpoints, api_versions_corpus, own, frames, scrub, proxy_header, json_answers] {
         total += corpus.write().1;
     }
     println!("total: {total} bytes");
