@@ -211,13 +211,19 @@ fn each_person_on_the_tailnet_acts_as_the_identity_their_grant_names() {
     let admin = common::free_port();
     let log = work.join("proxy.log");
     let out = std::fs::File::create(&log).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_kafka-tls-proxy"))
-        .args(["--upstream", c.bootstrap(), "--upstream-ca"])
-        .arg(c.ca())
-        .arg("--client-cert")
-        .arg(c.cert(Principal::Service))
-        .arg("--client-key")
-        .arg(c.key(Principal::Service))
+    // The proxy's (and `check`'s) upstream: the cluster, as User:service by default.
+    let proxy_command = |subcommand: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kafka-tls-proxy"));
+        cmd.args(subcommand)
+            .args(["--upstream", c.bootstrap(), "--upstream-ca"])
+            .arg(c.ca())
+            .arg("--client-cert")
+            .arg(c.cert(Principal::Service))
+            .arg("--client-key")
+            .arg(c.key(Principal::Service));
+        cmd
+    };
+    let child = proxy_command(None)
         .arg("--config")
         .arg(&config)
         .args(["--bind-address", PROXY_IP, "--allow-plaintext-listener"])
@@ -397,14 +403,7 @@ fn each_person_on_the_tailnet_acts_as_the_identity_their_grant_names() {
     // `check` asks tailscaled as the proxy will, and says what to fix when it cannot.
     let check = |socket: &std::path::Path| {
         run(
-            Command::new(env!("CARGO_BIN_EXE_kafka-tls-proxy"))
-                .arg("check")
-                .args(["--upstream", c.bootstrap(), "--upstream-ca"])
-                .arg(c.ca())
-                .arg("--client-cert")
-                .arg(c.cert(Principal::Service))
-                .arg("--client-key")
-                .arg(c.key(Principal::Service))
+            proxy_command(Some("check"))
                 .args(["--tailnet-identities", "--tailscale-socket"])
                 .arg(socket),
             None,
